@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Times card removal and insertion on a vccid slot, from the SCardControl that causes it to SCardGetStatusChange reporting it. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <reader.h>
+#include <winscard.h>
+
+#include "../ifdhandler/control.h"
+#include "stats.h"
+
+#define EVENT_MAX_ROUNDS 10000ul
+
+/* What the watcher thread saw last. */
+struct watch {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	const char *reader;
+	SCARDCONTEXT ctx;
+	int present;        /* -1 until the first answer */
+	uint64_t seq;       /* answers so far */
+	uint64_t stamp_ns;  /* when the last answer arrived */
+	int stop;
+	LONG err;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: event-bench -r READER [-n ROUNDS] [-T TIMEOUT_MS]\n"
+		   "  READER is a vccid slot with a configured card. Each round removes the card\n"
+		   "  (SCardControl 0x%08X) and inserts it again (0x%08X) on a direct\n"
+		   "  connection; a second thread waits in SCardGetStatusChange. ROUNDS default\n"
+		   "  200 (at most %lu); an event not seen within TIMEOUT_MS (default 2000) is\n"
+		   "  counted as missed.\n",
+		VCCID_CTL_REMOVE, VCCID_CTL_INSERT, EVENT_MAX_ROUNDS);
+}
+
+static void *watch_thread(void *arg)
+{
+	struct watch *w = arg;
+	SCARD_READERSTATE rs;
+	LONG rv;
+
+	memset(&rs, 0, sizeof rs);
+	rs.szReader = w->reader;
+	rs.dwCurrentState = SCARD_STATE_UNAWARE;
+	for (;;) {
+		uint64_t now;
+
+		rv = SCardGetStatusChange(w->ctx, 1000, &rs, 1);
+		now = stats_now_ns();
+		if (rv == SCARD_E_TIMEOUT) {
+			pthread_mutex_lock(&w->lock);
+			rv = w->stop ? SCARD_E_CANCELLED : SCARD_S_SUCCESS;
+			pthread_mutex_unlock(&w->lock);
+			if (rv != SCARD_S_SUCCESS)
+				break;
+			continue;
+		}
+		if (rv != SCARD_S_SUCCESS)
+			break;
+		pthread_mutex_lock(&w->lock);
+		w->present = (rs.dwEventState & SCARD_STATE_PRESENT) != 0;
+		w->seq++;
+		w->stamp_ns = now;
+		pthread_cond_broadcast(&w->changed);
+		pthread_mutex_unlock(&w->lock);
+		rs.dwCurrentState = rs.dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->err = rv;
+	w->stop = 1;
+	pthread_cond_broadcast(&w->changed);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Waits until the watcher reports @p want after sequence @p after; returns the
+ * stamp of that report, or 0 on timeout or watcher failure. */
+static uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms)
+{
+	struct timespec until;
+	uint64_t stamp = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop && !(w->seq > after && w->present == want)) {
+		if (pthread_cond_timedwait(&w->changed, &w->lock, &until) == ETIMEDOUT)
+			break;
+	}
+	if (!w->stop && w->seq > after && w->present == want)
+		stamp = w->stamp_ns;
+	pthread_mutex_unlock(&w->lock);
+	return stamp;
+}
+
+static uint64_t current_seq(struct watch *w)
+{
+	uint64_t s;
+
+	pthread_mutex_lock(&w->lock);
+	s = w->seq;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+static int watch_stopped(struct watch *w)
+{
+	int s;
+
+	pthread_mutex_lock(&w->lock);
+	s = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+static void print_line(const char *what, uint64_t *ns, size_t n, uint64_t *ctl_ns)
+{
+	struct stats_summary s, c;
+
+	stats_summarise(ns, n, &s);
+	stats_summarise(ctl_ns, n, &c);
+	printf(" %s_n=%zu %s_median_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f %s_mean_us=%.1f"
+	       " %s_ctl_median_us=%.1f",
+	       what, s.n, what, s.median_us, what, s.p99_us, what, s.max_us, what, s.mean_us,
+	       what, c.median_us);
+}
+
+int main(int argc, char **argv)
+{
+	const char *reader = NULL;
+	unsigned long rounds = 200, timeout_ms = 2000, r;
+	uint64_t *ins, *rem, *ins_ctl, *rem_ctl;
+	size_t nins = 0, nrem = 0;
+	unsigned long missed = 0;
+	struct watch w;
+	pthread_t tid;
+	SCARDCONTEXT ctx;
+	SCARDHANDLE card;
+	DWORD proto;
+	LONG rv;
+	int opt, status = 0;
+
+	while ((opt = getopt(argc, argv, "r:n:T:h")) != -1) {
+		switch (opt) {
+		case 'r':
+			reader = optarg;
+			break;
+		case 'n':
+			if (stats_parse_count(optarg, 1, EVENT_MAX_ROUNDS, &rounds) != 0) {
+				fprintf(stderr, "event-bench: ROUNDS must be 1..%lu\n", EVENT_MAX_ROUNDS);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (stats_parse_count(optarg, 1, 60000, &timeout_ms) != 0) {
+				fprintf(stderr, "event-bench: TIMEOUT_MS must be 1..60000\n");
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (reader == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	ins = calloc(rounds, sizeof *ins);
+	rem = calloc(rounds, sizeof *rem);
+	ins_ctl = calloc(rounds, sizeof *ins_ctl);
+	rem_ctl = calloc(rounds, sizeof *rem_ctl);
+	if (ins == NULL || rem == NULL || ins_ctl == NULL || rem_ctl == NULL) {
+		fprintf(stderr, "event-bench: out of memory\n");
+		return 1;
+	}
+
+	memset(&w, 0, sizeof w);
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.changed, NULL);
+	w.reader = reader;
+	w.present = -1;
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &w.ctx);
+	if (rv == SCARD_S_SUCCESS)
+		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+	if (rv != SCARD_S_SUCCESS) {
+		fprintf(stderr, "event-bench: SCardEstablishContext: %s\n", pcsc_stringify_error(rv));
+		return 1;
+	}
+	rv = SCardConnect(ctx, reader, SCARD_SHARE_DIRECT, 0, &card, &proto);
+	if (rv != SCARD_S_SUCCESS) {
+		fprintf(stderr, "event-bench: SCardConnect(%s, DIRECT): %s\n", reader,
+			pcsc_stringify_error(rv));
+		return 1;
+	}
+	if (pthread_create(&tid, NULL, watch_thread, &w) != 0) {
+		fprintf(stderr, "event-bench: cannot start the watcher\n");
+		return 1;
+	}
+	/* The first answer (from SCARD_STATE_UNAWARE) gives the current state. */
+	pthread_mutex_lock(&w.lock);
+	while (w.seq == 0 && !w.stop)
+		pthread_cond_wait(&w.changed, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+
+	for (r = 0; r < rounds && !watch_stopped(&w); r++) {
+		int step;
+
+		for (step = 0; step < 2; step++) {
+			int present;
+			DWORD code, got = 0;
+			uint64_t seq, t0, t1, seen;
+
+			pthread_mutex_lock(&w.lock);
+			present = w.present;
+			pthread_mutex_unlock(&w.lock);
+			code = present ? VCCID_CTL_REMOVE : VCCID_CTL_INSERT;
+			seq = current_seq(&w);
+			t0 = stats_now_ns();
+			rv = SCardControl(card, code, NULL, 0, NULL, 0, &got);
+			t1 = stats_now_ns();
+			if (rv == SCARD_W_RESET_CARD || rv == SCARD_W_REMOVED_CARD) {
+				/* Not expected on a direct connection, but harmless: reconnect and retry
+				 * (the retry is what is timed). */
+				SCardReconnect(card, SCARD_SHARE_DIRECT, 0, SCARD_LEAVE_CARD, &proto);
+				seq = current_seq(&w);
+				t0 = stats_now_ns();
+				rv = SCardControl(card, code, NULL, 0, NULL, 0, &got);
+				t1 = stats_now_ns();
+			}
+			if (rv != SCARD_S_SUCCESS) {
+				fprintf(stderr, "event-bench: SCardControl(0x%08lX): %s (0x%08lX)\n",
+					(unsigned long)code, pcsc_stringify_error(rv), (unsigned long)rv);
+				status = 1;
+				goto done;
+			}
+			seen = wait_for(&w, !present, seq, timeout_ms);
+			if (seen == 0) {
+				missed++;
+				continue;
+			}
+			if (present) {
+				rem[nrem] = seen - t0;
+				rem_ctl[nrem++] = t1 - t0;
+			} else {
+				ins[nins] = seen - t0;
+				ins_ctl[nins++] = t1 - t0;
+			}
+		}
+	}
+done:
+	pthread_mutex_lock(&w.lock);
+	w.stop = 1;
+	pthread_mutex_unlock(&w.lock);
+	SCardCancel(w.ctx);
+	pthread_join(tid, NULL);
+	if (w.err != SCARD_E_CANCELLED && w.err != SCARD_S_SUCCESS) {
+		fprintf(stderr, "event-bench: SCardGetStatusChange: %s\n", pcsc_stringify_error(w.err));
+		status = 1;
+	}
+	SCardDisconnect(card, SCARD_LEAVE_CARD);
+	SCardReleaseContext(ctx);
+	SCardReleaseContext(w.ctx);
+
+	printf("reader=\"%s\" rounds=%lu missed=%lu", reader, r, missed);
+	print_line("insert", ins, nins, ins_ctl);
+	print_line("remove", rem, nrem, rem_ctl);
+	printf("\n");
+	if (missed > 0 || nins == 0 || nrem == 0)
+		status = 1;
+	free(ins);
+	free(rem);
+	free(ins_ctl);
+	free(rem_ctl);
+	return status;
+}

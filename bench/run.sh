@@ -1,0 +1,438 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# run.sh: runs vccid's benchmarks (floor vs vccid APDU latency, card events, pkcs11-tool -L,
+# pcscd memory, vpcd comparison), each against a private pcscd in its own mount namespace.
+#
+# Usage: bench/run.sh BUILDDIR
+#   Needs root (unshare --mount), pcscd, taskset, timeout; hyperfine, opensc-tool,
+#   pkcs11-tool, certutil and vsmartcard-vpcd for the parts that use them (a part whose
+#   tool is missing is recorded as skipped). Writes BUILDDIR/bench/results-<UTC time>.txt
+#   (key=value lines; results-latest.txt points at it) and prints a summary table.
+#
+# Environment:
+#   BENCH_PARTS          parts to run (default: "floor vccid events pkcs11 memory vpcd")
+#   BENCH_SERVER_CPU     CPU for pcscd and its threads (default 0)
+#   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
+#   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
+#   BENCH_REPEAT         floor/vccid APDU runs, alternating (default 3)
+#   BENCH_EVENT_ROUNDS   remove+insert rounds (default 200)
+#   BENCH_HYPERFINE_RUNS pkcs11-tool -L runs (default 20)
+#   BENCH_NOQA_COUNT     APDUs through vpcd without QUICKACK, 44 ms each (default 50)
+#   BENCH_SERVER_TIMEOUT seconds any one pcscd may live (default 600)
+#   VCCID_DRIVER         driver (default BUILDDIR/ifdhandler/.libs/libvccid.so)
+#   VCCID_MKDB           NSS database maker (default SRCDIR/tools/vccid-mkdb)
+#   PCSCD                pcscd binary; CC for building the helpers when BUILDDIR has none
+#   BENCH_KEEP_TMP=1     keep the work directory (configs, NSS database, pcscd logs)
+
+set -u
+set -o pipefail
+
+prog=${0##*/}
+die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 2; }
+say() { printf '%s\n' "$*" >&2; }
+
+[ $# -eq 1 ] || die "usage: $prog BUILDDIR"
+[ "$(id -u)" -eq 0 ] || die "needs root for unshare --mount and mount -t tmpfs"
+BUILDDIR=$(cd "$1" 2>/dev/null && pwd) || die "no build directory $1"
+SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PATH=$PATH:/usr/sbin:/sbin
+export LC_ALL=C PATH
+
+PARTS=${BENCH_PARTS:-floor vccid events pkcs11 memory vpcd}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
+COUNT=${BENCH_COUNT:-5000}
+WARMUP=${BENCH_WARMUP:-500}
+REPEAT=${BENCH_REPEAT:-3}
+EVENT_ROUNDS=${BENCH_EVENT_ROUNDS:-200}
+HF_RUNS=${BENCH_HYPERFINE_RUNS:-20}
+NOQA_COUNT=${BENCH_NOQA_COUNT:-50}
+SERVER_TIMEOUT=${BENCH_SERVER_TIMEOUT:-600}
+CLIENT_TIMEOUT=300
+DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
+MKDB=${VCCID_MKDB:-$SRCDIR/tools/vccid-mkdb}
+VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)/serial/libifdvpcd.so
+VPCD_PORT=35963
+if [ -z "${PCSCD-}" ]; then
+	PCSCD=$(command -v pcscd) || die "pcscd not found"
+fi
+for n in COUNT WARMUP REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
+	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
+done
+for t in unshare taskset timeout mount; do
+	command -v "$t" >/dev/null || die "$t not found"
+done
+
+OUTDIR=$BUILDDIR/bench
+mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
+RESULTS=$OUTDIR/results-$(date -u +%Y%m%dT%H%M%SZ).txt
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vccid-bench.XXXXXX") || die "mktemp failed"
+cleanup() {
+	if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then
+		say "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+# OpenSC's cache and other per-user state stay in the work directory.
+mkdir -p "$WORK/home"
+export HOME=$WORK/home XDG_CACHE_HOME=$WORK/home/.cache
+
+# ---------------------------------------------------------------- helpers
+
+# Built programs from BUILDDIR, or compiled here with cc + pkg-config.
+find_or_build() { # VAR NAME SOURCE... (a NAME ending in .so builds a module)
+	local var=$1 name=$2 p cflags libs
+	shift 2
+	for p in "$BUILDDIR/bench/$name" "$BUILDDIR/bench/.libs/$name" "$BUILDDIR/tests/integration/$name"; do
+		if [ -x "$p" ] || { [ "${name%.so}" != "$name" ] && [ -f "$p" ]; }; then
+			printf -v "$var" '%s' "$p"
+			return 0
+		fi
+	done
+	p=$WORK/bin/$name
+	mkdir -p "$WORK/bin"
+	cflags=$(pkg-config --cflags libpcsclite) && libs=$(pkg-config --libs libpcsclite) ||
+		die "pkg-config libpcsclite failed"
+	if [ "${name%.so}" != "$name" ]; then
+		# shellcheck disable=SC2086
+		"${CC:-cc}" -std=gnu99 -O2 -Wall -Wextra -fPIC -shared -fvisibility=hidden $cflags \
+			-o "$p" "$@" || die "cannot build $name"
+	else
+		# shellcheck disable=SC2086
+		"${CC:-cc}" -std=gnu99 -O2 -Wall -Wextra $cflags -o "$p" "$@" $libs ||
+			die "cannot build $name"
+	fi
+	printf -v "$var" '%s' "$p"
+}
+
+B=$SRCDIR/bench
+find_or_build APDU_BENCH apdu-bench "$B/apdu-bench.c" "$B/stats.c"
+find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c"
+find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c"
+find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
+find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
+
+export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
+export COUNT WARMUP EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT CLIENT_TIMEOUT
+
+record() { printf '%s\n' "$*" >>"$RESULTS"; }
+# field LINE KEY: the value of KEY=value in a result line.
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1" | head -n 1; }
+has_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+FAILED=0
+fail() { say "FAILED: $*"; record "error $*"; FAILED=1; }
+
+# Client commands: pinned, bounded.
+client() { timeout -k 5 "$CLIENT_TIMEOUT" taskset -c "$CLIENT_CPU" "$@"; }
+
+# apdu_run TAG ARGS...: runs apdu-bench, records every line as "TAG line".
+apdu_run() {
+	local tag=$1 out rc
+	shift
+	out=$(client "$APDU_BENCH" -n "$COUNT" -w "$WARMUP" "$@")
+	rc=$?
+	[ -n "$out" ] && while IFS= read -r l; do record "$tag $l"; done <<<"$out"
+	return $rc
+}
+
+# memory TAG: pcscd's VmRSS and VmHWM.
+memory() {
+	local tag=$1 rss hwm
+	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PCSCD_PID/status")
+	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$PCSCD_PID/status")
+	record "$tag vmrss_kb=$rss vmhwm_kb=$hwm"
+}
+
+# Inside the namespace: a private /run/pcscd, pcscd started and awaited, BODY run, pcscd
+# stopped. ns_session CONFDIR LOG NREADERS NCARDS BODY [ARG]...
+ns_session() {
+	local confdir=$1 log=$2 nreaders=$3 ncards=$4 rc i
+	shift 4
+	mount -t tmpfs -o mode=0755 tmpfs /run/pcscd || return 99
+	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$SERVER_CPU" "$PCSCD" -f -c "$confdir" \
+		>"$log" 2>&1 </dev/null &
+	PCSCD_TPID=$!
+	if ! "$PCSC_WAIT" -q -n "$nreaders" -c "$ncards" -t 30000 -p "$PCSCD_TPID"; then
+		echo "pcscd not ready ($nreaders readers, $ncards cards); log tail:" >&2
+		tail -n 20 "$log" >&2
+		kill -TERM "$PCSCD_TPID" 2>/dev/null
+		wait "$PCSCD_TPID"
+		return 1
+	fi
+	# timeout's only child is pcscd (taskset execs it).
+	PCSCD_PID=$(cat "/proc/$PCSCD_TPID/task/$PCSCD_TPID/children" 2>/dev/null)
+	PCSCD_PID=${PCSCD_PID%% *}
+	export PCSCD_PID
+	"$@"
+	rc=$?
+	kill -TERM "$PCSCD_TPID" 2>/dev/null
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$PCSCD_TPID" 2>/dev/null || break
+		sleep 0.05 # bounded shutdown poll, not a readiness wait
+	done
+	kill -KILL "$PCSCD_TPID" 2>/dev/null
+	wait "$PCSCD_TPID"
+	return $rc
+}
+
+# session NAME CONFDIR NREADERS NCARDS BODY [ARG]...: ns_session in a new mount namespace.
+session() {
+	local name=$1 confdir=$2
+	shift 2
+	mkdir -p /run/pcscd
+	unshare --mount --propagation private \
+		bash -c 'ns_session "$@"' "bench-$name" "$confdir" "$WORK/pcscd-$name.log" "$@"
+}
+
+# ---------------------------------------------------------------- bodies (in the namespace)
+
+body_floor() {
+	local run=$1
+	apdu_run "apdu.floor run=$run" -r "floor 00 00" || return 1
+	if [ "$run" = 1 ]; then
+		memory "mem.floor phase=idle readers=4"
+		apdu_run "conc.floor4" -r "floor 00 00" -r "floor 01 00" -r "floor 02 00" -r "floor 03 00"
+	fi
+}
+
+body_vccid_apdu() {
+	apdu_run "apdu.vccid run=$1" -r "vccid 00 00"
+}
+
+body_events() {
+	local out rc
+	out=$(client "$EVENT_BENCH" -r "vccid 00 00" -n "$EVENT_ROUNDS")
+	rc=$?
+	[ -n "$out" ] && record "event.vccid $out"
+	return $rc
+}
+
+body_pkcs11() {
+	local csv=$WORK/hyperfine-pkcs11.csv rc line
+	# The first listing (OpenSC reads the card) is timed on its own, then hyperfine.
+	line=$( { TIMEFORMAT=%R; time client pkcs11-tool -L >"$WORK/pkcs11-L.txt" 2>&1; } 2>&1)
+	record "pkcs11.vccid.first wall_s=$line"
+	client hyperfine -N --warmup 3 --runs "$HF_RUNS" --export-csv "$csv" "pkcs11-tool -L" \
+		>"$WORK/hyperfine-pkcs11.txt" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		# command,mean,stddev,median,user,system,min,max (seconds)
+		line=$(awk -F, 'NR == 2 {printf "runs='"$HF_RUNS"' mean_ms=%.2f stddev_ms=%.2f median_ms=%.2f min_ms=%.2f max_ms=%.2f", $2*1000, $3*1000, $4*1000, $7*1000, $8*1000}' "$csv")
+		record "pkcs11.vccid $line slots=$(grep -c '^Slot' "$WORK/pkcs11-L.txt")"
+	fi
+	return $rc
+}
+
+body_memory() {
+	local i rc=0
+	memory "mem.vccid4 phase=idle cards=4"
+	for i in 0 1 2 3; do
+		client opensc-tool -r "$i" -n >>"$WORK/opensc-tool-n.txt" 2>&1 || rc=1
+	done
+	memory "mem.vccid4 phase=after-opensc-tool cards=4"
+	apdu_run "conc.vccid4" -r "vccid 00 00" -r "vccid 00 01" -r "vccid 00 02" -r "vccid 00 03" || rc=1
+	memory "mem.vccid4 phase=after-concurrent cards=4"
+	return $rc
+}
+
+body_vpcd() {
+	local mode=$1 count=$COUNT warm=$WARMUP cpid rc opt=
+	if [ "$mode" = noquickack ]; then
+		opt=--no-quickack count=$NOQA_COUNT warm=2
+	fi
+	# shellcheck disable=SC2086
+	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$CLIENT_CPU" "$VPCD_CARD" $opt \
+		2>>"$WORK/vpcd-card-$mode.log" &
+	cpid=$!
+	if "$PCSC_WAIT" -q -n 1 -c 1 -t 20000 -p "$cpid"; then
+		COUNT=$count WARMUP=$warm apdu_run "apdu.vpcd mode=$mode" -r "Virtual PCD 00 00"
+		rc=$?
+	else
+		echo "vpcd-card did not bring a card" >&2
+		rc=1
+	fi
+	kill -TERM "$cpid" 2>/dev/null
+	wait "$cpid"
+	return $rc
+}
+
+for f in $(declare -F | awk '{print $3}'); do
+	export -f "${f?}"
+done
+
+# ---------------------------------------------------------------- configuration
+
+record "meta date=$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r) cpus=$(nproc)" \
+	"pcscd=$("$PCSCD" --version 2>/dev/null | sed -n 's/.*pcsc-lite version \([0-9.]*\).*/\1/p' | head -n 1)" \
+	"server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU count=$COUNT warmup=$WARMUP repeat=$REPEAT"
+record "meta driver=$DRIVER floor=$FLOOR_DRIVER apdu_bench=$APDU_BENCH"
+
+# The floor: four reader.conf entries for one stateless driver.
+mkdir -p "$WORK/conf-floor"
+for i in 0 1 2 3; do
+	cat >"$WORK/conf-floor/floor$i" <<EOF
+FRIENDLYNAME "floor"
+DEVICENAME /dev/null
+LIBPATH $FLOOR_DRIVER
+EOF
+done
+
+# vccid: NSS database with four cards, one config with one card (the shipped example)
+# and one with four.
+have_vccid=0
+if [ -f "$DRIVER" ]; then
+	have_vccid=1
+	if [ -f "$MKDB" ]; then
+		bash "$MKDB" -q -n 4 "$WORK/nssdb" >"$WORK/mkdb.log" 2>&1 ||
+			{ cat "$WORK/mkdb.log" >&2; die "vccid-mkdb failed"; }
+	else
+		command -v certutil >/dev/null || die "neither $MKDB nor certutil found"
+		mkdir -p "$WORK/nssdb"
+		certutil -N -d "sql:$WORK/nssdb" --empty-password || die "certutil -N failed"
+		head -c 2048 /dev/urandom >"$WORK/noise"
+		serial=1
+		for c in card1 card2 card3 card4; do
+			for r in id sign enc; do
+				certutil -S -d "sql:$WORK/nssdb" -n "$c-$r" -s "CN=$c $r,O=vccid bench" -x \
+					-t "CT,C,C" -k rsa -g 2048 -m $((serial++)) -z "$WORK/noise" \
+					>/dev/null 2>&1 || die "certutil -S $c-$r failed"
+			done
+		done
+	fi
+	# DIR/vccid.conf and DIR/readers/vccid (pcscd reads every file of the -c directory).
+	vccid_conf() { # DIR NCARDS
+		local dir=$1 n=$2 i
+		mkdir -p "$dir/readers"
+		{
+			printf '[vccid]\nlog-level = error\nnss-database = sql:%s\n\n' "$WORK/nssdb"
+			printf '[reader:default]\nslots = 4\n'
+			for ((i = 1; i <= n; i++)); do
+				printf '\n[card:card%d]\nslot = %d\ncertificates = card%d-id;card%d-sign;card%d-enc\n' \
+					"$i" $((i - 1)) "$i" "$i" "$i"
+			done
+		} >"$dir/vccid.conf"
+		printf 'FRIENDLYNAME "vccid"\nDEVICENAME %s\nLIBPATH %s\n' "$dir/vccid.conf" "$DRIVER" \
+			>"$dir/readers/vccid"
+	}
+	vccid_conf "$WORK/conf-vccid1" 1
+	vccid_conf "$WORK/conf-vccid4" 4
+else
+	say "no driver at $DRIVER: vccid parts skipped"
+	record "skipped vccid reason=no-driver"
+fi
+
+# ---------------------------------------------------------------- measurements
+
+say "pinning: pcscd on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU; results: $RESULTS"
+for ((r = 1; r <= REPEAT; r++)); do
+	if has_part floor; then
+		say "floor APDU latency, run $r/$REPEAT"
+		session floor-$r "$WORK/conf-floor" 4 4 body_floor "$r" || fail "floor run $r"
+	fi
+	if has_part vccid && [ $have_vccid = 1 ]; then
+		say "vccid APDU latency, run $r/$REPEAT"
+		session vccid-$r "$WORK/conf-vccid1/readers" 4 1 body_vccid_apdu "$r" ||
+			fail "vccid run $r"
+	fi
+done
+if has_part events && [ $have_vccid = 1 ]; then
+	say "insertion/removal latency ($EVENT_ROUNDS rounds)"
+	session events "$WORK/conf-vccid1/readers" 4 1 body_events || fail "events"
+fi
+if has_part pkcs11 && [ $have_vccid = 1 ]; then
+	if command -v hyperfine >/dev/null && command -v pkcs11-tool >/dev/null; then
+		say "pkcs11-tool -L ($HF_RUNS runs)"
+		session pkcs11 "$WORK/conf-vccid1/readers" 4 1 body_pkcs11 || fail "pkcs11"
+	else
+		record "skipped pkcs11 reason=no-hyperfine-or-pkcs11-tool"
+	fi
+fi
+if has_part memory && [ $have_vccid = 1 ]; then
+	if command -v opensc-tool >/dev/null; then
+		say "pcscd memory with four cards, then four readers concurrently"
+		session memory "$WORK/conf-vccid4/readers" 4 4 body_memory || fail "memory"
+	else
+		record "skipped memory reason=no-opensc-tool"
+	fi
+fi
+if has_part vpcd; then
+	if [ ! -f "$VPCD_DRIVER" ]; then
+		record "skipped vpcd reason=no-$VPCD_DRIVER"
+	elif command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$VPCD_PORT")" ]; then
+		record "skipped vpcd reason=port-$VPCD_PORT-busy"
+	else
+		mkdir -p "$WORK/conf-vpcd"
+		printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH %s\nCHANNELID 0x8C7B\n' \
+			"$VPCD_DRIVER" >"$WORK/conf-vpcd/vpcd"
+		say "vpcd + C card client with TCP_QUICKACK"
+		session vpcd "$WORK/conf-vpcd" 1 0 body_vpcd quickack || fail "vpcd quickack"
+		say "vpcd + C card client without TCP_QUICKACK ($NOQA_COUNT APDUs)"
+		session vpcd-noqa "$WORK/conf-vpcd" 1 0 body_vpcd noquickack || fail "vpcd noquickack"
+	fi
+fi
+
+# ---------------------------------------------------------------- summary
+
+# median of the numbers on stdin
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+totals() { grep "^$1 .* total " "$RESULTS"; } # PREFIX (regex)
+runs_field() { totals "$1" | while IFS= read -r l; do field "$l" "$2"; done | median; }
+
+fm=$(runs_field 'apdu\.floor' median_us)
+fp=$(runs_field 'apdu\.floor' p99_us)
+vm=$(runs_field 'apdu\.vccid' median_us)
+vp=$(runs_field 'apdu\.vccid' p99_us)
+if [ -n "$fm" ] && [ -n "$vm" ]; then
+	ratio=$(awk -v a="$vm" -v b="$fm" -v c="$vp" -v d="$fp" 'BEGIN {
+		printf "median=%.3f p99=%.3f target_median=1.10 pass=%s", a / b, c / d, (a / b <= 1.10) ? "yes" : "no" }')
+	record "ratio.vccid_floor $ratio"
+fi
+ev=$(grep '^event\.vccid ' "$RESULTS" | tail -n 1)
+if [ -n "$ev" ]; then
+	record "target.events insert_p99_us=$(field "$ev" insert_p99_us) remove_p99_us=$(field "$ev" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$ev" insert_p99_us)" -v b="$(field "$ev" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
+fi
+ln -sf "$(basename "$RESULTS")" "$OUTDIR/results-latest.txt"
+
+row() { printf '%-44s %12s %12s  %s\n' "$@"; }
+line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
+{
+	echo
+	echo "vccid benchmarks: $(sed -n 's/^meta date=\([^ ]*\).* pcscd=\([^ ]*\).*/\1, pcscd \2/p' "$RESULTS" | head -n 1)"
+	echo "pinning: pcscd (all threads) on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (taskset); $(nproc) CPUs online"
+	echo "APDU runs: $COUNT timed after $WARMUP warm-up; floor/vccid: median over $REPEAT alternating runs"
+	echo
+	row "measurement" "median us" "p99 us" "notes"
+	row "--------------------------------------------" "------------" "------------" "-----"
+	[ -n "$fm" ] && row "floor driver, SELECT" "$fm" "$fp" "pcscd's own floor"
+	[ -n "$vm" ] && row "vccid emulated CAC, SELECT" "$vm" "$vp" "sw=$(field "$(totals 'apdu\.vccid' | tail -n 1)" sw 2>/dev/null)"
+	l=$(line_of ratio.vccid_floor)
+	[ -n "$l" ] && row "ratio vccid / floor" "$(field "$l" median)" "$(field "$l" p99)" "target median <= 1.10: $(field "$l" pass)"
+	if [ -n "$ev" ]; then
+		row "card insertion (SCardControl -> event)" "$(field "$ev" insert_median_us)" "$(field "$ev" insert_p99_us)" "max $(field "$ev" insert_max_us) us, n=$(field "$ev" insert_n), target p99 < 1000"
+		row "card removal (SCardControl -> event)" "$(field "$ev" remove_median_us)" "$(field "$ev" remove_p99_us)" "max $(field "$ev" remove_max_us) us, n=$(field "$ev" remove_n), missed $(field "$ev" missed)"
+	fi
+	l=$(line_of 'pkcs11\.vccid ')
+	[ -n "$l" ] && row "pkcs11-tool -L (hyperfine, 1 card)" "" "" "mean $(field "$l" mean_ms) ms +- $(field "$l" stddev_ms), min $(field "$l" min_ms), max $(field "$l" max_ms), $(field "$l" runs) runs"
+	l=$(line_of 'pkcs11\.vccid\.first')
+	[ -n "$l" ] && row "pkcs11-tool -L, first run" "" "" "$(field "$l" wall_s) s"
+	l=$(line_of 'mem\.floor ')
+	[ -n "$l" ] && row "pcscd memory, floor driver (4 readers)" "" "" "VmRSS $(field "$l" vmrss_kb) kB, VmHWM $(field "$l" vmhwm_kb) kB"
+	grep '^mem\.vccid4 ' "$RESULTS" | while IFS= read -r l; do
+		row "pcscd memory, vccid 4 cards ($(field "$l" phase))" "" "" "VmRSS $(field "$l" vmrss_kb) kB, VmHWM $(field "$l" vmhwm_kb) kB"
+	done
+	l=$(totals 'apdu\.vpcd mode=quickack' | tail -n 1)
+	[ -n "$l" ] && row "vpcd + C client, TCP_QUICKACK" "$(field "$l" median_us)" "$(field "$l" p99_us)" "n=$(field "$l" n)"
+	l=$(totals 'apdu\.vpcd mode=noquickack' | tail -n 1)
+	[ -n "$l" ] && row "vpcd + C client, no QUICKACK (stock)" "$(field "$l" median_us)" "$(field "$l" p99_us)" "n=$(field "$l" n)"
+	for t in floor4 vccid4; do
+		l=$(totals "conc\.$t" | tail -n 1)
+		[ -n "$l" ] && row "4 readers concurrently, $t (all APDUs)" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total"
+	done
+	grep '^\(skipped\|error\) ' "$RESULTS" | sed 's/^/note: /'
+	echo
+	echo "results: $RESULTS"
+} | tee "$OUTDIR/summary-latest.txt"
+exit $FAILED

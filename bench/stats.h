@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Latency samples and their summary (median, percentiles, mean) for the benchmark programs. */
+#ifndef VCCID_BENCH_STATS_H
+#define VCCID_BENCH_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct stats_summary {
+	size_t n;
+	double median_us, p90_us, p99_us, mean_us, min_us, max_us;
+};
+
+/** Nanoseconds on CLOCK_MONOTONIC. */
+uint64_t stats_now_ns(void);
+
+/** Summarises @p n samples in nanoseconds. Sorts @p ns in place (caller-owned). */
+void stats_summarise(uint64_t *ns, size_t n, struct stats_summary *out);
+
+/** Parses a decimal count in [lo, hi]; returns 0 or -1. */
+int stats_parse_count(const char *s, unsigned long lo, unsigned long hi, unsigned long *out);
+
+#endif

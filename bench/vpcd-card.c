@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Minimal card client for vsmartcard's vpcd: answers every APDU in place, to measure vpcd's own cost. */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stats.h"
+
+/* vpcd protocol (vsmartcard virtualsmartcard/src/vpcd/vpcd.h): every message is
+ * a 2-byte big-endian length and a payload; a 1-byte payload is a control. */
+enum {
+	VPCD_CTRL_OFF = 0,
+	VPCD_CTRL_ON = 1,
+	VPCD_CTRL_RESET = 2,
+	VPCD_CTRL_ATR = 4,
+};
+#define VPCD_CTRL_LEN 1
+#define VPCD_DEFAULT_PORT 35963 /* 0x8C7B, vpcd's reader.conf CHANNELID */
+#define VPCD_MAX_MSG 0xFFFF
+
+/* Same card as bench/floor-driver.c: TS 3B, T=0, historical bytes 14 50. */
+static const unsigned char card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
+
+static int quickack = 1;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vpcd-card [-H HOST] [-p PORT] [-T CONNECT_TIMEOUT_MS] [--no-quickack]\n"
+		   "  Connects to vpcd (default 127.0.0.1:%d), retrying until the timeout\n"
+		   "  (default 10000 ms), and answers APDUs with 90 00 (case 2: Le zero bytes\n"
+		   "  and 90 00) until vpcd closes the connection. TCP_NODELAY is always set;\n"
+		   "  TCP_QUICKACK is re-armed after every receive unless --no-quickack.\n",
+		VPCD_DEFAULT_PORT);
+}
+
+static void arm_quickack(int fd)
+{
+	int one = 1;
+
+	if (quickack)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+/* Reads exactly @p len bytes; returns 0, or -1 on EOF or error. */
+static int read_all(int fd, unsigned char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t r = recv(fd, buf, len, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		arm_quickack(fd);
+		buf += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Writes length and payload with one send. */
+static int send_msg(int fd, unsigned char *msg, size_t payload_len)
+{
+	size_t len = payload_len + 2, off = 0;
+
+	msg[0] = (unsigned char)(payload_len >> 8);
+	msg[1] = (unsigned char)payload_len;
+	while (off < len) {
+		ssize_t w = send(fd, msg + off, len - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* ISO/IEC 7816-4 §5.1: Le of a case-2 APDU, 0 for other shapes. */
+static size_t case2_le(const unsigned char *apdu, size_t len)
+{
+	if (len == 5)
+		return apdu[4] ? apdu[4] : 256;
+	if (len == 7 && apdu[4] == 0) {
+		size_t le = ((size_t)apdu[5] << 8) | apdu[6];
+		return le ? le : 65536;
+	}
+	return 0;
+}
+
+static int connect_retry(const char *host, unsigned long port, unsigned long timeout_ms)
+{
+	uint64_t deadline = stats_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	struct sockaddr_in sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		fprintf(stderr, "vpcd-card: %s is not an IPv4 address\n", host);
+		return -1;
+	}
+	for (;;) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+		struct timespec nap = { 0, 10000000L };
+
+		if (fd < 0) {
+			perror("vpcd-card: socket");
+			return -1;
+		}
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			arm_quickack(fd);
+			return fd;
+		}
+		close(fd);
+		if (stats_now_ns() >= deadline) {
+			fprintf(stderr, "vpcd-card: cannot connect to %s:%lu: %s\n", host, port,
+				strerror(errno));
+			return -1;
+		}
+		nanosleep(&nap, NULL);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *host = "127.0.0.1";
+	unsigned long port = VPCD_DEFAULT_PORT, timeout_ms = 10000;
+	/* 2 length bytes + the largest payload either way (65536 + 2 data would not fit
+	 * vpcd's 16-bit length: such answers are cut to 0xFFFF). */
+	static unsigned char in[2 + VPCD_MAX_MSG], out[2 + VPCD_MAX_MSG];
+	unsigned long apdus = 0;
+	int fd, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-quickack") == 0) {
+			quickack = 0;
+		} else if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) {
+			host = argv[++i];
+		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+			if (stats_parse_count(argv[++i], 1, 65535, &port) != 0) {
+				usage(stderr);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "-T") == 0 && i + 1 < argc) {
+			if (stats_parse_count(argv[++i], 1, 600000, &timeout_ms) != 0) {
+				usage(stderr);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	fd = connect_retry(host, port, timeout_ms);
+	if (fd < 0)
+		return 1;
+	for (;;) {
+		size_t len, le;
+
+		if (read_all(fd, in, 2) != 0)
+			break;
+		len = (size_t)in[0] << 8 | in[1];
+		if (read_all(fd, in + 2, len) != 0)
+			break;
+		if (len == VPCD_CTRL_LEN) {
+			/* Power on, off and reset need no answer; the ATR request does. */
+			if (in[2] == VPCD_CTRL_ATR) {
+				memcpy(out + 2, card_atr, sizeof card_atr);
+				if (send_msg(fd, out, sizeof card_atr) != 0)
+					break;
+			}
+			continue;
+		}
+		if (len == 0)
+			continue;
+		le = case2_le(in + 2, len);
+		if (le + 2 > VPCD_MAX_MSG)
+			le = VPCD_MAX_MSG - 2;
+		memset(out + 2, 0, le);
+		out[2 + le] = 0x90;
+		out[3 + le] = 0x00;
+		if (send_msg(fd, out, le + 2) != 0)
+			break;
+		apdus++;
+	}
+	close(fd);
+	fprintf(stderr, "vpcd-card: connection closed after %lu APDUs\n", apdus);
+	return 0;
+}

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Reads vccid.conf (GLib key file); every problem is logged with file, group and key, and skipped. */
+
+#include "config.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+
+#define GROUP_MAIN "vccid"
+#define PREFIX_READER "reader:"
+#define PREFIX_CARD "card:"
+
+struct parse_ctx {
+	struct vccid_config *config;
+	GKeyFile *file;
+};
+
+static void config_error(struct parse_ctx *ctx, const char *group, const char *key,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void config_error(struct parse_ctx *ctx, const char *group, const char *key,
+			 const char *fmt, ...)
+{
+	char problem[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(problem, sizeof(problem), fmt, ap);
+	va_end(ap);
+	ctx->config->n_errors++;
+	if (group && key)
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s] %s: %s", ctx->config->path, group, key, problem);
+	else if (group)
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s]: %s", ctx->config->path, group, problem);
+	else
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: %s", ctx->config->path, problem);
+}
+
+int vccid_log_level_parse(const char *text)
+{
+	static const char *const names[] = { "critical", "error", "info", "debug", "apdu" };
+	char *end;
+	long n;
+	size_t i;
+
+	if (text == NULL)
+		return -1;
+	for (i = 0; i < G_N_ELEMENTS(names); i++)
+		if (g_ascii_strcasecmp(text, names[i]) == 0)
+			return (int)i;
+	errno = 0;
+	n = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || n < VCCID_LOG_CRITICAL || n > VCCID_LOG_APDU)
+		return -1;
+	return (int)n;
+}
+
+/* A string value, or NULL when absent (absence is not an error here). */
+static char *get_string(struct parse_ctx *ctx, const char *group, const char *key)
+{
+	GError *err = NULL;
+	char *value;
+
+	if (!g_key_file_has_key(ctx->file, group, key, NULL))
+		return NULL;
+	value = g_key_file_get_string(ctx->file, group, key, &err);
+	if (value == NULL) {
+		config_error(ctx, group, key, "%s", err ? err->message : "unreadable value");
+		g_clear_error(&err);
+		return NULL;
+	}
+	g_strstrip(value);
+	return value;
+}
+
+/* Parses an unsigned integer key into [min, max]; returns false (logged) when bad. */
+static bool get_uint(struct parse_ctx *ctx, const char *group, const char *key,
+		     unsigned min, unsigned max, unsigned *out)
+{
+	char *text = get_string(ctx, group, key);
+	char *end;
+	unsigned long n;
+	bool ok = false;
+
+	if (text == NULL)
+		return false;
+	errno = 0;
+	n = strtoul(text, &end, 10);
+	if (text[0] == '\0' || text[0] == '-' || errno != 0 || *end != '\0')
+		config_error(ctx, group, key, "'%s' is not a number", text);
+	else if (n < min || n > max)
+		config_error(ctx, group, key, "%lu is out of range (%u to %u)", n, min, max);
+	else {
+		*out = (unsigned)n;
+		ok = true;
+	}
+	g_free(text);
+	return ok;
+}
+
+static bool get_bool(struct parse_ctx *ctx, const char *group, const char *key, bool fallback)
+{
+	char *text = get_string(ctx, group, key);
+	bool value = fallback;
+
+	if (text == NULL)
+		return fallback;
+	if (g_ascii_strcasecmp(text, "true") == 0 || strcmp(text, "1") == 0 ||
+	    g_ascii_strcasecmp(text, "yes") == 0)
+		value = true;
+	else if (g_ascii_strcasecmp(text, "false") == 0 || strcmp(text, "0") == 0 ||
+		 g_ascii_strcasecmp(text, "no") == 0)
+		value = false;
+	else
+		config_error(ctx, group, key, "'%s' is not true or false; using %s", text,
+			     fallback ? "true" : "false");
+	g_free(text);
+	return value;
+}
+
+/* Logs keys of @p group that are not in @p known: a typo must not pass silently. */
+static void check_keys(struct parse_ctx *ctx, const char *group, const char *const *known)
+{
+	gchar **keys = g_key_file_get_keys(ctx->file, group, NULL, NULL);
+	size_t i, j;
+
+	for (i = 0; keys && keys[i]; i++) {
+		bool found = false;
+
+		for (j = 0; known[j]; j++)
+			found = found || strcmp(keys[i], known[j]) == 0;
+		if (!found)
+			config_error(ctx, group, keys[i], "unknown key, ignored");
+	}
+	g_strfreev(keys);
+}
+
+static bool valid_name(const char *name)
+{
+	size_t len = strlen(name);
+	size_t i;
+
+	if (len == 0 || len > VCCID_NAME_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!g_ascii_isalnum(name[i]) && strchr("-_.@+", name[i]) == NULL)
+			return false;
+	return true;
+}
+
+static void parse_main(struct parse_ctx *ctx)
+{
+	static const char *const known[] = { "log-level", "nss-database", NULL };
+	struct vccid_config *config = ctx->config;
+	char *level;
+
+	if (!g_key_file_has_group(ctx->file, GROUP_MAIN))
+		return;
+	check_keys(ctx, GROUP_MAIN, known);
+	level = get_string(ctx, GROUP_MAIN, "log-level");
+	if (level != NULL) {
+		int n = vccid_log_level_parse(level);
+
+		if (n < 0)
+			config_error(ctx, GROUP_MAIN, "log-level",
+				     "'%s' is not one of critical, error, info, debug, apdu or 0-4",
+				     level);
+		else {
+			config->log_level = (enum vccid_log_level)n;
+			config->log_level_set = true;
+		}
+		g_free(level);
+	}
+	config->database = get_string(ctx, GROUP_MAIN, "nss-database");
+	if (config->database != NULL && config->database[0] == '\0') {
+		config_error(ctx, GROUP_MAIN, "nss-database", "empty value");
+		g_clear_pointer(&config->database, g_free);
+	}
+}
+
+static struct vccid_reader_config *find_reader(struct vccid_config *config, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < config->n_readers; i++)
+		if (strcmp(config->readers[i].name, name) == 0)
+			return &config->readers[i];
+	return NULL;
+}
+
+const struct vccid_reader_config *vccid_config_find_reader(const struct vccid_config *config,
+							   const char *name)
+{
+	return find_reader((struct vccid_config *)config, name);
+}
+
+static void parse_reader(struct parse_ctx *ctx, const char *group)
+{
+	static const char *const known[] = { "slots", NULL };
+	const char *name = group + strlen(PREFIX_READER);
+	struct vccid_reader_config *reader;
+	unsigned slots = VCCID_DEFAULT_SLOTS;
+
+	if (!valid_name(name)) {
+		config_error(ctx, group, NULL,
+			     "reader names are 1-%d letters, digits or -_.@+; group ignored",
+			     VCCID_NAME_MAX);
+		return;
+	}
+	check_keys(ctx, group, known);
+	if (g_key_file_has_key(ctx->file, group, "slots", NULL) &&
+	    !get_uint(ctx, group, "slots", 1, VCCID_MAX_SLOTS, &slots))
+		slots = VCCID_DEFAULT_SLOTS;
+	reader = find_reader(ctx->config, name);
+	if (reader == NULL) {
+		ctx->config->readers = g_renew(struct vccid_reader_config, ctx->config->readers,
+					       ctx->config->n_readers + 1);
+		reader = &ctx->config->readers[ctx->config->n_readers++];
+		reader->name = g_strdup(name);
+	}
+	reader->slots = slots;
+}
+
+static const struct vccid_card_config *card_in_slot(const struct vccid_config *config,
+						    const char *reader, unsigned slot)
+{
+	size_t i;
+
+	for (i = 0; i < config->n_cards; i++)
+		if (config->cards[i].slot == slot && strcmp(config->cards[i].reader, reader) == 0)
+			return &config->cards[i];
+	return NULL;
+}
+
+static bool parse_certificates(struct parse_ctx *ctx, const char *group,
+			       struct vccid_card_config *card)
+{
+	char *list = get_string(ctx, group, "certificates");
+	gchar **parts;
+	size_t n = 0;
+	size_t i;
+	bool ok = true;
+
+	if (list == NULL) {
+		config_error(ctx, group, "certificates",
+			     "missing: give %d NSS nicknames (identity;signing;encryption)",
+			     VCCID_CARD_CERTS);
+		return false;
+	}
+	parts = g_strsplit(list, ";", -1);
+	for (i = 0; parts[i]; i++) {
+		g_strstrip(parts[i]);
+		if (parts[i][0] == '\0' && parts[i + 1] == NULL && i > 0)
+			break;   /* GLib lists may end with ';' */
+		if (parts[i][0] == '\0' || strpbrk(parts[i], ",()") != NULL) {
+			config_error(ctx, group, "certificates",
+				     "nickname %zu is empty or contains one of ,()", i + 1);
+			ok = false;
+			break;
+		}
+		n++;
+	}
+	if (ok && n != VCCID_CARD_CERTS) {
+		config_error(ctx, group, "certificates", "%zu nicknames given, %d needed",
+			     n, VCCID_CARD_CERTS);
+		ok = false;
+	}
+	for (i = 0; ok && i < VCCID_CARD_CERTS; i++)
+		card->certs[i] = g_strdup(parts[i]);
+	g_strfreev(parts);
+	g_free(list);
+	return ok;
+}
+
+static void card_config_clear(struct vccid_card_config *card)
+{
+	size_t i;
+
+	g_free(card->name);
+	g_free(card->reader);
+	g_free(card->database);
+	for (i = 0; i < VCCID_CARD_CERTS; i++)
+		g_free(card->certs[i]);
+	memset(card, 0, sizeof(*card));
+}
+
+static void parse_card(struct parse_ctx *ctx, const char *group)
+{
+	static const char *const known[] = { "reader", "slot", "certificates", "nss-database",
+					     "inserted", NULL };
+	struct vccid_config *config = ctx->config;
+	const char *name = group + strlen(PREFIX_CARD);
+	struct vccid_card_config card;
+	const struct vccid_reader_config *reader;
+	const struct vccid_card_config *other;
+	bool ok = true;
+
+	memset(&card, 0, sizeof(card));
+	if (!valid_name(name)) {
+		config_error(ctx, group, NULL,
+			     "card names are 1-%d letters, digits or -_.@+; card ignored",
+			     VCCID_NAME_MAX);
+		return;
+	}
+	check_keys(ctx, group, known);
+	card.name = g_strdup(name);
+	card.reader = get_string(ctx, group, "reader");
+	if (card.reader == NULL)
+		card.reader = g_strdup(VCCID_DEFAULT_READER);
+	reader = find_reader(config, card.reader);
+	if (reader == NULL) {
+		config_error(ctx, group, "reader", "no [reader:%s] group; card ignored", card.reader);
+		ok = false;
+	}
+	if (!g_key_file_has_key(ctx->file, group, "slot", NULL)) {
+		config_error(ctx, group, "slot", "missing; card ignored");
+		ok = false;
+	} else if (reader != NULL &&
+		   !get_uint(ctx, group, "slot", 0, reader->slots - 1, &card.slot)) {
+		ok = false;
+	}
+	if (ok && (other = card_in_slot(config, card.reader, card.slot)) != NULL) {
+		config_error(ctx, group, "slot", "slot %u of reader %s already holds card %s",
+			     card.slot, card.reader, other->name);
+		ok = false;
+	}
+	if (!parse_certificates(ctx, group, &card))
+		ok = false;
+	card.database = get_string(ctx, group, "nss-database");
+	if (card.database == NULL && config->database != NULL)
+		card.database = g_strdup(config->database);
+	if (card.database == NULL || card.database[0] == '\0') {
+		config_error(ctx, group, "nss-database",
+			     "missing here and in [vccid]; card ignored");
+		ok = false;
+	}
+	card.inserted = get_bool(ctx, group, "inserted", true);
+	if (!ok) {
+		card_config_clear(&card);
+		return;
+	}
+	config->cards = g_renew(struct vccid_card_config, config->cards, config->n_cards + 1);
+	config->cards[config->n_cards++] = card;
+}
+
+static void add_default_reader(struct vccid_config *config)
+{
+	config->readers = g_new0(struct vccid_reader_config, 1);
+	config->readers[0].name = g_strdup(VCCID_DEFAULT_READER);
+	config->readers[0].slots = VCCID_DEFAULT_SLOTS;
+	config->n_readers = 1;
+}
+
+static void parse_file(struct parse_ctx *ctx)
+{
+	gchar **groups = g_key_file_get_groups(ctx->file, NULL);
+	size_t i;
+
+	parse_main(ctx);
+	/* Readers first, so cards can check their slot against them. */
+	for (i = 0; groups[i]; i++)
+		if (g_str_has_prefix(groups[i], PREFIX_READER))
+			parse_reader(ctx, groups[i]);
+	for (i = 0; groups[i]; i++) {
+		if (g_str_has_prefix(groups[i], PREFIX_CARD))
+			parse_card(ctx, groups[i]);
+		else if (strcmp(groups[i], GROUP_MAIN) != 0 &&
+			 !g_str_has_prefix(groups[i], PREFIX_READER))
+			config_error(ctx, groups[i], NULL, "unknown group, ignored");
+	}
+	g_strfreev(groups);
+}
+
+static struct vccid_config *config_new(const char *name)
+{
+	struct vccid_config *config = g_new0(struct vccid_config, 1);
+
+	config->path = g_strdup(name);
+	config->log_level = VCCID_LOG_ERROR;
+	add_default_reader(config);
+	return config;
+}
+
+static struct vccid_config *config_load(struct vccid_config *config, GKeyFile *file,
+					GError *err)
+{
+	struct parse_ctx ctx = { config, file };
+
+	if (err != NULL) {
+		config_error(&ctx, NULL, NULL, "cannot be read: %s", err->message);
+		g_error_free(err);
+	} else {
+		parse_file(&ctx);
+	}
+	g_key_file_free(file);
+	return config;
+}
+
+struct vccid_config *vccid_config_load(const char *path)
+{
+	struct vccid_config *config = config_new(path ? path : "(no file)");
+	GKeyFile *file = g_key_file_new();
+	GError *err = NULL;
+
+	if (path == NULL || path[0] == '\0')
+		g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "no configuration file given");
+	else
+		g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, &err);
+	return config_load(config, file, err);
+}
+
+struct vccid_config *vccid_config_load_data(const char *data, size_t len, const char *name)
+{
+	struct vccid_config *config = config_new(name ? name : "(data)");
+	GKeyFile *file = g_key_file_new();
+	GError *err = NULL;
+
+	g_key_file_load_from_data(file, data, len, G_KEY_FILE_NONE, &err);
+	return config_load(config, file, err);
+}
+
+void vccid_config_free(struct vccid_config *config)
+{
+	size_t i;
+
+	if (config == NULL)
+		return;
+	for (i = 0; i < config->n_readers; i++)
+		g_free(config->readers[i].name);
+	g_free(config->readers);
+	for (i = 0; i < config->n_cards; i++)
+		card_config_clear(&config->cards[i]);
+	g_free(config->cards);
+	g_free(config->database);
+	g_free(config->path);
+	g_free(config);
+}

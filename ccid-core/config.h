@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vccid's configuration file (GLib key file): readers, slots and the cards that sit in them. */
+#ifndef VCCID_CONFIG_H
+#define VCCID_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+#define VCCID_DEFAULT_READER "default"
+#define VCCID_DEFAULT_SLOTS 4
+#define VCCID_MAX_SLOTS 16
+#define VCCID_CARD_CERTS 3           /* CAC: identity, signing, encryption */
+#define VCCID_NAME_MAX 63            /* reader and card names */
+
+struct vccid_reader_config {
+	char *name;
+	unsigned slots;
+};
+
+struct vccid_card_config {
+	char *name;                  /* from [card:NAME] */
+	char *reader;                /* reader name, default "default" */
+	unsigned slot;
+	char *database;              /* NSS database, e.g. "sql:/var/lib/vccid/nssdb" */
+	char *certs[VCCID_CARD_CERTS];
+	bool inserted;               /* in the slot when the reader starts */
+};
+
+struct vccid_config {
+	char *path;
+	enum vccid_log_level log_level;
+	bool log_level_set;          /* log-level given in the file */
+	char *database;              /* [vccid] nss-database, may be NULL */
+	struct vccid_reader_config *readers;
+	size_t n_readers;
+	struct vccid_card_config *cards;
+	size_t n_cards;
+	size_t n_errors;             /* problems found; each was logged */
+};
+
+/**
+ * Loads @p path. Never fails for a bad file: every problem is logged at
+ * error level naming the file, group, key and problem, counted in
+ * n_errors, and the offending item is left out. Returns NULL only when
+ * memory runs out. Free with vccid_config_free().
+ */
+struct vccid_config *vccid_config_load(const char *path);
+/** Same, from @p len bytes of @p data; @p name is used in messages. */
+struct vccid_config *vccid_config_load_data(const char *data, size_t len, const char *name);
+void vccid_config_free(struct vccid_config *config);
+
+/** The reader called @p name, or NULL. */
+const struct vccid_reader_config *vccid_config_find_reader(const struct vccid_config *config,
+							   const char *name);
+/** Parses a log level name or number ("error", "2", ...); -1 if unknown. */
+int vccid_log_level_parse(const char *text);
+
+#endif

@@ -1,0 +1,365 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# lib.sh: helpers sourced by vccid's integration tests (bash): temp dirs, reader.conf,
+# a private pcscd in its own mount (and pid) namespace, and pass/fail bookkeeping.
+#
+# A test does, in outline:
+#   . "$(dirname "$0")/lib.sh"
+#   vccid_require_namespace; vccid_require_build; vccid_require_tools opensc-tool
+#   vccid_tmpdir                          # sets VCCID_TMP (do not call it in $(...))
+#   vccid_mkdb "$VCCID_TMP/nssdb" -c alice
+#   ... write "$VCCID_TMP/vccid.conf" ...
+#   vccid_write_readerconf "$VCCID_TMP/conf.d" "$VCCID_TMP/vccid.conf"
+#   body() { vccid_expect "lists readers" vccid_timeout opensc-tool -l; vccid_result; }
+#   vccid_run_pcscd -n 4 "$VCCID_TMP/conf.d" -- body
+#
+# The command given to vccid_run_pcscd runs in a new bash inside the namespace. Every
+# function defined so far is exported to it; variables it needs must be exported too.
+#
+# Exit codes (automake's test driver): 0 pass, 77 skip, 99 hard error, others fail.
+#
+# Environment: VCCID_SRCDIR, VCCID_BUILDDIR (default: two levels above this file),
+# PCSCD (pcscd binary), VCCID_KEEP_TMP=1 (keep temp dirs), VCCID_PCSCD_PREFIX (command
+# words put before pcscd, e.g. valgrind), VCCID_PCSCD_TIMEOUT (s, default 300),
+# VCCID_WAIT_MS (readiness, default 20000), VCCID_STOP_MS (shutdown, default 10000),
+# VCCID_CMD_TIMEOUT (s, per client command, default 60), VCCID_LOG_TAIL (lines, 80).
+
+_vccid_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VCCID_SRCDIR=${VCCID_SRCDIR:-$(cd "$_vccid_here/../.." && pwd)}
+VCCID_BUILDDIR=${VCCID_BUILDDIR:-$VCCID_SRCDIR}
+VCCID_DRIVER=${VCCID_DRIVER:-$VCCID_BUILDDIR/ifdhandler/.libs/libvccid.so}
+VCCID_CTL=${VCCID_CTL:-$VCCID_BUILDDIR/tools/vccid-ctl}
+VCCID_MKDB=${VCCID_MKDB:-$VCCID_SRCDIR/tools/vccid-mkdb}
+VCCID_PIN=${VCCID_PIN:-77777777}
+VCCID_CAC_ATR=3B:7A:18:00:00:73:66:74:65:20:63:64:31:34:34
+if [ -z "${PCSCD-}" ]; then
+	PCSCD=$(PATH=$PATH:/usr/sbin:/sbin command -v pcscd || echo /usr/sbin/pcscd)
+fi
+VCCID_TEST_NAME=${VCCID_TEST_NAME:-$(basename "$0" .test)}
+VCCID_FAILURES=${VCCID_FAILURES:-0}
+export VCCID_SRCDIR VCCID_BUILDDIR VCCID_DRIVER VCCID_CTL VCCID_MKDB VCCID_PIN VCCID_CAC_ATR
+export PCSCD VCCID_TEST_NAME
+PATH=$PATH:/usr/sbin:/sbin
+export PATH
+# Keep OpenSC and friends from reusing state of other runs.
+export LC_ALL=C
+
+# ---------------------------------------------------------------- reporting
+
+vccid_log() { printf '# %s\n' "$*"; }
+
+vccid_skip() {
+	printf 'SKIP: %s: %s\n' "$VCCID_TEST_NAME" "$*"
+	exit 77
+}
+
+vccid_error() {
+	printf 'ERROR: %s: %s\n' "$VCCID_TEST_NAME" "$*" >&2
+	exit 99
+}
+
+vccid_ok() { printf 'ok - %s\n' "$*"; }
+
+vccid_not_ok() {
+	local desc=$1
+	shift
+	printf 'not ok - %s\n' "$desc"
+	if [ $# -gt 0 ]; then
+		printf '%s\n' "$@" | sed 's/^/#   /'
+	fi
+	VCCID_FAILURES=$((VCCID_FAILURES + 1))
+}
+
+# vccid_check DESC CONDITION-COMMAND...: ok if the command succeeds.
+vccid_check() {
+	local desc=$1
+	shift
+	if "$@"; then
+		vccid_ok "$desc"
+	else
+		vccid_not_ok "$desc" "failed: $*"
+		return 1
+	fi
+}
+
+# vccid_expect DESC CMD...: runs CMD, keeps its output in $VCCID_OUT (stdout and stderr),
+# ok if it exits 0; otherwise prints the output.
+vccid_expect() {
+	local desc=$1 rc
+	shift
+	VCCID_OUT=$("$@" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		vccid_ok "$desc"
+		return 0
+	fi
+	vccid_not_ok "$desc" "command: $*" "exit status: $rc" "$VCCID_OUT"
+	return 1
+}
+
+# vccid_expect_fail DESC CMD...: like vccid_expect, but CMD must fail (exit 1..125, not a
+# crash or a timeout) and say something.
+vccid_expect_fail() {
+	local desc=$1 rc
+	shift
+	VCCID_OUT=$("$@" 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ] && [ $rc -lt 124 ] && [ -n "$VCCID_OUT" ]; then
+		vccid_ok "$desc (exit $rc: $(head -n 1 <<<"$VCCID_OUT"))"
+		return 0
+	fi
+	vccid_not_ok "$desc" "command: $*" "exit status: $rc (wanted a failure with a message)" \
+		"$VCCID_OUT"
+	return 1
+}
+
+# vccid_grep DESC PATTERN: ok if $VCCID_OUT matches the (extended, case-insensitive) regex.
+vccid_grep() {
+	if grep -Eqi -- "$2" <<<"$VCCID_OUT"; then
+		vccid_ok "$1"
+	else
+		vccid_not_ok "$1" "no match for /$2/ in:" "$VCCID_OUT"
+		return 1
+	fi
+}
+
+# vccid_result: the status for the end of a test body: 0 if nothing failed.
+vccid_result() {
+	if [ "$VCCID_FAILURES" -ne 0 ]; then
+		printf '# %s: %d check(s) failed\n' "$VCCID_TEST_NAME" "$VCCID_FAILURES"
+		return 1
+	fi
+	return 0
+}
+
+# vccid_timeout CMD...: runs a client command with a bound (VCCID_CMD_TIMEOUT seconds).
+vccid_timeout() {
+	timeout -k 5 "${VCCID_CMD_TIMEOUT:-60}" "$@"
+}
+
+# ---------------------------------------------------------------- requirements
+
+# vccid_require_namespace: skip unless we may make a mount namespace with a tmpfs.
+vccid_require_namespace() {
+	[ "$(id -u)" -eq 0 ] || vccid_skip "needs root (a private pcscd in a mount namespace)"
+	command -v unshare >/dev/null 2>&1 || vccid_skip "unshare (util-linux) not found"
+	if unshare --mount --pid --fork --mount-proc --propagation private \
+		sh -c 'mount -t tmpfs tmpfs /mnt' >/dev/null 2>&1; then
+		VCCID_UNSHARE="unshare --mount --pid --fork --mount-proc --propagation private"
+	elif unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /mnt' >/dev/null 2>&1; then
+		VCCID_UNSHARE="unshare --mount --propagation private"
+	else
+		vccid_skip "cannot create a mount namespace with a tmpfs here (unshare --mount failed)"
+	fi
+	export VCCID_UNSHARE
+	[ -x "$PCSCD" ] || vccid_skip "pcscd not found (PCSCD=$PCSCD)"
+}
+
+# vccid_require_build: the driver (and vccid-ctl) must be built: a hard error if not.
+vccid_require_build() {
+	[ -f "$VCCID_DRIVER" ] || vccid_error "driver not built: $VCCID_DRIVER missing (VCCID_BUILDDIR=$VCCID_BUILDDIR)"
+	case $VCCID_DRIVER$VCCID_BUILDDIR in
+	*[[:space:]]*) vccid_skip "reader.conf cannot hold paths with white space: $VCCID_BUILDDIR" ;;
+	esac
+}
+
+vccid_require_ctl() {
+	[ -x "$VCCID_CTL" ] || vccid_error "vccid-ctl not built: $VCCID_CTL missing"
+}
+
+# vccid_require_tools TOOL...: skip if a client tool is not installed.
+vccid_require_tools() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || vccid_skip "$t not installed"
+	done
+}
+
+# ---------------------------------------------------------------- files
+
+_vccid_cleanup() {
+	local rc=$?
+	if [ -n "${VCCID_TMP-}" ] && [ -d "$VCCID_TMP" ]; then
+		if [ "${VCCID_KEEP_TMP-}" = 1 ]; then
+			printf '# kept %s\n' "$VCCID_TMP"
+		else
+			rm -rf "$VCCID_TMP"
+		fi
+	fi
+	exit $rc
+}
+
+# vccid_tmpdir: makes a private temp dir under the build dir, removed on exit, in
+# $VCCID_TMP (exported). Call it directly, not in $(...), so the cleanup trap holds.
+vccid_tmpdir() {
+	local base=$VCCID_BUILDDIR/tests/integration
+	mkdir -p "$base" || vccid_error "cannot create $base"
+	VCCID_TMP=$(mktemp -d "$base/tmp.$VCCID_TEST_NAME.XXXXXX") || vccid_error "mktemp failed in $base"
+	chmod 0755 "$VCCID_TMP"
+	export VCCID_TMP
+	trap _vccid_cleanup EXIT
+	trap 'exit 130' INT TERM HUP
+	# OpenSC's file cache and anything else per-user stays in the test's dir.
+	mkdir -p "$VCCID_TMP/home"
+	export HOME=$VCCID_TMP/home XDG_CACHE_HOME=$VCCID_TMP/home/.cache
+	vccid_helpers
+}
+
+# vccid_helpers: locates (or builds into $VCCID_TMP/bin) the C helpers pcsc-wait and
+# pcsc-events; sets VCCID_PCSC_WAIT and VCCID_PCSC_EVENTS.
+vccid_helpers() {
+	local h var path cflags libs
+	for h in pcsc-wait pcsc-events; do
+		var=VCCID_$(tr 'a-z-' 'A-Z_' <<<"$h")
+		path=$VCCID_BUILDDIR/tests/integration/$h
+		if [ ! -x "$path" ]; then
+			path=$VCCID_TMP/bin/$h
+			mkdir -p "$VCCID_TMP/bin"
+			cflags=$(pkg-config --cflags libpcsclite) && libs=$(pkg-config --libs libpcsclite) ||
+				vccid_error "pkg-config libpcsclite failed: cannot build $h"
+			# shellcheck disable=SC2086
+			"${CC:-cc}" -std=gnu11 -O1 -Wall -o "$path" \
+				"$VCCID_SRCDIR/tests/integration/$h.c" $cflags $libs ||
+				vccid_error "cannot build $h"
+		fi
+		printf -v "$var" '%s' "$path"
+		export "${var?}"
+	done
+}
+
+# vccid_mkdb DIR ARGS...: a fresh NSS database with PIN $VCCID_PIN (see tools/vccid-mkdb).
+vccid_mkdb() {
+	local dir=$1 out
+	shift
+	out=$(bash "$VCCID_MKDB" -q -p "$VCCID_PIN" "$@" "$dir" 2>&1) ||
+		vccid_error "vccid-mkdb $* $dir failed: $out"
+}
+
+# vccid_write_readerconf CONFDIR CONF [READER] [FRIENDLY]: adds one reader.conf entry for
+# the built driver to CONFDIR (one file per FRIENDLY name, default "vccid").
+vccid_write_readerconf() {
+	local confdir=$1 conf=$2 reader=${3-} friendly=${4:-vccid} dev
+	dev=$conf${reader:+:$reader}
+	mkdir -p "$confdir" || vccid_error "cannot create $confdir"
+	cat >"$confdir/$friendly.conf" <<EOF
+# written by $VCCID_TEST_NAME
+FRIENDLYNAME "$friendly"
+DEVICENAME $dev
+LIBPATH $VCCID_DRIVER
+EOF
+}
+
+# ---------------------------------------------------------------- pcscd
+
+# vccid_run_pcscd [-n NREADERS] [-c NCARDS] CONFDIR -- CMD [ARG]...
+# Runs CMD inside a new mount namespace (and pid namespace where possible) whose
+# /run/pcscd is a private tmpfs, with "timeout 300 pcscd -f -a -d -c CONFDIR" running.
+# CMD starts once pcscd lists NREADERS readers (default 1) of which NCARDS hold a card
+# (default 0). pcscd's log goes to $VCCID_PCSCD_LOG (default: CONFDIR/../pcscd.log), its
+# PID is in $VCCID_PCSCD_PID for CMD. Afterwards pcscd gets SIGTERM, then SIGKILL if it
+# has not exited within VCCID_STOP_MS. Returns CMD's status; a failed start, an early
+# death or a failed/slow stop of pcscd fails too. On failure the log tail is printed.
+vccid_run_pcscd() {
+	local nreaders=1 ncards=0 confdir f
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-n) nreaders=$2; shift 2 ;;
+		-c) ncards=$2; shift 2 ;;
+		*) break ;;
+		esac
+	done
+	confdir=$1
+	shift
+	[ "${1-}" = -- ] && shift
+	[ $# -gt 0 ] || vccid_error "vccid_run_pcscd: no command"
+	[ -d "$confdir" ] || vccid_error "vccid_run_pcscd: no reader.conf dir $confdir"
+	[ -n "${VCCID_UNSHARE-}" ] || vccid_require_namespace
+	[ -n "${VCCID_PCSC_WAIT-}" ] || vccid_error "vccid_run_pcscd: call vccid_tmpdir first"
+	for f in $(declare -F | awk '{print $3}'); do
+		export -f "${f?}"
+	done
+	export VCCID_FAILURES
+	mkdir -p /run/pcscd
+	# shellcheck disable=SC2086
+	$VCCID_UNSHARE bash -c '_vccid_ns_main "$@"' vccid-ns "$confdir" "$nreaders" "$ncards" "$@"
+}
+
+# Inside the namespace: mount, start pcscd, wait, run, stop.
+_vccid_ns_main() {
+	local confdir=$1 nreaders=$2 ncards=$3 rc stop_rc
+	shift 3
+	mount -t tmpfs -o mode=0755 tmpfs /run/pcscd || {
+		echo "ERROR: cannot mount a tmpfs on /run/pcscd" >&2
+		return 99
+	}
+	VCCID_PCSCD_LOG=${VCCID_PCSCD_LOG:-$(cd "$confdir/.." && pwd)/pcscd.log}
+	export VCCID_PCSCD_LOG
+	: >"$VCCID_PCSCD_LOG"
+	# shellcheck disable=SC2086
+	timeout -k 10 "${VCCID_PCSCD_TIMEOUT:-300}" ${VCCID_PCSCD_PREFIX-} \
+		"$PCSCD" -f -a -d -c "$confdir" >>"$VCCID_PCSCD_LOG" 2>&1 </dev/null &
+	VCCID_PCSCD_PID=$!
+	export VCCID_PCSCD_PID
+	if ! "$VCCID_PCSC_WAIT" -n "$nreaders" -c "$ncards" -t "${VCCID_WAIT_MS:-20000}" \
+		-p "$VCCID_PCSCD_PID"; then
+		echo "not ok - pcscd ready with $nreaders reader(s) and $ncards card(s)"
+		_vccid_stop_pcscd >/dev/null 2>&1
+		vccid_pcscd_log_tail
+		return 1
+	fi
+	"$@"
+	rc=$?
+	_vccid_stop_pcscd
+	stop_rc=$?
+	[ $rc -ne 0 ] || rc=$stop_rc
+	if [ $rc -ne 0 ]; then
+		vccid_pcscd_log_tail
+	fi
+	return $rc
+}
+
+# Stops pcscd (the timeout process that runs it, which forwards SIGTERM). Returns 0 if it
+# was still running and exited cleanly (status 0 or SIGTERM) within VCCID_STOP_MS.
+_vccid_stop_pcscd() {
+	local pid=$VCCID_PCSCD_PID status i children
+	local max=$(( (${VCCID_STOP_MS:-10000} + 19) / 20 ))
+	if ! kill -0 "$pid" 2>/dev/null; then
+		wait "$pid"
+		status=$?
+		echo "not ok - pcscd was still running at the end (it exited early, status $status)"
+		return 1
+	fi
+	kill -TERM "$pid"
+	for ((i = 0; i < max; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.02
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "not ok - pcscd stops within ${VCCID_STOP_MS:-10000} ms of SIGTERM (killing it)"
+		children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null)
+		# shellcheck disable=SC2086
+		kill -KILL $children "$pid" 2>/dev/null
+		wait "$pid"
+		return 1
+	fi
+	wait "$pid"
+	status=$?
+	case $status in
+	0 | 143) return 0 ;;
+	esac
+	echo "not ok - pcscd exits cleanly on SIGTERM (exit status $status)"
+	return 1
+}
+
+# vccid_pcscd_log_tail [LINES]: the end of the current pcscd log, indented.
+vccid_pcscd_log_tail() {
+	local n=${1:-${VCCID_LOG_TAIL:-80}}
+	[ -f "${VCCID_PCSCD_LOG-}" ] || return 0
+	echo "# --- last $n lines of $VCCID_PCSCD_LOG"
+	tail -n "$n" "$VCCID_PCSCD_LOG" | sed 's/^/# pcscd| /'
+	echo "# ---"
+}
+
+# vccid_pkcs11_serials: prints the serial numbers of all tokens (pkcs11-tool -L).
+vccid_pkcs11_serials() {
+	vccid_timeout pkcs11-tool -L 2>/dev/null | awk -F: '/serial num/ { gsub(/[ \t]/, "", $2); print $2 }'
+}
