@@ -24,6 +24,8 @@
 #   PCSCD                pcscd binary; CC for building the helpers when BUILDDIR has none
 #   BENCH_KEEP_TMP=1     keep the work directory (configs, NSS database, pcscd logs)
 
+# Functions run inside the namespaces through export -f, which shellcheck cannot follow.
+# shellcheck disable=SC2317
 set -u
 set -o pipefail
 
@@ -52,7 +54,6 @@ CLIENT_TIMEOUT=300
 DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
 MKDB=${VCCID_MKDB:-$SRCDIR/tools/vccid-mkdb}
 VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)/serial/libifdvpcd.so
-VPCD_PORT=35963
 if [ -z "${PCSCD-}" ]; then
 	PCSCD=$(command -v pcscd) || die "pcscd not found"
 fi
@@ -94,8 +95,9 @@ find_or_build() { # VAR NAME SOURCE... (a NAME ending in .so builds a module)
 	done
 	p=$WORK/bin/$name
 	mkdir -p "$WORK/bin"
-	cflags=$(pkg-config --cflags libpcsclite) && libs=$(pkg-config --libs libpcsclite) ||
+	if ! cflags=$(pkg-config --cflags libpcsclite) || ! libs=$(pkg-config --libs libpcsclite); then
 		die "pkg-config libpcsclite failed"
+	fi
 	if [ "${name%.so}" != "$name" ]; then
 		# shellcheck disable=SC2086
 		"${CC:-cc}" -std=gnu99 -O2 -Wall -Wextra -fPIC -shared -fvisibility=hidden $cflags \
@@ -135,7 +137,7 @@ apdu_run() {
 	out=$(client "$APDU_BENCH" -n "$COUNT" -w "$WARMUP" "$@")
 	rc=$?
 	[ -n "$out" ] && while IFS= read -r l; do record "$tag $l"; done <<<"$out"
-	return $rc
+	return "$rc"
 }
 
 # memory TAG: pcscd's VmRSS and VmHWM.
@@ -175,16 +177,21 @@ ns_session() {
 	done
 	kill -KILL "$PCSCD_TPID" 2>/dev/null
 	wait "$PCSCD_TPID"
-	return $rc
+	return "$rc"
 }
 
 # session NAME CONFDIR NREADERS NCARDS BODY [ARG]...: ns_session in a new mount namespace.
+# SESSION_NET=1 adds a private network namespace (its own loopback, so vpcd's fixed TCP
+# port cannot clash with another pcscd on the machine).
 session() {
-	local name=$1 confdir=$2
+	local name=$1 confdir=$2 net=()
 	shift 2
 	mkdir -p /run/pcscd
-	unshare --mount --propagation private \
-		bash -c 'ns_session "$@"' "bench-$name" "$confdir" "$WORK/pcscd-$name.log" "$@"
+	[ "${SESSION_NET:-0}" = 1 ] && net=(--net)
+	# shellcheck disable=SC2016
+	unshare --mount --propagation private "${net[@]}" \
+		bash -c '[ "${SESSION_NET:-0}" = 1 ] && { ip link set lo up || exit 99; }
+			ns_session "$@"' "bench-$name" "$confdir" "$WORK/pcscd-$name.log" "$@"
 }
 
 # ---------------------------------------------------------------- bodies (in the namespace)
@@ -207,7 +214,7 @@ body_events() {
 	out=$(client "$EVENT_BENCH" -r "vccid 00 00" -n "$EVENT_ROUNDS")
 	rc=$?
 	[ -n "$out" ] && record "event.vccid $out"
-	return $rc
+	return "$rc"
 }
 
 body_pkcs11() {
@@ -218,12 +225,12 @@ body_pkcs11() {
 	client hyperfine -N --warmup 3 --runs "$HF_RUNS" --export-csv "$csv" "pkcs11-tool -L" \
 		>"$WORK/hyperfine-pkcs11.txt" 2>&1
 	rc=$?
-	if [ $rc -eq 0 ]; then
+	if [ "$rc" -eq 0 ]; then
 		# command,mean,stddev,median,user,system,min,max (seconds)
 		line=$(awk -F, 'NR == 2 {printf "runs='"$HF_RUNS"' mean_ms=%.2f stddev_ms=%.2f median_ms=%.2f min_ms=%.2f max_ms=%.2f", $2*1000, $3*1000, $4*1000, $7*1000, $8*1000}' "$csv")
 		record "pkcs11.vccid $line slots=$(grep -c '^Slot' "$WORK/pkcs11-L.txt")"
 	fi
-	return $rc
+	return "$rc"
 }
 
 body_memory() {
@@ -235,7 +242,7 @@ body_memory() {
 	memory "mem.vccid4 phase=after-opensc-tool cards=4"
 	apdu_run "conc.vccid4" -r "vccid 00 00" -r "vccid 00 01" -r "vccid 00 02" -r "vccid 00 03" || rc=1
 	memory "mem.vccid4 phase=after-concurrent cards=4"
-	return $rc
+	return "$rc"
 }
 
 body_vpcd() {
@@ -256,7 +263,7 @@ body_vpcd() {
 	fi
 	kill -TERM "$cpid" 2>/dev/null
 	wait "$cpid"
-	return $rc
+	return "$rc"
 }
 
 for f in $(declare -F | awk '{print $3}'); do
@@ -266,16 +273,19 @@ done
 # ---------------------------------------------------------------- configuration
 
 record "meta date=$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r) cpus=$(nproc)" \
-	"pcscd=$("$PCSCD" --version 2>/dev/null | sed -n 's/.*pcsc-lite version \([0-9.]*\).*/\1/p' | head -n 1)" \
+	"pcscd=$("$PCSCD" --version 2>/dev/null | sed -n 's/.*pcsc-lite version \([0-9.]*[0-9]\).*/\1/p' | head -n 1)" \
 	"server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU count=$COUNT warmup=$WARMUP repeat=$REPEAT"
+record "meta loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,) other_pcscd=$(pgrep -c -x pcscd)"
 record "meta driver=$DRIVER floor=$FLOOR_DRIVER apdu_bench=$APDU_BENCH"
 
-# The floor: four reader.conf entries for one stateless driver.
-mkdir -p "$WORK/conf-floor"
+# The floor: four reader.conf entries for one stateless driver. pcscd refuses two entries
+# with the same name and device, and wants the device to exist.
+mkdir -p "$WORK/conf-floor" "$WORK/floor-dev"
 for i in 0 1 2 3; do
+	: >"$WORK/floor-dev/$i"
 	cat >"$WORK/conf-floor/floor$i" <<EOF
 FRIENDLYNAME "floor"
-DEVICENAME /dev/null
+DEVICENAME $WORK/floor-dev/$i
 LIBPATH $FLOOR_DRIVER
 EOF
 done
@@ -285,6 +295,10 @@ done
 have_vccid=0
 if [ -f "$DRIVER" ]; then
 	have_vccid=1
+	# A private copy: a rebuild during the run cannot mix two drivers into one result.
+	cp "$DRIVER" "$WORK/libvccid.so" || die "cannot copy $DRIVER"
+	record "meta driver_sha256=$(sha256sum "$WORK/libvccid.so" | cut -c1-16) driver_mtime=$(date -u -r "$DRIVER" +%Y-%m-%dT%H:%M:%SZ)"
+	DRIVER=$WORK/libvccid.so
 	if [ -f "$MKDB" ]; then
 		bash "$MKDB" -q -n 4 "$WORK/nssdb" >"$WORK/mkdb.log" 2>&1 ||
 			{ cat "$WORK/mkdb.log" >&2; die "vccid-mkdb failed"; }
@@ -361,16 +375,18 @@ fi
 if has_part vpcd; then
 	if [ ! -f "$VPCD_DRIVER" ]; then
 		record "skipped vpcd reason=no-$VPCD_DRIVER"
-	elif command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$VPCD_PORT")" ]; then
-		record "skipped vpcd reason=port-$VPCD_PORT-busy"
+	elif ! command -v ip >/dev/null; then
+		record "skipped vpcd reason=no-ip-command-for-a-private-loopback"
 	else
 		mkdir -p "$WORK/conf-vpcd"
 		printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH %s\nCHANNELID 0x8C7B\n' \
 			"$VPCD_DRIVER" >"$WORK/conf-vpcd/vpcd"
 		say "vpcd + C card client with TCP_QUICKACK"
+		export SESSION_NET=1
 		session vpcd "$WORK/conf-vpcd" 1 0 body_vpcd quickack || fail "vpcd quickack"
 		say "vpcd + C card client without TCP_QUICKACK ($NOQA_COUNT APDUs)"
 		session vpcd-noqa "$WORK/conf-vpcd" 1 0 body_vpcd noquickack || fail "vpcd noquickack"
+		unset SESSION_NET
 	fi
 fi
 
@@ -378,7 +394,7 @@ fi
 
 # median of the numbers on stdin
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-totals() { grep "^$1 .* total " "$RESULTS"; } # PREFIX (regex)
+totals() { grep "^$1 " "$RESULTS" | grep ' total '; } # PREFIX (regex)
 runs_field() { totals "$1" | while IFS= read -r l; do field "$l" "$2"; done | median; }
 
 fm=$(runs_field 'apdu\.floor' median_us)
@@ -407,7 +423,7 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	row "measurement" "median us" "p99 us" "notes"
 	row "--------------------------------------------" "------------" "------------" "-----"
 	[ -n "$fm" ] && row "floor driver, SELECT" "$fm" "$fp" "pcscd's own floor"
-	[ -n "$vm" ] && row "vccid emulated CAC, SELECT" "$vm" "$vp" "sw=$(field "$(totals 'apdu\.vccid' | tail -n 1)" sw 2>/dev/null)"
+	[ -n "$vm" ] && row "vccid emulated CAC, SELECT" "$vm" "$vp" "sw=$(field "$(grep '^apdu\.vccid .* reader=' "$RESULTS" | tail -n 1)" sw) (floor: 9000)"
 	l=$(line_of ratio.vccid_floor)
 	[ -n "$l" ] && row "ratio vccid / floor" "$(field "$l" median)" "$(field "$l" p99)" "target median <= 1.10: $(field "$l" pass)"
 	if [ -n "$ev" ]; then
