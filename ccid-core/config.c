@@ -14,6 +14,7 @@
 #include "log.h"
 
 #define GROUP_MAIN "vccid"
+#define GROUP_VSCARD "vscard"
 #define PREFIX_READER "reader:"
 #define PREFIX_CARD "card:"
 
@@ -350,6 +351,114 @@ static void parse_card(struct parse_ctx *ctx, const char *group)
 	config->cards[config->n_cards++] = card;
 }
 
+/* Parses "HOST:PORT" or "[V6]:PORT" loosely; the listener resolves it. */
+static bool valid_listen(const char *text)
+{
+	const char *colon = strrchr(text, ':');
+	char *end;
+	unsigned long port;
+
+	if (colon == NULL || colon == text)
+		return false;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	return errno == 0 && *end == '\0' && colon[1] != '\0' && port >= 1024 && port <= 65535;
+}
+
+static void parse_vscard(struct parse_ctx *ctx)
+{
+	static const char *const known[] = { "listen", "unix-socket", "unix-owner", "unix-mode",
+					     "timeout-ms", "handshake-timeout-ms",
+					     "max-connections", "max-pending", "readers", NULL };
+	struct vccid_vscard_config *vs = &ctx->config->vscard;
+	char *text;
+	unsigned value;
+
+	vs->unix_mode = 0660;
+	vs->timeout_ms = 5000;
+	vs->handshake_timeout_ms = 5000;
+	vs->max_connections = 16;
+	vs->max_pending = 4;
+	if (!g_key_file_has_group(ctx->file, GROUP_VSCARD))
+		return;
+	vs->enabled = true;
+	check_keys(ctx, GROUP_VSCARD, known);
+	vs->unix_socket = get_string(ctx, GROUP_VSCARD, "unix-socket");
+	if (vs->unix_socket != NULL && vs->unix_socket[0] != '/') {
+		config_error(ctx, GROUP_VSCARD, "unix-socket", "'%s' is not an absolute path",
+			     vs->unix_socket);
+		g_clear_pointer(&vs->unix_socket, g_free);
+	}
+	text = get_string(ctx, GROUP_VSCARD, "listen");
+	if (text == NULL) {
+		if (vs->unix_socket == NULL)
+			vs->listen = g_strdup(VCCID_VSCARD_DEFAULT_LISTEN);
+	} else if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
+		g_free(text);
+	} else if (!valid_listen(text)) {
+		config_error(ctx, GROUP_VSCARD, "listen",
+			     "'%s' is not HOST:PORT with a port from 1024 to 65535; no TCP listener",
+			     text);
+		g_free(text);
+	} else {
+		vs->listen = text;
+	}
+	vs->unix_owner = get_string(ctx, GROUP_VSCARD, "unix-owner");
+	text = get_string(ctx, GROUP_VSCARD, "unix-mode");
+	if (text != NULL) {
+		char *end;
+		unsigned long mode = strtoul(text, &end, 8);
+
+		if (text[0] == '\0' || *end != '\0' || mode > 0777)
+			config_error(ctx, GROUP_VSCARD, "unix-mode", "'%s' is not an octal mode", text);
+		else
+			vs->unix_mode = (unsigned)mode;
+		g_free(text);
+	}
+	if (get_uint(ctx, GROUP_VSCARD, "timeout-ms", 100, 600000, &value))
+		vs->timeout_ms = value;
+	if (get_uint(ctx, GROUP_VSCARD, "handshake-timeout-ms", 100, 600000, &value))
+		vs->handshake_timeout_ms = value;
+	if (get_uint(ctx, GROUP_VSCARD, "max-connections", 1, 1024, &value))
+		vs->max_connections = value;
+	if (get_uint(ctx, GROUP_VSCARD, "max-pending", 1, 1024, &value))
+		vs->max_pending = value;
+	text = get_string(ctx, GROUP_VSCARD, "readers");
+	if (text != NULL) {
+		gchar **names = g_strsplit(text, ";", -1);
+		size_t i, n = 0;
+
+		for (i = 0; names[i]; i++) {
+			g_strstrip(names[i]);
+			if (names[i][0] == '\0') {
+				g_free(names[i]);
+				continue;
+			}
+			if (find_reader(ctx->config, names[i]) == NULL)
+				config_error(ctx, GROUP_VSCARD, "readers", "no [reader:%s] group",
+					     names[i]);
+			names[n++] = names[i];
+		}
+		names[n] = NULL;
+		vs->readers = names;
+		g_free(text);
+	}
+}
+
+bool vccid_config_vscard_reader(const struct vccid_config *config, const char *name)
+{
+	size_t i;
+
+	if (!config->vscard.enabled)
+		return false;
+	if (config->vscard.readers == NULL)
+		return true;
+	for (i = 0; config->vscard.readers[i]; i++)
+		if (strcmp(config->vscard.readers[i], name) == 0)
+			return true;
+	return false;
+}
+
 static void add_default_reader(struct vccid_config *config)
 {
 	config->readers = g_new0(struct vccid_reader_config, 1);
@@ -368,10 +477,11 @@ static void parse_file(struct parse_ctx *ctx)
 	for (i = 0; groups[i]; i++)
 		if (g_str_has_prefix(groups[i], PREFIX_READER))
 			parse_reader(ctx, groups[i]);
+	parse_vscard(ctx);
 	for (i = 0; groups[i]; i++) {
 		if (g_str_has_prefix(groups[i], PREFIX_CARD))
 			parse_card(ctx, groups[i]);
-		else if (strcmp(groups[i], GROUP_MAIN) != 0 &&
+		else if (strcmp(groups[i], GROUP_MAIN) != 0 && strcmp(groups[i], GROUP_VSCARD) != 0 &&
 			 !g_str_has_prefix(groups[i], PREFIX_READER))
 			config_error(ctx, groups[i], NULL, "unknown group, ignored");
 	}
@@ -438,6 +548,10 @@ void vccid_config_free(struct vccid_config *config)
 	for (i = 0; i < config->n_cards; i++)
 		card_config_clear(&config->cards[i]);
 	g_free(config->cards);
+	g_free(config->vscard.listen);
+	g_free(config->vscard.unix_socket);
+	g_free(config->vscard.unix_owner);
+	g_strfreev(config->vscard.readers);
 	g_free(config->database);
 	g_free(config->path);
 	g_free(config);

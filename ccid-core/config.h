@@ -28,6 +28,22 @@ struct vccid_card_config {
 	bool inserted;               /* in the slot when the reader starts */
 };
 
+#define VCCID_VSCARD_DEFAULT_LISTEN "127.0.0.1:35964"
+
+/* The VSCard listener ([vscard] group); enabled when the group exists. */
+struct vccid_vscard_config {
+	bool enabled;
+	char *listen;                /* "HOST:PORT" or NULL for no TCP listener */
+	char *unix_socket;           /* path or NULL */
+	char *unix_owner;            /* "USER[:GROUP]" or NULL */
+	unsigned unix_mode;          /* default 0660 */
+	unsigned timeout_ms;         /* APDU answer timeout, default 5000 */
+	unsigned handshake_timeout_ms;   /* default 5000 */
+	unsigned max_connections;    /* default 16 */
+	unsigned max_pending;        /* connections still in their handshake, default 4 */
+	char **readers;              /* NULL-terminated reader names, or NULL for all */
+};
+
 struct vccid_config {
 	char *path;
 	enum vccid_log_level log_level;
@@ -37,6 +53,7 @@ struct vccid_config {
 	size_t n_readers;
 	struct vccid_card_config *cards;
 	size_t n_cards;
+	struct vccid_vscard_config vscard;
 	size_t n_errors;             /* problems found; each was logged */
 };
 
@@ -54,6 +71,8 @@ void vccid_config_free(struct vccid_config *config);
 /** The reader called @p name, or NULL. */
 const struct vccid_reader_config *vccid_config_find_reader(const struct vccid_config *config,
 							   const char *name);
+/** True when the VSCard listener may put remote readers into reader @p name. */
+bool vccid_config_vscard_reader(const struct vccid_config *config, const char *name);
 /** Parses a log level name or number ("error", "2", ...); -1 if unknown. */
 int vccid_log_level_parse(const char *text);
 

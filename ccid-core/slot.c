@@ -187,15 +187,17 @@ void vccid_slot_cancel_waits(vccid_slot *slot)
 	pthread_mutex_unlock(&slot->state_lock);
 }
 
-/* Takes io_lock and returns the card in the slot, or VCCID_ENOCARD (lock released). */
+/* Takes io_lock and returns the card in the slot, or VCCID_ENOCARD (lock released).
+ * The card's name is copied: a remove and insert may rewrite card_name meanwhile. */
 static int slot_begin_io(vccid_slot *slot, const struct vccid_card_ops **ops, void **card,
-			 uint64_t *changes)
+			 uint64_t *changes, char name[64])
 {
 	pthread_mutex_lock(&slot->io_lock);
 	pthread_mutex_lock(&slot->state_lock);
 	*ops = slot->ops;
 	*card = slot->card;
 	*changes = slot->changes;
+	memcpy(name, slot->card_name, sizeof(slot->card_name));
 	pthread_mutex_unlock(&slot->state_lock);
 	if (*ops == NULL) {
 		pthread_mutex_unlock(&slot->io_lock);
@@ -210,6 +212,7 @@ int vccid_slot_power(vccid_slot *slot, enum vccid_power_action action,
 	const struct vccid_card_ops *ops;
 	void *card;
 	uint64_t changes;
+	char name[64];
 	uint8_t new_atr[VCCID_MAX_ATR + 8];
 	size_t new_len = sizeof(new_atr);
 	unsigned protocols;
@@ -217,7 +220,7 @@ int vccid_slot_power(vccid_slot *slot, enum vccid_power_action action,
 
 	if (slot == NULL || (action != VCCID_POWER_DOWN && (atr == NULL || atr_len == NULL)))
 		return VCCID_EINVAL;
-	rv = slot_begin_io(slot, &ops, &card, &changes);
+	rv = slot_begin_io(slot, &ops, &card, &changes, name);
 	if (rv != VCCID_OK)
 		return rv;
 
@@ -226,7 +229,7 @@ int vccid_slot_power(vccid_slot *slot, enum vccid_power_action action,
 		if (new_len > sizeof(new_atr) ||
 		    vccid_atr_check(new_atr, new_len, &protocols) != VCCID_OK) {
 			VCCID_LOG(VCCID_LOG_ERROR, "card %s gave an invalid ATR (%zu bytes)",
-				  slot->card_name, new_len);
+				  name, new_len);
 			rv = VCCID_EPROTO;
 		} else if (new_len > *atr_len) {
 			rv = VCCID_ENOSPC;
@@ -264,6 +267,7 @@ int vccid_slot_transmit(vccid_slot *slot, const uint8_t *cmd, size_t cmd_len,
 	void *card;
 	uint64_t changes;
 	struct vccid_apdu apdu;
+	char name[64];
 	bool powered;
 	size_t capacity;
 	int rv;
@@ -271,11 +275,13 @@ int vccid_slot_transmit(vccid_slot *slot, const uint8_t *cmd, size_t cmd_len,
 	if (slot == NULL || cmd == NULL || rsp == NULL || rsp_len == NULL)
 		return VCCID_EINVAL;
 	capacity = *rsp_len;
+	*rsp_len = 0;
 	if (capacity < 2)
 		return VCCID_ENOSPC;
-	rv = slot_begin_io(slot, &ops, &card, &changes);
+	rv = slot_begin_io(slot, &ops, &card, &changes, name);
 	if (rv != VCCID_OK)
 		return rv;
+	*rsp_len = capacity;
 
 	pthread_mutex_lock(&slot->state_lock);
 	powered = slot->powered;
@@ -285,7 +291,7 @@ int vccid_slot_transmit(vccid_slot *slot, const uint8_t *cmd, size_t cmd_len,
 		rv = VCCID_ENOTPOWERED;
 	} else if (vccid_apdu_parse(cmd, cmd_len, &apdu) != VCCID_OK) {
 		VCCID_LOG(VCCID_LOG_INFO, "malformed APDU of %zu bytes for card %s: answered 67 00",
-			  cmd_len, slot->card_name);
+			  cmd_len, name);
 		memcpy(rsp, sw_wrong_length, sizeof(sw_wrong_length));
 		*rsp_len = sizeof(sw_wrong_length);
 	} else {
@@ -293,7 +299,7 @@ int vccid_slot_transmit(vccid_slot *slot, const uint8_t *cmd, size_t cmd_len,
 		rv = ops->transmit(card, cmd, cmd_len, rsp, rsp_len);
 		if (rv == VCCID_OK && (*rsp_len < 2 || *rsp_len > capacity)) {
 			VCCID_LOG(VCCID_LOG_ERROR, "card %s gave a response of %zu bytes",
-				  slot->card_name, *rsp_len);
+				  name, *rsp_len);
 			rv = VCCID_EIO;
 		}
 		if (rv == VCCID_OK)

@@ -88,6 +88,7 @@ int vccid_slot_power(vccid_slot *slot, enum vccid_power_action action,
  * Exchanges one APDU. A malformed APDU (ISO 7816-4 §5.1) never reaches the
  * card: the slot answers 67 00 (wrong length) itself, as a card would.
  * @p rsp is caller-owned with capacity *rsp_len; VCCID_ENOSPC if too small.
+ * On every failure but VCCID_EINVAL, *rsp_len is set to 0.
  */
 int vccid_slot_transmit(vccid_slot *slot, const uint8_t *cmd, size_t cmd_len,
 			uint8_t *rsp, size_t *rsp_len);

@@ -363,7 +363,7 @@ static size_t tlv_properties(uint8_t *out)
 static int control_answer(DWORD Lun, DWORD code, const uint8_t *in, size_t in_len,
 			  uint8_t *out, size_t out_size, size_t *out_len)
 {
-	uint8_t buf[128];
+	uint8_t buf[512];
 	char name[VCCID_NAME_MAX + 1];
 	size_t n = 0;
 	int rv = VCCID_OK;

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "backends/cacard/cacard.h"
+#include "backends/vscard/host.h"
+#include "backends/vscard/vscard.h"
 #include "ccid-core/config.h"
 #include "ccid-core/error.h"
 #include "ccid-core/log.h"
@@ -23,6 +25,8 @@ struct vccid_reader {
 	char *name;
 	struct vccid_config *config;
 	bool cacard_acquired;
+	bool vscard_acquired;
+	uint32_t offered_slots;   /* slots given to the VSCard listener */
 	unsigned n_slots;
 	uint32_t open_slots;      /* pcscd opens and closes each slot's channel */
 	vccid_slot *slots[VCCID_MAX_SLOTS];
@@ -86,6 +90,12 @@ static void reader_free(vccid_reader *reader)
 {
 	unsigned i;
 
+	/* Remote readers first: they must not outlive the slots they sit in. */
+	for (i = 0; i < reader->n_slots; i++)
+		if (reader->offered_slots & (1u << i))
+			vscard_host_withdraw_slot(reader->slots[i]);
+	if (reader->vscard_acquired)
+		vccid_vscard_release();
 	for (i = 0; i < reader->n_slots; i++) {
 		vccid_slot_free(reader->slots[i]);
 		free(reader->home[i]);
@@ -134,6 +144,17 @@ static int reader_fill(vccid_reader *reader)
 			VCCID_LOG(VCCID_LOG_ERROR, "%s: [card:%s]: not inserted: %s", config->path,
 				  card->name, rv == VCCID_ENOENT ? "the card could not be made"
 								 : vccid_strerror(rv));
+	}
+	if (vccid_config_vscard_reader(config, reader->name) &&
+	    vccid_vscard_acquire(config) == VCCID_OK) {
+		reader->vscard_acquired = true;
+		/* Slots without a configured card take remote readers. */
+		for (i = 0; i < reader->n_slots; i++) {
+			if (reader->home[i] != NULL)
+				continue;
+			vscard_host_offer_slot(reader->slots[i], reader->name, (unsigned)i);
+			reader->offered_slots |= 1u << i;
+		}
 	}
 	return VCCID_OK;
 }
@@ -295,6 +316,8 @@ int vccid_reader_describe(unsigned long lun, char *buf, size_t size)
 {
 	struct vccid_slot_status status;
 	char atr[VCCID_MAX_ATR * 2 + 1] = "-";
+	char remote[VSCARD_NAME_MAX + 1];
+	char peer[64];
 	vccid_reader *reader;
 	unsigned slot;
 	size_t i;
@@ -305,12 +328,20 @@ int vccid_reader_describe(unsigned long lun, char *buf, size_t size)
 	vccid_slot_get_status(reader->slots[slot], &status);
 	for (i = 0; i < status.atr_len; i++)
 		snprintf(atr + 2 * i, sizeof(atr) - 2 * i, "%02X", status.atr[i]);
+	if (!vscard_host_slot_remote(reader->slots[slot], remote, sizeof(remote), peer,
+				     sizeof(peer))) {
+		snprintf(remote, sizeof(remote), "-");
+		snprintf(peer, sizeof(peer), "-");
+	} else if (remote[0] == '\0') {
+		snprintf(remote, sizeof(remote), "(unnamed)");
+	}
 	len = snprintf(buf, size,
-		       "reader=%s slot=%u state=%s powered=%d card=%s home=%s backend=%s atr=%s",
+		       "reader=%s slot=%u state=%s powered=%d card=%s home=%s backend=%s atr=%s "
+		       "remote=%s peer=%s",
 		       reader->name, slot, status.present ? "present" : "empty",
 		       status.powered ? 1 : 0, status.present ? status.card_name : "-",
 		       reader->home[slot] ? reader->home[slot] : "-",
-		       status.present ? status.backend : "-", atr);
+		       status.present ? status.backend : "-", atr, remote, peer);
 	if (len < 0 || (size_t)len >= size)
 		return VCCID_ENOSPC;
 	return len;
@@ -328,6 +359,8 @@ int vccid_reader_insert(unsigned long lun, const char *card_name)
 		card_name = reader->home[slot];
 	if (card_name == NULL)
 		return VCCID_ENOENT;
+	if (vscard_host_slot_bound(reader->slots[slot]))
+		return VCCID_EBUSY;   /* the slot belongs to a remote reader */
 	rv = vccid_cacard_insert(card_name, reader->slots[slot]);
 	VCCID_LOG(rv == VCCID_OK ? VCCID_LOG_INFO : VCCID_LOG_ERROR,
 		  "insert of card %s into reader %s slot %u: %s", card_name, reader->name, slot,

@@ -21,7 +21,8 @@
 # PCSCD (pcscd binary), VCCID_KEEP_TMP=1 (keep temp dirs), VCCID_PCSCD_PREFIX (command
 # words put before pcscd, e.g. valgrind), VCCID_PCSCD_TIMEOUT (s, default 300),
 # VCCID_WAIT_MS (readiness, default 20000), VCCID_STOP_MS (shutdown, default 10000),
-# VCCID_CMD_TIMEOUT (s, per client command, default 60), VCCID_LOG_TAIL (lines, 80).
+# VCCID_CMD_TIMEOUT (s, per client command, default 60), VCCID_LOG_TAIL (lines, 80),
+# VCCID_PCSCD_OK_STATUS (exit statuses of a stopped pcscd that count as clean, "0 143").
 
 _vccid_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VCCID_SRCDIR=${VCCID_SRCDIR:-$(cd "$_vccid_here/../.." && pwd)}
@@ -235,12 +236,14 @@ vccid_mkdb() {
 }
 
 # vccid_write_readerconf CONFDIR CONF [READER] [FRIENDLY]: adds one reader.conf entry for
-# the built driver to CONFDIR (one file per FRIENDLY name, default "vccid").
+# the built driver to CONFDIR (one file per FRIENDLY name and READER, FRIENDLY defaults to
+# "vccid"). pcscd names the PC/SC readers "FRIENDLY NN SS": NN counts the entries that
+# share FRIENDLY (in pcscd's directory order), SS is the slot.
 vccid_write_readerconf() {
 	local confdir=$1 conf=$2 reader=${3-} friendly=${4:-vccid} dev
 	dev=$conf${reader:+:$reader}
 	mkdir -p "$confdir" || vccid_error "cannot create $confdir"
-	cat >"$confdir/$friendly.conf" <<EOF
+	cat >"$confdir/$friendly${reader:+-$reader}.conf" <<EOF
 # written by $VCCID_TEST_NAME
 FRIENDLYNAME "$friendly"
 DEVICENAME $dev
@@ -306,7 +309,8 @@ _vccid_ns_main() {
 		vccid_pcscd_log_tail
 		return 1
 	fi
-	"$@"
+	# A subshell: a bare "wait" in CMD must not wait for pcscd.
+	("$@")
 	rc=$?
 	_vccid_stop_pcscd
 	stop_rc=$?
@@ -343,8 +347,8 @@ _vccid_stop_pcscd() {
 	fi
 	wait "$pid"
 	status=$?
-	case $status in
-	0 | 143) return 0 ;;
+	case " ${VCCID_PCSCD_OK_STATUS:-0 143} " in
+	*" $status "*) return 0 ;;
 	esac
 	echo "not ok - pcscd exits cleanly on SIGTERM (exit status $status)"
 	return 1
@@ -362,4 +366,91 @@ vccid_pcscd_log_tail() {
 # vccid_pkcs11_serials: prints the serial numbers of all tokens (pkcs11-tool -L).
 vccid_pkcs11_serials() {
 	vccid_timeout pkcs11-tool -L 2>/dev/null | awk -F: '/serial num/ { gsub(/[ \t]/, "", $2); print $2 }'
+}
+
+# ---------------------------------------------------------------- card checks
+
+# vccid_p11 READER ARG...: pkcs11-tool (OpenSC's module) on the token in READER.
+vccid_p11() {
+	local reader=$1
+	shift
+	vccid_timeout pkcs11-tool --slot-description "$reader" "$@"
+}
+
+# vccid_card_cert_ids READER: prints the PKCS#11 IDs of the certificates on the card.
+vccid_card_cert_ids() {
+	vccid_p11 "$1" -O 2>/dev/null |
+		awk '/^Certificate Object/ { c = 1; next } /^[^ \t]/ { c = 0 } c && $1 == "ID:" { print $2 }'
+}
+
+# vccid_card_cert_id READER DERFILE: prints the ID of the card's certificate that is
+# byte-identical to DERFILE; fails if there is none.
+vccid_card_cert_id() {
+	local reader=$1 der=$2 id tmp
+	tmp=$(mktemp "$VCCID_TMP/cert.XXXXXX") || return 1
+	for id in $(vccid_card_cert_ids "$reader"); do
+		vccid_p11 "$reader" --read-object --type cert --id "$id" -o "$tmp" >/dev/null 2>&1 || continue
+		if cmp -s "$tmp" "$der"; then
+			rm -f "$tmp"
+			printf '%s\n' "$id"
+			return 0
+		fi
+	done
+	rm -f "$tmp"
+	return 1
+}
+
+# vccid_nss_cert_der DB NICK FILE: the DER certificate NICK from the NSS database DB.
+vccid_nss_cert_der() {
+	certutil -L -d "$1" -n "$2" -r >"$3" 2>/dev/null && [ -s "$3" ]
+}
+
+# vccid_check_signature READER DB NICK: signs random data on the card in READER with the
+# key of certificate NICK (PIN $VCCID_PIN, SHA256-RSA-PKCS) and verifies the signature
+# with openssl against that certificate's public key. One ok/not ok line.
+vccid_check_signature() {
+	local reader=$1 db=$2 nick=$3 dir id out desc
+	desc="signature by $nick on \"$reader\" verifies with openssl"
+	dir=$(mktemp -d "$VCCID_TMP/sig.$nick.XXXXXX") || return 1
+	if ! vccid_nss_cert_der "$db" "$nick" "$dir/cert.der"; then
+		vccid_not_ok "$desc" "certutil cannot export $nick from $db"
+		return 1
+	fi
+	openssl x509 -inform DER -in "$dir/cert.der" -pubkey -noout >"$dir/pub.pem" || {
+		vccid_not_ok "$desc" "openssl cannot read the certificate $nick"
+		return 1
+	}
+	if ! id=$(vccid_card_cert_id "$reader" "$dir/cert.der"); then
+		vccid_not_ok "$desc" "no certificate on the card equals $nick" \
+			"$(vccid_p11 "$reader" -O 2>&1)"
+		return 1
+	fi
+	head -c 517 /dev/urandom >"$dir/data"
+	if ! out=$(vccid_p11 "$reader" --login --pin "$VCCID_PIN" --sign --id "$id" \
+		-m SHA256-RSA-PKCS -i "$dir/data" -o "$dir/sig" 2>&1); then
+		vccid_not_ok "$desc" "pkcs11-tool --sign --id $id failed:" "$out"
+		return 1
+	fi
+	if ! out=$(openssl dgst -sha256 -verify "$dir/pub.pem" -signature "$dir/sig" "$dir/data" 2>&1); then
+		vccid_not_ok "$desc" "openssl dgst -verify: $out"
+		return 1
+	fi
+	vccid_ok "$desc (key ID $id)"
+	VCCID_SIG_DIR=$dir
+}
+
+# vccid_names_cac READER: opensc-tool -n on READER names a CAC card.
+vccid_names_cac() {
+	vccid_expect "opensc-tool -n names a card in \"$1\"" vccid_timeout opensc-tool -r "$1" -n &&
+		vccid_grep "the card in \"$1\" is a CAC card ($(head -n 1 <<<"$VCCID_OUT"))" 'CAC'
+}
+
+# vccid_ctl ARG...: the control tool, bounded.
+vccid_ctl() {
+	vccid_timeout "$VCCID_CTL" "$@"
+}
+
+# vccid_ctl_state READER: the STATE column of "vccid-ctl list" for READER.
+vccid_ctl_state() {
+	vccid_ctl list 2>/dev/null | awk -F '\t' -v r="$1" '$1 == r { print $2 }'
 }

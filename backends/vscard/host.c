@@ -1,0 +1,711 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* VSCard host state machine: handshake, remote readers in offered slots, APDUs relayed with a timeout. */
+#include "host.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ccid-core/atr.h"
+#include "ccid-core/error.h"
+#include "ccid-core/log.h"
+#include "proto.h"
+
+#define HANDSHAKE_MAX_PAYLOAD 64              /* an Init with a few capabilities */
+#define READY_MAX_PAYLOAD (65536 + 2 + 64)    /* the largest response, with room */
+#define ANSWER_WRITE_TIMEOUT_MS 1000
+
+/* Lock order: host_lock, then a slot's locks, then conn->lock (innermost). */
+
+struct host_slot {
+	vccid_slot *slot;
+	char reader[VSCARD_NAME_MAX + 1];
+	unsigned index;
+	struct remote_reader *bound;   /* guarded by host_lock */
+	struct host_slot *next;
+};
+
+struct remote_reader {
+	vscard_conn *conn;
+	uint32_t id;
+	char name[VSCARD_NAME_MAX + 1];
+	struct host_slot *hslot;       /* guarded by host_lock; NULL when orphaned */
+	/* The rest is guarded by conn->lock. */
+	bool in_slot;                  /* from slot insert until the slot's release */
+	bool removing;                 /* no new exchange may start */
+	uint8_t atr[VCCID_MAX_ATR];
+	size_t atr_len;
+	bool pending;                  /* an APDU waits for its answer */
+	bool answered;
+	int status;
+	uint8_t *rsp;
+	size_t rsp_cap;
+	size_t rsp_len;
+};
+
+struct vscard_conn {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	pthread_mutex_t write_lock;    /* one message at a time on the wire */
+	struct vscard_io io;
+	char peer[64];
+	unsigned timeout_ms;
+	bool handshake_done;
+	bool extended;                 /* the peer takes extended APDUs (vccid capability) */
+	bool dead;                     /* guarded by lock */
+	struct remote_reader *readers[VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
+	struct vscard_framer framer;
+	uint8_t *buf;
+};
+
+static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct host_slot *host_slots;
+
+static const uint8_t sw_wrong_length[2] = { 0x67, 0x00 };
+
+/* ---- slots offered by the readers ---- */
+
+void vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index)
+{
+	struct host_slot *hslot = calloc(1, sizeof(*hslot));
+
+	if (hslot == NULL) {
+		VCCID_LOG(VCCID_LOG_ERROR, "out of memory: slot %u of %s not offered", index, reader);
+		return;
+	}
+	hslot->slot = slot;
+	snprintf(hslot->reader, sizeof(hslot->reader), "%s", reader);
+	hslot->index = index;
+	pthread_mutex_lock(&host_lock);
+	hslot->next = host_slots;
+	host_slots = hslot;
+	pthread_mutex_unlock(&host_lock);
+}
+
+static struct host_slot **find_hslot(vccid_slot *slot)
+{
+	struct host_slot **p;
+
+	for (p = &host_slots; *p != NULL; p = &(*p)->next)
+		if ((*p)->slot == slot)
+			return p;
+	return NULL;
+}
+
+bool vscard_host_slot_bound(vccid_slot *slot)
+{
+	struct host_slot **p;
+	bool bound;
+
+	pthread_mutex_lock(&host_lock);
+	p = find_hslot(slot);
+	bound = p != NULL && (*p)->bound != NULL;
+	pthread_mutex_unlock(&host_lock);
+	return bound;
+}
+
+bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
+			     char *peer, size_t peer_size)
+{
+	struct host_slot **p;
+	bool bound = false;
+
+	pthread_mutex_lock(&host_lock);
+	p = find_hslot(slot);
+	if (p != NULL && (*p)->bound != NULL) {
+		snprintf(name, name_size, "%s", (*p)->bound->name);
+		snprintf(peer, peer_size, "%s", (*p)->bound->conn->peer);
+		bound = true;
+	}
+	pthread_mutex_unlock(&host_lock);
+	return bound;
+}
+
+/* ---- the card operations of a remote card ---- */
+
+static void deadline_after(struct timespec *ts, unsigned timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Marks the connection failed; conn->lock held. The transport closes it. */
+static bool conn_fail_locked(vscard_conn *conn, const char *why)
+{
+	if (conn->dead)
+		return false;
+	conn->dead = true;
+	pthread_cond_broadcast(&conn->changed);
+	VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s; dropping it", conn->peer, why);
+	return true;
+}
+
+static int conn_send(vscard_conn *conn, const uint8_t *buf, size_t len, unsigned timeout_ms)
+{
+	int rv;
+
+	pthread_mutex_lock(&conn->write_lock);
+	rv = conn->io.write(conn->io.io, buf, len, (int)timeout_ms);
+	pthread_mutex_unlock(&conn->write_lock);
+	if (rv != VCCID_OK) {
+		bool wake;
+
+		pthread_mutex_lock(&conn->lock);
+		wake = conn_fail_locked(conn, rv == VCCID_ETIMEDOUT ? "it does not read (write timed out)"
+								    : "write failed");
+		pthread_mutex_unlock(&conn->lock);
+		if (wake && conn->io.wake)
+			conn->io.wake(conn->io.io);
+	}
+	return rv;
+}
+
+static int remote_power(void *card, enum vccid_power_action action, uint8_t *atr,
+			size_t *atr_len)
+{
+	struct remote_reader *reader = card;
+	int rv = VCCID_OK;
+
+	if (action == VCCID_POWER_DOWN)
+		return VCCID_OK;   /* VSCard has no power messages: the card stays as it is */
+	pthread_mutex_lock(&reader->conn->lock);
+	if (reader->atr_len > *atr_len) {
+		rv = VCCID_ENOSPC;
+	} else {
+		memcpy(atr, reader->atr, reader->atr_len);
+		*atr_len = reader->atr_len;
+	}
+	pthread_mutex_unlock(&reader->conn->lock);
+	return rv;
+}
+
+static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
+			   size_t *rsp_len)
+{
+	struct remote_reader *reader = card;
+	vscard_conn *conn = reader->conn;
+	size_t limit;
+	size_t msg_len;
+	uint8_t *msg;
+	struct timespec deadline;
+	bool wake = false;
+	int rv;
+
+	pthread_mutex_lock(&conn->lock);
+	if (conn->dead || reader->removing || !reader->in_slot) {
+		pthread_mutex_unlock(&conn->lock);
+		return VCCID_EIO;
+	}
+	limit = conn->extended ? VSCARD_EXT_MAX_APDU : VSCARD_LEGACY_MAX_APDU;
+	if (cmd_len > limit) {
+		pthread_mutex_unlock(&conn->lock);
+		/* Stock peers overflow a 270-byte buffer: answer as a card that cannot take it. */
+		VCCID_LOG(VCCID_LOG_INFO, "APDU of %zu bytes is over what peer %s takes (%zu): "
+			  "answered 67 00", cmd_len, conn->peer, limit);
+		memcpy(rsp, sw_wrong_length, sizeof(sw_wrong_length));
+		*rsp_len = sizeof(sw_wrong_length);
+		return VCCID_OK;
+	}
+	reader->pending = true;
+	reader->answered = false;
+	reader->rsp = rsp;
+	reader->rsp_cap = *rsp_len;
+	reader->rsp_len = 0;
+	reader->status = VCCID_EIO;
+	pthread_mutex_unlock(&conn->lock);
+
+	msg = malloc(VSCARD_HEADER_SIZE + cmd_len);
+	if (msg == NULL) {
+		rv = VCCID_ENOMEM;
+	} else {
+		msg_len = vscard_message_encode(msg, VSCARD_HEADER_SIZE + cmd_len, VSCARD_APDU,
+						reader->id, cmd, cmd_len);
+		rv = conn_send(conn, msg, msg_len, conn->timeout_ms);
+		explicit_bzero(msg, VSCARD_HEADER_SIZE + cmd_len);   /* may hold a PIN */
+		free(msg);
+	}
+
+	pthread_mutex_lock(&conn->lock);
+	if (rv == VCCID_OK) {
+		deadline_after(&deadline, conn->timeout_ms);
+		while (!reader->answered && !conn->dead &&
+		       pthread_cond_timedwait(&conn->changed, &conn->lock, &deadline) != ETIMEDOUT)
+			;
+		if (reader->answered) {
+			rv = reader->status;
+			if (rv == VCCID_OK)
+				*rsp_len = reader->rsp_len;
+		} else if (conn->dead) {
+			rv = VCCID_EIO;
+		} else {
+			wake = conn_fail_locked(conn, "no answer to an APDU in time");
+			rv = VCCID_ETIMEDOUT;
+		}
+	}
+	reader->pending = false;
+	reader->rsp = NULL;
+	pthread_mutex_unlock(&conn->lock);
+	if (wake && conn->io.wake)
+		conn->io.wake(conn->io.io);
+	return rv;
+}
+
+static void remote_release(void *card)
+{
+	struct remote_reader *reader = card;
+
+	pthread_mutex_lock(&reader->conn->lock);
+	reader->in_slot = false;
+	pthread_cond_broadcast(&reader->conn->changed);
+	pthread_mutex_unlock(&reader->conn->lock);
+}
+
+static const struct vccid_card_ops remote_ops = {
+	.backend = "vscard",
+	.power = remote_power,
+	.transmit = remote_transmit,
+	.release = remote_release,
+};
+
+/* ---- remote readers ---- */
+
+/*
+ * Takes the reader's card out of its slot and waits until the slot let it
+ * go, so nothing uses the reader afterwards. host_lock held.
+ */
+static void reader_take_card_out(struct remote_reader *reader)
+{
+	vscard_conn *conn = reader->conn;
+	bool in_slot;
+
+	pthread_mutex_lock(&conn->lock);
+	reader->removing = true;
+	if (reader->pending && !reader->answered) {
+		reader->answered = true;
+		reader->status = VCCID_ENOCARD;
+		pthread_cond_broadcast(&conn->changed);
+	}
+	in_slot = reader->in_slot;
+	pthread_mutex_unlock(&conn->lock);
+	if (in_slot && reader->hslot != NULL)
+		(void)vccid_slot_remove(reader->hslot->slot);
+	/* Another thread may be removing it too: wait for the slot's release. */
+	pthread_mutex_lock(&conn->lock);
+	while (reader->in_slot)
+		pthread_cond_wait(&conn->changed, &conn->lock);
+	pthread_mutex_unlock(&conn->lock);
+}
+
+/* Removes the reader's card, unbinds its slot and frees it. host_lock held. */
+static void reader_destroy(struct remote_reader *reader)
+{
+	reader_take_card_out(reader);
+	if (reader->hslot != NULL)
+		reader->hslot->bound = NULL;
+	reader->conn->readers[reader->id] = NULL;
+	free(reader);
+}
+
+void vscard_host_withdraw_slot(vccid_slot *slot)
+{
+	struct host_slot **p;
+	struct host_slot *hslot;
+
+	pthread_mutex_lock(&host_lock);
+	p = find_hslot(slot);
+	if (p != NULL) {
+		hslot = *p;
+		*p = hslot->next;
+		if (hslot->bound != NULL) {
+			reader_take_card_out(hslot->bound);
+			hslot->bound->hslot = NULL;   /* orphaned: its client gets errors */
+		}
+		free(hslot);
+	}
+	pthread_mutex_unlock(&host_lock);
+}
+
+/* ---- connections ---- */
+
+vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer, unsigned timeout_ms)
+{
+	vscard_conn *conn = calloc(1, sizeof(*conn));
+	pthread_condattr_t attr;
+
+	if (conn == NULL)
+		return NULL;
+	conn->buf = malloc(VSCARD_HEADER_SIZE + READY_MAX_PAYLOAD);
+	if (conn->buf == NULL) {
+		free(conn);
+		return NULL;
+	}
+	pthread_mutex_init(&conn->lock, NULL);
+	pthread_mutex_init(&conn->write_lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&conn->changed, &attr);
+	pthread_condattr_destroy(&attr);
+	conn->io = *io;
+	snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
+	conn->timeout_ms = timeout_ms;
+	vscard_framer_init(&conn->framer, conn->buf, HANDSHAKE_MAX_PAYLOAD);
+	return conn;
+}
+
+const char *vscard_conn_peer(const vscard_conn *conn)
+{
+	return conn->peer;
+}
+
+bool vscard_conn_handshake_done(vscard_conn *conn)
+{
+	return conn->handshake_done;
+}
+
+bool vscard_conn_dead(vscard_conn *conn)
+{
+	bool dead;
+
+	pthread_mutex_lock(&conn->lock);
+	dead = conn->dead;
+	pthread_mutex_unlock(&conn->lock);
+	return dead;
+}
+
+bool vscard_conn_mid_message(vscard_conn *conn)
+{
+	return conn->framer.used > 0 && !conn->framer.delivered;
+}
+
+void vscard_conn_close(vscard_conn *conn, const char *reason)
+{
+	unsigned i;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&conn->lock);
+	conn->dead = true;
+	pthread_cond_broadcast(&conn->changed);
+	pthread_mutex_unlock(&conn->lock);
+	pthread_mutex_lock(&host_lock);
+	for (i = 0; i < VSCARD_MAX_READERS_PER_CONN; i++) {
+		if (conn->readers[i] != NULL) {
+			reader_destroy(conn->readers[i]);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&host_lock);
+	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s closed (%s); %u reader(s) removed", conn->peer,
+		  reason, n);
+	pthread_cond_destroy(&conn->changed);
+	pthread_mutex_destroy(&conn->write_lock);
+	pthread_mutex_destroy(&conn->lock);
+	free(conn->buf);
+	free(conn);
+}
+
+static int send_error(vscard_conn *conn, uint32_t reader_id, uint32_t code)
+{
+	uint8_t msg[VSCARD_HEADER_SIZE + 4];
+	size_t len = vscard_error_encode(msg, sizeof(msg), reader_id, code);
+
+	return conn_send(conn, msg, len, ANSWER_WRITE_TIMEOUT_MS);
+}
+
+/* Keeps printable ASCII of a client's reader name. */
+static void copy_name(char *out, size_t size, const uint8_t *in, size_t len)
+{
+	size_t n = 0;
+	size_t i;
+
+	for (i = 0; i < len && n + 1 < size; i++) {
+		if (in[i] == '\0')
+			break;
+		out[n++] = (in[i] >= 0x20 && in[i] < 0x7F && in[i] != ' ') ? (char)in[i] : '_';
+	}
+	out[n] = '\0';
+}
+
+static struct host_slot *free_hslot(void)
+{
+	struct host_slot *hslot;
+	struct host_slot *best = NULL;
+
+	/* The lowest free slot of the first reader, so ids map predictably. */
+	for (hslot = host_slots; hslot != NULL; hslot = hslot->next)
+		if (hslot->bound == NULL && !vccid_slot_present(hslot->slot) &&
+		    (best == NULL || strcmp(hslot->reader, best->reader) < 0 ||
+		     (strcmp(hslot->reader, best->reader) == 0 && hslot->index < best->index)))
+			best = hslot;
+	return best;
+}
+
+static int handle_reader_add(vscard_conn *conn, const uint8_t *payload, size_t len)
+{
+	struct remote_reader *reader = NULL;
+	struct host_slot *hslot;
+	uint32_t id;
+
+	pthread_mutex_lock(&host_lock);
+	for (id = 0; id < VSCARD_MAX_READERS_PER_CONN; id++)
+		if (conn->readers[id] == NULL)
+			break;
+	hslot = free_hslot();
+	if (id < VSCARD_MAX_READERS_PER_CONN && hslot != NULL)
+		reader = calloc(1, sizeof(*reader));
+	if (reader != NULL) {
+		reader->conn = conn;
+		reader->id = id;
+		copy_name(reader->name, sizeof(reader->name), payload, len);
+		reader->hslot = hslot;
+		hslot->bound = reader;
+		conn->readers[id] = reader;
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: reader '%s' is id %u in slot %u of %s",
+			  conn->peer, reader->name, id, hslot->index, hslot->reader);
+	}
+	pthread_mutex_unlock(&host_lock);
+	if (reader == NULL) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: ReaderAdd refused: %s", conn->peer,
+			  id >= VSCARD_MAX_READERS_PER_CONN ? "too many readers on this connection"
+							     : "no free slot");
+		return send_error(conn, VSCARD_UNDEFINED_READER_ID, VSCARD_CANNOT_ADD_MORE_READERS);
+	}
+	return send_error(conn, id, VSCARD_SUCCESS);
+}
+
+static int handle_reader_remove(vscard_conn *conn, uint32_t id)
+{
+	pthread_mutex_lock(&host_lock);
+	if (id < VSCARD_MAX_READERS_PER_CONN && conn->readers[id] != NULL) {
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: reader %u removed", conn->peer, id);
+		reader_destroy(conn->readers[id]);
+	}
+	pthread_mutex_unlock(&host_lock);
+	/* Success also for an unknown id: clients send ReaderRemove(0) after an unclean exit. */
+	return send_error(conn, id, VSCARD_SUCCESS);
+}
+
+static struct remote_reader *conn_reader(vscard_conn *conn, uint32_t id)
+{
+	return id < VSCARD_MAX_READERS_PER_CONN ? conn->readers[id] : NULL;
+}
+
+static int handle_atr(vscard_conn *conn, uint32_t id, const uint8_t *atr, size_t len)
+{
+	struct remote_reader *reader;
+	uint32_t code = VSCARD_GENERAL_ERROR;
+	unsigned protocols;
+
+	pthread_mutex_lock(&host_lock);
+	reader = conn_reader(conn, id);
+	if (reader == NULL || reader->hslot == NULL) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: ATR for %s reader %u", conn->peer,
+			  reader ? "orphaned" : "unknown", id);
+	} else if (vccid_atr_check(atr, len, &protocols) != VCCID_OK) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u sent an invalid ATR of %zu bytes",
+			  conn->peer, id, len);
+	} else {
+		pthread_mutex_lock(&conn->lock);
+		if (reader->in_slot) {
+			code = VSCARD_CARD_ALREADY_INSERTED;
+		} else {
+			reader->in_slot = true;
+			reader->removing = false;
+			memcpy(reader->atr, atr, len);
+			reader->atr_len = len;
+			code = VSCARD_SUCCESS;
+		}
+		pthread_mutex_unlock(&conn->lock);
+		if (code == VSCARD_SUCCESS &&
+		    vccid_slot_insert(reader->hslot->slot, &remote_ops, reader, reader->name) !=
+			    VCCID_OK) {
+			pthread_mutex_lock(&conn->lock);
+			reader->in_slot = false;
+			pthread_mutex_unlock(&conn->lock);
+			code = VSCARD_GENERAL_ERROR;
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: slot of reader %u is occupied",
+				  conn->peer, id);
+		}
+		if (code == VSCARD_SUCCESS)
+			VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: card inserted in reader %u",
+				  conn->peer, id);
+	}
+	pthread_mutex_unlock(&host_lock);
+	return send_error(conn, id, code);
+}
+
+static int handle_card_remove(vscard_conn *conn, uint32_t id)
+{
+	struct remote_reader *reader;
+	uint32_t code = VSCARD_GENERAL_ERROR;
+
+	pthread_mutex_lock(&host_lock);
+	reader = conn_reader(conn, id);
+	if (reader != NULL) {
+		reader_take_card_out(reader);
+		code = VSCARD_SUCCESS;
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: card removed from reader %u",
+			  conn->peer, id);
+	} else {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: CardRemove for unknown reader %u",
+			  conn->peer, id);
+	}
+	pthread_mutex_unlock(&host_lock);
+	return send_error(conn, id, code);
+}
+
+/* An APDU (the answer) or an Error from the client for a pending exchange. */
+static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const uint8_t *data,
+			  size_t len)
+{
+	struct remote_reader *reader;
+	bool delivered = false;
+
+	pthread_mutex_lock(&host_lock);
+	reader = conn_reader(conn, id);
+	if (reader != NULL) {
+		pthread_mutex_lock(&conn->lock);
+		if (reader->pending && !reader->answered) {
+			if (type == VSCARD_ERROR) {
+				reader->status = VCCID_EIO;   /* its payload is "not meaningful" */
+			} else if (len < 2 || len > reader->rsp_cap) {
+				reader->status = len < 2 ? VCCID_EPROTO : VCCID_ENOSPC;
+			} else {
+				memcpy(reader->rsp, data, len);
+				reader->rsp_len = len;
+				reader->status = VCCID_OK;
+			}
+			reader->answered = true;
+			pthread_cond_broadcast(&conn->changed);
+			delivered = true;
+		}
+		pthread_mutex_unlock(&conn->lock);
+	}
+	pthread_mutex_unlock(&host_lock);
+	if (!delivered)
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: unexpected %s for reader %u ignored",
+			  conn->peer, vscard_type_name(type), id);
+	else if (type == VSCARD_ERROR)
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer, id);
+}
+
+static int handle_init(vscard_conn *conn, const uint8_t *payload, size_t len)
+{
+	struct vscard_init init;
+	uint8_t msg[VSCARD_HEADER_SIZE + VSCARD_INIT_MIN_SIZE];
+	size_t msg_len;
+
+	if (vscard_init_decode(payload, len, &init) != VCCID_OK) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: bad Init (%zu bytes, magic or length)",
+			  conn->peer, len);
+		return VCCID_EPROTO;
+	}
+	conn->extended = (init.capabilities[0] & VSCARD_CAP_VCCID_EXTENDED) != 0;
+	conn->handshake_done = true;
+	conn->framer.max_payload = READY_MAX_PAYLOAD;
+	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: Init version %u, %s APDUs", conn->peer,
+		  init.version, conn->extended ? "extended" : "short");
+	msg_len = vscard_init_encode(msg, sizeof(msg), VSCARD_UNDEFINED_READER_ID,
+				     VSCARD_CAP_VCCID_EXTENDED);
+	return conn_send(conn, msg, msg_len, ANSWER_WRITE_TIMEOUT_MS);
+}
+
+static int handle_message(vscard_conn *conn, const struct vscard_header *header,
+			  const uint8_t *payload)
+{
+	if (!conn->handshake_done) {
+		if (header->type != VSCARD_INIT) {
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s (type %u) before Init",
+				  conn->peer, vscard_type_name(header->type), header->type);
+			return VCCID_EPROTO;
+		}
+		return handle_init(conn, payload, header->length);
+	}
+	VCCID_LOG(VCCID_LOG_DEBUG, "VSCard peer %s: %s reader %u, %u bytes", conn->peer,
+		  vscard_type_name(header->type), header->reader_id, header->length);
+	switch ((enum vscard_type)header->type) {
+	case VSCARD_READER_ADD:
+		return handle_reader_add(conn, payload, header->length);
+	case VSCARD_READER_REMOVE:
+		return handle_reader_remove(conn, header->reader_id);
+	case VSCARD_ATR:
+		return handle_atr(conn, header->reader_id, payload, header->length);
+	case VSCARD_CARD_REMOVE:
+		return handle_card_remove(conn, header->reader_id);
+	case VSCARD_APDU:
+	case VSCARD_ERROR:
+		handle_answer(conn, header->type, header->reader_id, payload, header->length);
+		return VCCID_OK;
+	case VSCARD_FLUSH: {
+		uint8_t msg[VSCARD_HEADER_SIZE];
+
+		vscard_header_encode(msg, VSCARD_FLUSH_COMPLETE, header->reader_id, 0);
+		return conn_send(conn, msg, sizeof(msg), ANSWER_WRITE_TIMEOUT_MS);
+	}
+	case VSCARD_INIT:
+	case VSCARD_FLUSH_COMPLETE:
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: unexpected %s ignored", conn->peer,
+			  vscard_type_name(header->type));
+		return VCCID_OK;
+	default:
+		/* As QEMU does: a general error, a type every client expects. */
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: unknown message type %u", conn->peer,
+			  header->type);
+		return send_error(conn, header->reader_id, VSCARD_GENERAL_ERROR);
+	}
+}
+
+uint8_t *vscard_conn_read_space(vscard_conn *conn, size_t *want)
+{
+	return vscard_framer_space(&conn->framer, want);
+}
+
+int vscard_conn_read_done(vscard_conn *conn, size_t n)
+{
+	struct vscard_header header;
+	const uint8_t *payload;
+	int rv = vscard_framer_fill(&conn->framer, n, &header, &payload);
+
+	if (rv < 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: message announces %u bytes, over the "
+			  "limit of %zu", conn->peer,
+			  (unsigned)((conn->buf[8] << 24) | (conn->buf[9] << 16) |
+				     (conn->buf[10] << 8) | conn->buf[11]),
+			  conn->framer.max_payload);
+		return VCCID_EPROTO;
+	}
+	if (rv == 0)
+		return VCCID_OK;
+	rv = handle_message(conn, &header, payload);
+	if (rv == VCCID_OK && vscard_conn_dead(conn))
+		rv = VCCID_EIO;
+	return rv;
+}
+
+int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		size_t want;
+		uint8_t *space = vscard_conn_read_space(conn, &want);
+		size_t n = want < len ? want : len;
+		int rv;
+
+		if (want == 0)
+			return VCCID_EPROTO;
+
+		memcpy(space, data, n);
+		data += n;
+		len -= n;
+		rv = vscard_conn_read_done(conn, n);
+		if (rv != VCCID_OK)
+			return rv;
+	}
+	return VCCID_OK;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The host side of VSCard without sockets: connections as bytes in and messages out, remote readers bound to slots. */
+#ifndef VCCID_VSCARD_HOST_H
+#define VCCID_VSCARD_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ccid-core/slot.h"
+
+#define VSCARD_MAX_READERS_PER_CONN 16
+#define VSCARD_NAME_MAX 63
+
+typedef struct vscard_conn vscard_conn;
+
+/** How a connection reaches its peer; provided by the transport (listener.c). */
+struct vscard_io {
+	/** Writes all of @p buf within @p timeout_ms; 0 or a negative vccid_error. */
+	int (*write)(void *io, const uint8_t *buf, size_t len, int timeout_ms);
+	/** Asks the transport to look at this connection (it became dead). */
+	void (*wake)(void *io);
+	void *io;
+};
+
+/** Offers @p slot (index @p index of reader @p reader) to remote readers. */
+void vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index);
+/** Takes @p slot back: a remote card in it is removed and its reader orphaned. */
+void vscard_host_withdraw_slot(vccid_slot *slot);
+/** True when a remote reader holds @p slot (then only its client may fill it). */
+bool vscard_host_slot_bound(vccid_slot *slot);
+/** Copies the remote reader name and peer of @p slot; false if not bound. */
+bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
+			     char *peer, size_t peer_size);
+
+/** Creates a connection in its handshake state. @p peer is copied for logs. */
+vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer,
+			     unsigned timeout_ms);
+/**
+ * Feeds bytes read from the peer. Returns 0, or a negative vccid_error when
+ * the connection must be closed (protocol violation; logged with the peer).
+ */
+int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len);
+/** Where the transport should read next and how much, to avoid copies. */
+uint8_t *vscard_conn_read_space(vscard_conn *conn, size_t *want);
+/** Accounts @p n bytes read into vscard_conn_read_space(); as vscard_conn_input. */
+int vscard_conn_read_done(vscard_conn *conn, size_t n);
+bool vscard_conn_handshake_done(vscard_conn *conn);
+/** True when the connection failed (stalled, write error) and must be closed. */
+bool vscard_conn_dead(vscard_conn *conn);
+/** True while a message is partly received (a stalled peer shows here). */
+bool vscard_conn_mid_message(vscard_conn *conn);
+/** Removes the connection's cards (pcscd sees removal), releases its slots, frees it. */
+void vscard_conn_close(vscard_conn *conn, const char *reason);
+const char *vscard_conn_peer(const vscard_conn *conn);
+
+#endif

@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* VSCard transport: TCP and unix sockets, one poll thread, limits on connections and stalls. */
+#define _GNU_SOURCE   /* pipe2 */
+#include "vscard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "ccid-core/error.h"
+#include "ccid-core/log.h"
+#include "host.h"
+
+#define MAX_LISTEN_SOCKETS 3
+
+struct client {
+	int fd;
+	vscard_conn *conn;
+	struct vscard_io io;
+	long long accepted_ms;
+	long long partial_since_ms;   /* 0 when no message is partly received */
+	struct client *next;
+};
+
+struct listener {
+	pthread_t thread;
+	int wake_pipe[2];
+	int listen_fds[MAX_LISTEN_SOCKETS];
+	size_t n_listen;
+	char *unix_path;
+	struct vccid_vscard_config cfg;   /* copied scalars; no strings used after start */
+	char config_path[256];
+	struct client *clients;
+	unsigned n_clients;
+	atomic_bool stopping;
+};
+
+static pthread_mutex_t listener_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct listener *listener;
+static unsigned listener_users;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+/* Writes all of buf before the deadline; the socket is non-blocking. */
+static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
+{
+	struct client *client = io;
+	long long deadline = now_ms() + timeout_ms;
+
+	while (len > 0) {
+		ssize_t n = send(client->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = client->fd, .events = POLLOUT };
+			long long left = deadline - now_ms();
+
+			if (left <= 0)
+				return VCCID_ETIMEDOUT;
+			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+				return VCCID_EIO;
+			continue;
+		}
+		return VCCID_EIO;
+	}
+	return VCCID_OK;
+}
+
+static void listener_wake(void *io)
+{
+	(void)io;
+	pthread_mutex_lock(&listener_lock);
+	if (listener != NULL) {
+		char byte = 'w';
+
+		(void)!write(listener->wake_pipe[1], &byte, 1);
+	}
+	pthread_mutex_unlock(&listener_lock);
+}
+
+static void describe_peer(const struct sockaddr_storage *addr, socklen_t len, char *out,
+			  size_t size)
+{
+	char host[NI_MAXHOST];
+	char port[NI_MAXSERV];
+
+	if (addr->ss_family == AF_UNIX) {
+		snprintf(out, size, "unix");
+		return;
+	}
+	if (getnameinfo((const struct sockaddr *)addr, len, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(out, size, "?");
+		return;
+	}
+	snprintf(out, size, addr->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+static unsigned pending_handshakes(const struct listener *l)
+{
+	const struct client *c;
+	unsigned n = 0;
+
+	for (c = l->clients; c != NULL; c = c->next)
+		n += !vscard_conn_handshake_done(c->conn);
+	return n;
+}
+
+static void accept_client(struct listener *l, int listen_fd)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	char peer[64];
+	struct client *client;
+	int one = 1;
+	int fd = accept(listen_fd, (struct sockaddr *)&addr, &len);
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard accept failed: %s", strerror(errno));
+		return;
+	}
+	describe_peer(&addr, len, peer, sizeof(peer));
+	if (l->n_clients >= l->cfg.max_connections || pending_handshakes(l) >= l->cfg.max_pending) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s", peer,
+			  l->n_clients >= l->cfg.max_connections ? "max-connections reached"
+								 : "max-pending handshakes reached");
+		close(fd);
+		return;
+	}
+	set_nonblocking(fd);
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	if (addr.ss_family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	client = calloc(1, sizeof(*client));
+	if (client == NULL) {
+		close(fd);
+		return;
+	}
+	client->fd = fd;
+	client->io.write = client_write;
+	client->io.wake = listener_wake;
+	client->io.io = client;
+	client->conn = vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
+	if (client->conn == NULL) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
+		close(fd);
+		free(client);
+		return;
+	}
+	client->accepted_ms = now_ms();
+	client->next = l->clients;
+	l->clients = client;
+	l->n_clients++;
+	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s connected", peer);
+}
+
+static void drop_client(struct listener *l, struct client *client, const char *reason)
+{
+	struct client **p;
+
+	for (p = &l->clients; *p != NULL; p = &(*p)->next) {
+		if (*p == client) {
+			*p = client->next;
+			break;
+		}
+	}
+	l->n_clients--;
+	/* Close first: a transmit blocked writing to it fails at once. */
+	shutdown(client->fd, SHUT_RDWR);
+	vscard_conn_close(client->conn, reason);
+	close(client->fd);
+	free(client);
+}
+
+/* Reads what is there; returns NULL or the reason to drop the client. */
+static const char *read_client(struct client *client)
+{
+	int i;
+
+	/* Bounded: a fast peer cannot keep the thread from the others. */
+	for (i = 0; i < 64; i++) {
+		size_t want;
+		uint8_t *space = vscard_conn_read_space(client->conn, &want);
+		ssize_t n = recv(client->fd, space, want, MSG_DONTWAIT);
+
+		if (n == 0)
+			return "end of stream";
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return "read error";
+		}
+		if (vscard_conn_read_done(client->conn, (size_t)n) != VCCID_OK)
+			return vscard_conn_dead(client->conn) ? "connection failed"
+							      : "protocol error";
+	}
+	if (vscard_conn_mid_message(client->conn)) {
+		if (client->partial_since_ms == 0)
+			client->partial_since_ms = now_ms();
+	} else {
+		client->partial_since_ms = 0;
+	}
+	return NULL;
+}
+
+/* Drops stalled and failed clients; returns the poll timeout until the next deadline. */
+static int check_deadlines(struct listener *l)
+{
+	long long now = now_ms();
+	long long next = -1;
+	struct client *c = l->clients;
+
+	while (c != NULL) {
+		struct client *following = c->next;
+		const char *reason = NULL;
+		long long due = -1;
+
+		if (vscard_conn_dead(c->conn)) {
+			reason = "connection failed";
+		} else if (!vscard_conn_handshake_done(c->conn)) {
+			due = c->accepted_ms + l->cfg.handshake_timeout_ms;
+			if (now >= due)
+				reason = "no Init in time";
+		} else if (c->partial_since_ms != 0) {
+			due = c->partial_since_ms + l->cfg.timeout_ms;
+			if (now >= due)
+				reason = "stalled in the middle of a message";
+		}
+		if (reason != NULL) {
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s dropped: %s",
+				  vscard_conn_peer(c->conn), reason);
+			drop_client(l, c, reason);
+		} else if (due >= 0 && (next < 0 || due < next)) {
+			next = due;
+		}
+		c = following;
+	}
+	if (next < 0)
+		return -1;
+	return next - now > 0 ? (int)(next - now) : 0;
+}
+
+static void *listener_loop(void *arg)
+{
+	struct listener *l = arg;
+
+	while (!l->stopping) {
+		struct pollfd fds[MAX_LISTEN_SOCKETS + 1 + 1024];
+		struct client *owners[MAX_LISTEN_SOCKETS + 1 + 1024];
+		size_t n = 0;
+		size_t i;
+		struct client *c;
+		int timeout = check_deadlines(l);
+
+		fds[n].fd = l->wake_pipe[0];
+		fds[n++].events = POLLIN;
+		for (i = 0; i < l->n_listen; i++) {
+			fds[n].fd = l->listen_fds[i];
+			fds[n++].events = POLLIN;
+		}
+		for (c = l->clients; c != NULL && n < sizeof(fds) / sizeof(fds[0]); c = c->next) {
+			fds[n].fd = c->fd;
+			fds[n].events = POLLIN;
+			owners[n++] = c;
+		}
+		if (poll(fds, n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			VCCID_LOG(VCCID_LOG_CRITICAL, "VSCard poll failed: %s", strerror(errno));
+			break;
+		}
+		if (fds[0].revents & POLLIN) {
+			char drain[64];
+
+			(void)!read(l->wake_pipe[0], drain, sizeof(drain));
+		}
+		for (i = 1; i <= l->n_listen; i++)
+			if (fds[i].revents & POLLIN)
+				accept_client(l, fds[i].fd);
+		for (i = 1 + l->n_listen; i < n; i++) {
+			const char *reason;
+
+			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			reason = read_client(owners[i]);
+			if (reason != NULL)
+				drop_client(l, owners[i], reason);
+		}
+	}
+	while (l->clients != NULL)
+		drop_client(l, l->clients, "vccid is stopping");
+	return NULL;
+}
+
+static int open_tcp(struct listener *l, const char *listen_spec)
+{
+	char host[256];
+	const char *colon = strrchr(listen_spec, ':');
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	size_t host_len = (size_t)(colon - listen_spec);
+	int one = 1;
+	int fd = -1;
+	int err;
+
+	if (host_len >= sizeof(host))
+		return VCCID_ECONFIG;
+	memcpy(host, listen_spec, host_len);
+	host[host_len] = '\0';
+	if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
+		memmove(host, host + 1, host_len - 2);
+		host[host_len - 2] = '\0';
+	}
+	err = getaddrinfo(host, colon + 1, &hints, &res);
+	if (err != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard listen %s: %s", listen_spec, gai_strerror(err));
+		return VCCID_ECONFIG;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard cannot listen on %s: %s", listen_spec,
+			  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return VCCID_EIO;
+	}
+	if ((res->ai_family == AF_INET &&
+	     ((struct sockaddr_in *)res->ai_addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+	    (res->ai_family == AF_INET6 &&
+	     IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr)))
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard listens on ALL interfaces (%s) as configured: "
+			  "VSCard has no authentication, anyone who reaches it can add cards",
+			  listen_spec);
+	freeaddrinfo(res);
+	l->listen_fds[l->n_listen++] = fd;
+	VCCID_LOG(VCCID_LOG_INFO, "VSCard listening on %s", listen_spec);
+	return VCCID_OK;
+}
+
+static int apply_owner(const char *path, const char *owner)
+{
+	char user[128];
+	const char *group = strchr(owner, ':');
+	size_t user_len = group ? (size_t)(group - owner) : strlen(owner);
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+
+	if (user_len >= sizeof(user))
+		return VCCID_ECONFIG;
+	memcpy(user, owner, user_len);
+	user[user_len] = '\0';
+	if (user[0] != '\0') {
+		struct passwd *pw = getpwnam(user);
+
+		if (pw == NULL) {
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner: no user %s", user);
+			return VCCID_ECONFIG;
+		}
+		uid = pw->pw_uid;
+	}
+	if (group != NULL && group[1] != '\0') {
+		struct group *gr = getgrnam(group + 1);
+
+		if (gr == NULL) {
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner: no group %s", group + 1);
+			return VCCID_ECONFIG;
+		}
+		gid = gr->gr_gid;
+	}
+	if (chown(path, uid, gid) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner %s on %s: %s", owner, path,
+			  strerror(errno));
+		return VCCID_EIO;
+	}
+	return VCCID_OK;
+}
+
+static int open_unix(struct listener *l, const struct vccid_vscard_config *cfg)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(cfg->unix_socket) >= sizeof(addr.sun_path)) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-socket path is too long: %s", cfg->unix_socket);
+		return VCCID_ECONFIG;
+	}
+	strcpy(addr.sun_path, cfg->unix_socket);
+	/* Replace a stale socket left by a crash, never another kind of file. */
+	if (lstat(cfg->unix_socket, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-socket %s exists and is not a socket",
+				  cfg->unix_socket);
+			return VCCID_ECONFIG;
+		}
+		unlink(cfg->unix_socket);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+	    chmod(cfg->unix_socket, cfg->unix_mode) != 0 ||
+	    (cfg->unix_owner != NULL && apply_owner(cfg->unix_socket, cfg->unix_owner) != 0) ||
+	    listen(fd, 16) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard cannot listen on %s: %s", cfg->unix_socket,
+			  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(cfg->unix_socket);
+		return VCCID_EIO;
+	}
+	l->listen_fds[l->n_listen++] = fd;
+	l->unix_path = strdup(cfg->unix_socket);
+	VCCID_LOG(VCCID_LOG_INFO, "VSCard listening on unix:%s (mode %03o)", cfg->unix_socket,
+		  cfg->unix_mode);
+	return VCCID_OK;
+}
+
+static void listener_free(struct listener *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n_listen; i++)
+		close(l->listen_fds[i]);
+	if (l->unix_path != NULL) {
+		unlink(l->unix_path);
+		free(l->unix_path);
+	}
+	close(l->wake_pipe[0]);
+	close(l->wake_pipe[1]);
+	free(l);
+}
+
+static int listener_start(const struct vccid_config *config)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	const struct vccid_vscard_config *cfg = &config->vscard;
+
+	if (l == NULL)
+		return VCCID_ENOMEM;
+	if (pipe2(l->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(l);
+		return VCCID_EIO;
+	}
+	l->cfg = *cfg;
+	l->cfg.listen = NULL;
+	l->cfg.unix_socket = NULL;
+	l->cfg.unix_owner = NULL;
+	l->cfg.readers = NULL;
+	snprintf(l->config_path, sizeof(l->config_path), "%s", config->path);
+	if (cfg->listen != NULL)
+		(void)open_tcp(l, cfg->listen);
+	if (cfg->unix_socket != NULL)
+		(void)open_unix(l, cfg);
+	if (l->n_listen == 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [vscard]: no socket could be opened; remote "
+			  "cards are not available", config->path);
+		listener_free(l);
+		return VCCID_EIO;
+	}
+	listener = l;
+	if (pthread_create(&l->thread, NULL, listener_loop, l) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "cannot start the VSCard thread");
+		listener = NULL;
+		listener_free(l);
+		return VCCID_EIO;
+	}
+	return VCCID_OK;
+}
+
+int vccid_vscard_acquire(const struct vccid_config *config)
+{
+	int rv = VCCID_OK;
+
+	pthread_mutex_lock(&listener_lock);
+	if (listener == NULL)
+		rv = listener_start(config);
+	else if (strcmp(listener->config_path, config->path) != 0)
+		VCCID_LOG(VCCID_LOG_INFO, "%s: [vscard]: the listener already runs with the "
+			  "settings of %s", config->path, listener->config_path);
+	if (rv == VCCID_OK)
+		listener_users++;
+	pthread_mutex_unlock(&listener_lock);
+	return rv;
+}
+
+void vccid_vscard_release(void)
+{
+	struct listener *l = NULL;
+
+	pthread_mutex_lock(&listener_lock);
+	if (listener_users > 0 && --listener_users == 0) {
+		l = listener;
+		listener = NULL;
+	}
+	pthread_mutex_unlock(&listener_lock);
+	if (l != NULL) {
+		char byte = 's';
+
+		l->stopping = true;
+		(void)!write(l->wake_pipe[1], &byte, 1);
+		pthread_join(l->thread, NULL);
+		listener_free(l);
+	}
+}

@@ -1,0 +1,195 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# demo.sh: a guided tour of vccid: two emulated CAC cards in a private pcscd, seen by OpenSC,
+# removed and inserted with vccid-ctl. Needs root; the host's own pcscd is not touched.
+#
+# Usage: demo/demo.sh [--keep] [--log]
+#   VCCID_BUILDDIR  build directory (default: the source tree, an in-tree build)
+#   --keep          keep the work directory (NSS database, configs, pcscd log)
+#   --log           print pcscd's log at the end
+
+set -u
+
+SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILDDIR=${VCCID_BUILDDIR:-$SRCDIR}
+DRIVER=$BUILDDIR/ifdhandler/.libs/libvccid.so
+CTL=$BUILDDIR/tools/vccid-ctl
+MKDB=$SRCDIR/tools/vccid-mkdb
+PIN=77777777
+PCSCD=$(PATH=$PATH:/usr/sbin:/sbin command -v pcscd || echo /usr/sbin/pcscd)
+export LC_ALL=C
+
+if [ -t 1 ]; then
+	B=$'\e[1m' D=$'\e[2m' N=$'\e[0m'
+else
+	B= D= N=
+fi
+
+say() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
+note() { printf '%s    %s%s\n' "$D" "$*" "$N"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+# show CMD...: print the command like a shell would, then run it (bounded).
+show() {
+	local q
+	q=$(printf '%q ' "$@")
+	q=${q//"$BUILDDIR"\//}
+	printf '%s$ %s%s\n' "$B" "${q% }" "$N"
+	timeout 60 "$@" 2>&1 | sed 's/^/    /'
+	return "${PIPESTATUS[0]}"
+}
+
+# ------------------------------------------------------------ inside the namespace
+if [ "${1-}" = --inside ]; then
+	WORK=$2
+	mkdir -p /run/pcscd
+	mount -t tmpfs tmpfs /run/pcscd || die "cannot mount a private /run/pcscd"
+
+	say "Starting a private pcscd (its socket is in this namespace's own /run/pcscd)"
+	show cat "$WORK/reader.conf.d/vccid.conf"
+	timeout 600 "$PCSCD" -f -d -c "$WORK/reader.conf.d" >"$WORK/pcscd.log" 2>&1 </dev/null &
+	pcscd_pid=$!
+	# Wait until both readers show a card: poll, bounded to 10 s.
+	ready=0
+	for ((i = 0; i < 200; i++)); do
+		kill -0 $pcscd_pid 2>/dev/null || break
+		if [ "$(opensc-tool -l 2>/dev/null | grep -cE '^[0-9]+ +Yes .*vccid 00 0[01]$')" -eq 2 ]; then
+			ready=1
+			break
+		fi
+		sleep 0.05
+	done
+	if [ $ready -ne 1 ]; then
+		printf 'demo: pcscd did not come up with two cards; the end of its log:\n' >&2
+		tail -n 30 "$WORK/pcscd.log" >&2
+		kill $pcscd_pid 2>/dev/null
+		exit 1
+	fi
+	note "pcscd (pid $pcscd_pid) is up; its log: $WORK/pcscd.log"
+
+	say "PC/SC readers: one per slot, named \"vccid 00 SS\""
+	show opensc-tool -l
+
+	say "The ATR of the card in slot 0 (libcacard's CAC ATR)"
+	show opensc-tool -r "vccid 00 00" -a
+
+	say "What OpenSC makes of each card"
+	show opensc-tool -r "vccid 00 00" -n
+	show opensc-tool -r "vccid 00 01" -n
+
+	say "The PKCS#11 view: two tokens with their own serial numbers"
+	show pkcs11-tool -L
+
+	say "Objects on alice's card: 3 certificates and their keys"
+	show pkcs11-tool --slot-description "vccid 00 00" -O
+
+	say "Signing with alice's card (PIN $PIN = the NSS database password)"
+	printf 'hello from vccid\n' >"$WORK/hello.txt"
+	show pkcs11-tool --slot-description "vccid 00 00" --login --pin "$PIN" --sign \
+		-m SHA256-RSA-PKCS -i "$WORK/hello.txt" -o "$WORK/hello.sig"
+	note "signature: $(stat -c %s "$WORK/hello.sig" 2>/dev/null || echo 0) bytes in $WORK/hello.sig"
+
+	if [ -x "$CTL" ]; then
+		say "vccid-ctl: the slots and their cards"
+		show "$CTL" list
+
+		say "Pulling bob's card out"
+		show "$CTL" remove bob
+		show "$CTL" list
+		show opensc-tool -l
+
+		say "Putting it back"
+		show "$CTL" insert bob
+		show "$CTL" list
+		show opensc-tool -r "vccid 00 01" -n
+	else
+		note "($CTL is not built: skipping the remove/insert round)"
+	fi
+
+	say "Stopping the private pcscd"
+	kill -TERM $pcscd_pid
+	for ((i = 0; i < 250; i++)); do
+		kill -0 $pcscd_pid 2>/dev/null || break
+		sleep 0.02
+	done
+	kill -KILL $pcscd_pid 2>/dev/null
+	wait $pcscd_pid 2>/dev/null
+	note "done"
+	exit 0
+fi
+
+# ------------------------------------------------------------ outside
+keep=0 showlog=0
+for a in "$@"; do
+	case $a in
+	--keep) keep=1 ;;
+	--log) showlog=1 ;;
+	-h | --help) sed -n '3,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) die "unknown argument '$a' (see --help)" ;;
+	esac
+done
+
+[ "$(id -u)" -eq 0 ] || die "run me as root: I start a private pcscd in a mount namespace"
+for t in unshare certutil opensc-tool pkcs11-tool; do
+	command -v $t >/dev/null 2>&1 || die "$t is not installed"
+done
+[ -x "$PCSCD" ] || die "pcscd is not installed"
+[ -f "$DRIVER" ] || die "the driver is not built: $DRIVER (set VCCID_BUILDDIR to your build directory)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vccid-demo.XXXXXX") || die "mktemp failed"
+chmod 0755 "$WORK"
+cleanup() {
+	if [ $showlog -eq 1 ] && [ -f "$WORK/pcscd.log" ]; then
+		say "pcscd's log"
+		sed 's/^/    /' "$WORK/pcscd.log"
+	fi
+	if [ $keep -eq 1 ]; then
+		printf '\nKept %s\n' "$WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+say "vccid demo: driver $DRIVER"
+
+say "Creating an NSS database with a test CA and two cards, alice and bob"
+note "(each card: 3 RSA-2048 certificates NAME-id, NAME-sign, NAME-enc, keys in the database)"
+show "$MKDB" -q -p "$PIN" -c alice -c bob "$WORK/nssdb" || die "vccid-mkdb failed"
+show certutil -L -d "sql:$WORK/nssdb"
+
+say "Writing vccid.conf: one reader with 2 slots, alice in slot 0, bob in slot 1"
+cat >"$WORK/vccid.conf" <<EOF
+[vccid]
+log-level = info
+nss-database = sql:$WORK/nssdb
+
+[reader:default]
+slots = 2
+
+[card:alice]
+slot = 0
+certificates = alice-id;alice-sign;alice-enc
+
+[card:bob]
+slot = 1
+certificates = bob-id;bob-sign;bob-enc
+EOF
+show cat "$WORK/vccid.conf"
+
+mkdir -p "$WORK/reader.conf.d"
+cat >"$WORK/reader.conf.d/vccid.conf" <<EOF
+FRIENDLYNAME "vccid"
+DEVICENAME $WORK/vccid.conf
+LIBPATH $DRIVER
+EOF
+
+# Everything that talks to pcscd runs in a new mount namespace (and pid namespace, so
+# nothing outlives the demo).
+if unshare --mount --pid --fork --mount-proc --propagation private true 2>/dev/null; then
+	ns="unshare --mount --pid --fork --mount-proc --propagation private"
+else
+	ns="unshare --mount --propagation private"
+fi
+# shellcheck disable=SC2086
+$ns bash "$SRCDIR/demo/demo.sh" --inside "$WORK"

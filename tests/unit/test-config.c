@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests of the configuration loader: a full valid file, every error path and its message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "ccid-core/config.h"
+#include "ccid-core/log.h"
+
+#define FILE_NAME "/etc/vccid/unit-test.conf"
+#define MAX_MSGS 4
+
+/* Every line the core logged since the last reset, one per '\n'. */
+static GString *log_text;
+static size_t log_lines;
+
+static void capture_sink(enum vccid_log_level level, const char *line)
+{
+	(void)level;
+	g_string_append(log_text, line);
+	g_string_append_c(log_text, '\n');
+	log_lines++;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	g_string_truncate(log_text, 0);
+	log_lines = 0;
+	return 0;
+}
+
+/* Fails unless the captured log has a line with "FILE: MSG". */
+static void assert_logged(const char *file, const char *msg)
+{
+	char *needle = g_strdup_printf("%s: %s", file, msg);
+	bool found = strstr(log_text->str, needle) != NULL;
+
+	if (!found)
+		fail_msg("no log line contains \"%s\"; log:\n%s", needle, log_text->str);
+	g_free(needle);
+}
+
+static struct vccid_config *load(const char *text)
+{
+	struct vccid_config *config = vccid_config_load_data(text, strlen(text), FILE_NAME);
+
+	assert_non_null(config);
+	return config;
+}
+
+#define MAIN "[vccid]\nnss-database = sql:/var/lib/vccid/nssdb\n"
+#define CERTS "certificates = id;sign;enc\n"
+#define CARD_A "[card:a]\nslot = 0\n" CERTS
+
+struct config_case {
+	const char *name;
+	const char *text;
+	size_t n_errors;
+	size_t n_cards;
+	/* What follows "FILE: " in each expected message: "[group] key:" or "[group]:". */
+	const char *msgs[MAX_MSGS];
+	const char *kept;   /* names of the cards kept, in order, space-separated */
+};
+
+static const struct config_case cases[] = {
+	{ "empty file", "", 0, 0, { NULL }, NULL },
+	{ "key-file syntax error", "this is not a key file\n", 1, 0, { "cannot be read" }, NULL },
+	{ "key-file group syntax error", "[vccid\nlog-level = info\n", 1, 0, { "cannot be read" }, NULL },
+	{ "bad log-level", "[vccid]\nlog-level = verbose\n", 1, 0, { "[vccid] log-level:" }, NULL },
+	{ "log-level 5", "[vccid]\nlog-level = 5\n", 1, 0, { "[vccid] log-level:" }, NULL },
+	{ "empty nss-database", "[vccid]\nnss-database =\n", 1, 0, { "[vccid] nss-database:" }, NULL },
+	{ "unknown key in [vccid]", MAIN "colour = blue\n", 1, 0, { "[vccid] colour:" }, NULL },
+	{ "reader name with a space", "[reader:bad name]\n", 1, 0, { "[reader:bad name]:" }, NULL },
+	{ "reader name with a slash", "[reader:a/b]\nslots = 2\n", 1, 0, { "[reader:a/b]:" }, NULL },
+	{ "empty reader name", "[reader:]\n", 1, 0, { "[reader:]:" }, NULL },
+	{ "reader name of 64 characters",
+	  "[reader:0123456789012345678901234567890123456789012345678901234567890123]\n", 1, 0,
+	  { "[reader:0123456789012345678901234567890123456789012345678901234567890123]:" }, NULL },
+	{ "slots 0", "[reader:r]\nslots = 0\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots 17", "[reader:r]\nslots = 17\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots abc", "[reader:r]\nslots = abc\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots -1", "[reader:r]\nslots = -1\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots 2x", "[reader:r]\nslots = 2x\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots empty", "[reader:r]\nslots =\n", 1, 0, { "[reader:r] slots:" }, NULL },
+	{ "slots huge", "[reader:r]\nslots = 99999999999999999999999\n", 1, 0,
+	  { "[reader:r] slots:" }, NULL },
+	{ "unknown key in a reader", "[reader:r]\nslot = 2\n", 1, 0, { "[reader:r] slot:" }, NULL },
+	{ "card without slot", MAIN "[card:a]\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
+	{ "card slot out of range", MAIN "[card:a]\nslot = 4\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
+	{ "card slot abc", MAIN "[card:a]\nslot = abc\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
+	{ "card slot -1", MAIN "[card:a]\nslot = -1\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
+	{ "card slot beyond a 2-slot reader",
+	  MAIN "[reader:default]\nslots = 2\n[card:a]\nslot = 2\n" CERTS, 1, 0,
+	  { "[card:a] slot:" }, NULL },
+	{ "card in an unknown reader", MAIN "[card:a]\nreader = nope\nslot = 0\n" CERTS, 1, 0,
+	  { "[card:a] reader:" }, NULL },
+	{ "card in a reader whose group was refused",
+	  MAIN "[reader:bad name]\n[card:a]\nreader = bad name\nslot = 0\n" CERTS, 2, 0,
+	  { "[reader:bad name]:", "[card:a] reader:" }, NULL },
+	{ "two cards in one slot", MAIN CARD_A "[card:b]\nslot = 0\n" CERTS, 1, 1,
+	  { "[card:b] slot:" }, "a" },
+	{ "certificates missing", MAIN "[card:a]\nslot = 0\n", 1, 0, { "[card:a] certificates:" }, NULL },
+	{ "certificates empty", MAIN "[card:a]\nslot = 0\ncertificates =\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
+	{ "2 nicknames", MAIN "[card:a]\nslot = 0\ncertificates = id;sign\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
+	{ "4 nicknames", MAIN "[card:a]\nslot = 0\ncertificates = id;sign;enc;more\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
+	{ "empty nickname", MAIN "[card:a]\nslot = 0\ncertificates = id;;enc\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
+	{ "blank first nickname", MAIN "[card:a]\nslot = 0\ncertificates = ;sign;enc\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
+	{ "nickname with a comma", MAIN "[card:a]\nslot = 0\ncertificates = id,x;sign;enc\n", 1,
+	  0, { "[card:a] certificates:" }, NULL },
+	{ "nickname with a parenthesis", MAIN "[card:a]\nslot = 0\ncertificates = id;si(gn;enc\n",
+	  1, 0, { "[card:a] certificates:" }, NULL },
+	{ "no nss-database anywhere", CARD_A, 1, 0, { "[card:a] nss-database:" }, NULL },
+	{ "empty card nss-database", MAIN CARD_A "nss-database =\n", 1, 0,
+	  { "[card:a] nss-database:" }, NULL },
+	{ "inserted = maybe keeps the card, inserted", MAIN CARD_A "inserted = maybe\n", 1, 1,
+	  { "[card:a] inserted:" }, "a" },
+	{ "unknown key in a card keeps the card", MAIN CARD_A "sloth = 1\n", 1, 1,
+	  { "[card:a] sloth:" }, "a" },
+	{ "unknown group", MAIN "[readers]\nslots = 2\n", 1, 0, { "[readers]:" }, NULL },
+	{ "card name invalid", MAIN "[card:a b]\nslot = 0\n" CERTS, 1, 0, { "[card:a b]:" }, NULL },
+	{ "card with every problem",
+	  "[card:a]\nreader = nope\nslot = 0\ncertificates = x\ninserted = perhaps\nfoo = 1\n", 5,
+	  0, { "[card:a] reader:", "[card:a] certificates:", "[card:a] nss-database:",
+	       "[card:a] inserted:" }, NULL },
+	{ "bad card next to good ones",
+	  MAIN CARD_A "[card:b]\nslot = 9\n" CERTS "[card:c]\nslot = 1\n" CERTS, 1, 2,
+	  { "[card:b] slot:" }, "a c" },
+};
+
+static void test_row(void **state)
+{
+	const struct config_case *c = *state;
+	struct vccid_config *config = load(c->text);
+	size_t i;
+
+	if (config->n_errors != c->n_errors || config->n_cards != c->n_cards)
+		fail_msg("%s: %zu errors and %zu cards; expected %zu and %zu; log:\n%s", c->name,
+			 config->n_errors, config->n_cards, c->n_errors, c->n_cards,
+			 log_text->str);
+	/* Each problem is logged exactly once. */
+	assert_int_equal(log_lines, c->n_errors);
+	for (i = 0; i < MAX_MSGS && c->msgs[i] != NULL; i++)
+		assert_logged(FILE_NAME, c->msgs[i]);
+	if (c->kept != NULL) {
+		GString *names = g_string_new(NULL);
+
+		for (i = 0; i < config->n_cards; i++)
+			g_string_append_printf(names, "%s%s", i ? " " : "", config->cards[i].name);
+		assert_string_equal(names->str, c->kept);
+		g_string_free(names, TRUE);
+	}
+	/* A bad file never loses the implicit default reader. */
+	assert_non_null(vccid_config_find_reader(config, VCCID_DEFAULT_READER));
+	vccid_config_free(config);
+}
+
+static void test_valid_full(void **state)
+{
+	static const char text[] =
+		"# A full configuration\n"
+		"[vccid]\n"
+		"log-level = debug\n"
+		"nss-database = sql:/var/lib/vccid/nssdb\n"
+		"\n"
+		"[reader:second]\n"
+		"slots = 2\n"
+		"\n"
+		"[reader:big]\n"
+		"slots = 16\n"
+		"\n"
+		"[card:alice]\n"
+		"slot = 0\n"
+		"certificates = alice-id;alice-sign;alice-enc\n"
+		"\n"
+		"[card:bob]\n"
+		"reader = second\n"
+		"slot = 1\n"
+		"certificates = bob id ; bob-sign ; bob.enc@x+y;\n"
+		"nss-database = sql:/other\n"
+		"inserted = false\n"
+		"\n"
+		"[card:carol]\n"
+		"reader = big\n"
+		"slot = 15\n"
+		"certificates = c1;c2;c3\n"
+		"inserted = yes\n";
+	struct vccid_config *config;
+	const struct vccid_reader_config *reader;
+	const struct vccid_card_config *card;
+
+	(void)state;
+	config = load(text);
+	if (config->n_errors != 0)
+		fail_msg("%zu errors:\n%s", config->n_errors, log_text->str);
+	assert_int_equal(log_lines, 0);
+	assert_string_equal(config->path, FILE_NAME);
+	assert_true(config->log_level_set);
+	assert_int_equal(config->log_level, VCCID_LOG_DEBUG);
+	assert_string_equal(config->database, "sql:/var/lib/vccid/nssdb");
+
+	assert_int_equal(config->n_readers, 3);
+	assert_string_equal(config->readers[0].name, VCCID_DEFAULT_READER);
+	assert_int_equal(config->readers[0].slots, VCCID_DEFAULT_SLOTS);
+	reader = vccid_config_find_reader(config, "second");
+	assert_non_null(reader);
+	assert_int_equal(reader->slots, 2);
+	reader = vccid_config_find_reader(config, "big");
+	assert_non_null(reader);
+	assert_int_equal(reader->slots, 16);
+	assert_null(vccid_config_find_reader(config, "nope"));
+
+	assert_int_equal(config->n_cards, 3);
+	card = &config->cards[0];
+	assert_string_equal(card->name, "alice");
+	assert_string_equal(card->reader, VCCID_DEFAULT_READER);
+	assert_int_equal(card->slot, 0);
+	assert_string_equal(card->database, "sql:/var/lib/vccid/nssdb");   /* inherited */
+	assert_string_equal(card->certs[0], "alice-id");
+	assert_string_equal(card->certs[1], "alice-sign");
+	assert_string_equal(card->certs[2], "alice-enc");
+	assert_true(card->inserted);   /* the default */
+
+	card = &config->cards[1];
+	assert_string_equal(card->name, "bob");
+	assert_string_equal(card->reader, "second");
+	assert_int_equal(card->slot, 1);
+	assert_string_equal(card->database, "sql:/other");
+	assert_string_equal(card->certs[0], "bob id");   /* blanks around ';' are stripped */
+	assert_string_equal(card->certs[1], "bob-sign");
+	assert_string_equal(card->certs[2], "bob.enc@x+y");
+	assert_false(card->inserted);
+
+	card = &config->cards[2];
+	assert_string_equal(card->name, "carol");
+	assert_string_equal(card->reader, "big");
+	assert_int_equal(card->slot, 15);
+	assert_true(card->inserted);
+	vccid_config_free(config);
+}
+
+static void test_defaults(void **state)
+{
+	struct vccid_config *config = load("");
+
+	(void)state;
+	assert_int_equal(config->n_errors, 0);
+	assert_false(config->log_level_set);
+	assert_int_equal(config->log_level, VCCID_LOG_ERROR);
+	assert_null(config->database);
+	assert_int_equal(config->n_readers, 1);
+	assert_string_equal(config->readers[0].name, VCCID_DEFAULT_READER);
+	assert_int_equal(config->readers[0].slots, VCCID_DEFAULT_SLOTS);
+	assert_int_equal(config->n_cards, 0);
+	vccid_config_free(config);
+}
+
+/* A refused slots value leaves the reader with the default count, not 0. */
+static void test_bad_slots_fall_back(void **state)
+{
+	struct vccid_config *config =
+		load(MAIN "[reader:r]\nslots = 0\n[card:a]\nreader = r\nslot = 3\n" CERTS);
+	const struct vccid_reader_config *reader;
+
+	(void)state;
+	assert_int_equal(config->n_errors, 1);
+	reader = vccid_config_find_reader(config, "r");
+	assert_non_null(reader);
+	assert_int_equal(reader->slots, VCCID_DEFAULT_SLOTS);
+	assert_int_equal(config->n_cards, 1);
+	assert_int_equal(config->cards[0].slot, 3);
+	vccid_config_free(config);
+}
+
+static void test_inserted_values(void **state)
+{
+	static const struct {
+		const char *value;
+		bool inserted;
+		size_t n_errors;
+	} values[] = {
+		{ "true", true, 0 }, { "TRUE", true, 0 }, { "1", true, 0 }, { "yes", true, 0 },
+		{ "false", false, 0 }, { "0", false, 0 }, { "No", false, 0 },
+		{ "maybe", true, 1 }, { "2", true, 1 }, { "", true, 1 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char *text = g_strdup_printf(MAIN CARD_A "inserted = %s\n", values[i].value);
+		struct vccid_config *config = load(text);
+
+		if (config->n_errors != values[i].n_errors || config->n_cards != 1 ||
+		    config->cards[0].inserted != values[i].inserted)
+			fail_msg("inserted = '%s': %zu errors, %zu cards", values[i].value,
+				 config->n_errors, config->n_cards);
+		if (values[i].n_errors > 0)
+			assert_logged(FILE_NAME, "[card:a] inserted:");
+		vccid_config_free(config);
+		g_free(text);
+	}
+}
+
+static void test_nonexistent_file(void **state)
+{
+	static const char path[] = "/nonexistent/vccid/vccid.conf";
+	struct vccid_config *config = vccid_config_load(path);
+
+	(void)state;
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 1);
+	assert_int_equal(log_lines, 1);
+	assert_logged(path, "cannot be read");
+	assert_int_equal(config->n_readers, 1);
+	assert_string_equal(config->readers[0].name, VCCID_DEFAULT_READER);
+	assert_int_equal(config->readers[0].slots, VCCID_DEFAULT_SLOTS);
+	assert_int_equal(config->n_cards, 0);
+	vccid_config_free(config);
+}
+
+/* Root reads any mode-000 file, so a directory stands in for an unreadable file. */
+static void test_unreadable_file(void **state)
+{
+	char dir[] = "/tmp/vccid-test-config-XXXXXX";
+	struct vccid_config *config;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	config = vccid_config_load(dir);
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 1);
+	assert_logged(dir, "cannot be read");
+	assert_non_null(vccid_config_find_reader(config, VCCID_DEFAULT_READER));
+	assert_int_equal(config->n_cards, 0);
+	vccid_config_free(config);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_no_path(void **state)
+{
+	struct vccid_config *config = vccid_config_load(NULL);
+
+	(void)state;
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 1);
+	assert_int_equal(config->n_readers, 1);
+	vccid_config_free(config);
+
+	config = vccid_config_load("");
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 1);
+	vccid_config_free(config);
+	vccid_config_free(NULL);
+}
+
+static void test_file_on_disk(void **state)
+{
+	static const char text[] = MAIN CARD_A "[card:b]\nslot = 7\n" CERTS;
+	char path[] = "/tmp/vccid-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	struct vccid_config *config;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	config = vccid_config_load(path);
+	unlink(path);
+	assert_non_null(config);
+	assert_string_equal(config->path, path);
+	assert_int_equal(config->n_errors, 1);
+	assert_int_equal(config->n_cards, 1);
+	assert_string_equal(config->cards[0].name, "a");
+	assert_logged(path, "[card:b] slot:");
+	vccid_config_free(config);
+}
+
+static void test_log_level_parse(void **state)
+{
+	static const struct {
+		const char *text;
+		int level;
+	} levels[] = {
+		{ "critical", VCCID_LOG_CRITICAL }, { "error", VCCID_LOG_ERROR },
+		{ "info", VCCID_LOG_INFO }, { "debug", VCCID_LOG_DEBUG }, { "apdu", VCCID_LOG_APDU },
+		{ "ERROR", VCCID_LOG_ERROR }, { "Debug", VCCID_LOG_DEBUG },
+		{ "0", 0 }, { "1", 1 }, { "2", 2 }, { "3", 3 }, { "4", 4 },
+		{ "5", -1 }, { "-1", -1 }, { "", -1 }, { "2x", -1 }, { "verbose", -1 },
+		{ "info ", -1 }, { "99999999999999999999", -1 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		int level = vccid_log_level_parse(levels[i].text);
+
+		if (level != levels[i].level)
+			fail_msg("'%s' parsed as %d, expected %d", levels[i].text, level,
+				 levels[i].level);
+	}
+	assert_int_equal(vccid_log_level_parse(NULL), -1);
+}
+
+/* The level filter: below the set level nothing reaches the sink. */
+static void test_log_filter(void **state)
+{
+	struct vccid_config *config;
+
+	(void)state;
+	vccid_log_set_level(VCCID_LOG_CRITICAL);
+	config = load("[vccid]\nlog-level = verbose\n");
+	assert_int_equal(config->n_errors, 1);
+	assert_int_equal(log_lines, 0);   /* errors are not critical */
+	vccid_config_free(config);
+	vccid_log_set_level(VCCID_LOG_APDU);
+	assert_int_equal(vccid_log_get_level(), VCCID_LOG_APDU);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test_setup(test_valid_full, setup),
+		cmocka_unit_test_setup(test_defaults, setup),
+		cmocka_unit_test_setup(test_bad_slots_fall_back, setup),
+		cmocka_unit_test_setup(test_inserted_values, setup),
+		cmocka_unit_test_setup(test_nonexistent_file, setup),
+		cmocka_unit_test_setup(test_unreadable_file, setup),
+		cmocka_unit_test_setup(test_no_path, setup),
+		cmocka_unit_test_setup(test_file_on_disk, setup),
+		cmocka_unit_test_setup(test_log_level_parse, setup),
+		cmocka_unit_test_setup(test_log_filter, setup),
+	};
+	enum { N_ROWS = sizeof(cases) / sizeof(cases[0]), N_FIXED = sizeof(fixed) / sizeof(fixed[0]) };
+	struct CMUnitTest tests[N_ROWS + N_FIXED];
+	size_t i;
+	int failed;
+
+	log_text = g_string_new(NULL);
+	vccid_log_set_sink(capture_sink);
+	vccid_log_set_level(VCCID_LOG_APDU);
+	for (i = 0; i < N_ROWS; i++) {
+		memset(&tests[i], 0, sizeof(tests[i]));
+		tests[i].name = cases[i].name;
+		tests[i].test_func = test_row;
+		tests[i].setup_func = setup;
+		tests[i].initial_state = (void *)&cases[i];
+	}
+	memcpy(tests + N_ROWS, fixed, sizeof(fixed));
+	failed = _cmocka_run_group_tests("config", tests, N_ROWS + N_FIXED, NULL, NULL);
+	vccid_log_set_sink(NULL);
+	g_string_free(log_text, TRUE);
+	return failed;
+}
