@@ -10,7 +10,7 @@
 #   (key=value lines; results-latest.txt points at it) and prints a summary table.
 #
 # Environment:
-#   BENCH_PARTS          parts to run (default: "floor vccid events pkcs11 memory vpcd")
+#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd")
 #   BENCH_SERVER_CPU     CPU for pcscd and its threads (default 0)
 #   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
 #   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
@@ -40,7 +40,7 @@ SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PATH=$PATH:/usr/sbin:/sbin
 export LC_ALL=C PATH
 
-PARTS=${BENCH_PARTS:-floor vccid events pkcs11 memory vpcd}
+PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
 COUNT=${BENCH_COUNT:-5000}
@@ -217,6 +217,22 @@ body_events() {
 	return "$rc"
 }
 
+# pcscd's CPU use while nothing happens, before any client and after one has left
+# (pcscd then asks the driver to stop its polling wait, to re-arm it with a new timeout).
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$PCSCD_PID/stat"; }
+body_idle() {
+	local a b
+	a=$(cpu_ms)
+	sleep 2 # a fixed measuring window, not a wait for readiness
+	b=$(cpu_ms)
+	record "idle.vccid phase=before-any-client window_s=2 cpu_ms_per_s=$(((b - a) / 2))"
+	client "$APDU_BENCH" -n 1 -w 0 -r "vccid 00 00" >/dev/null || return 1
+	a=$(cpu_ms)
+	sleep 2 # as above
+	b=$(cpu_ms)
+	record "idle.vccid phase=after-a-client-left window_s=2 cpu_ms_per_s=$(((b - a) / 2))"
+}
+
 body_pkcs11() {
 	local csv=$WORK/hyperfine-pkcs11.csv rc line
 	# The first listing (OpenSC reads the card) is timed on its own, then hyperfine.
@@ -356,6 +372,10 @@ if has_part events && [ $have_vccid = 1 ]; then
 	say "insertion/removal latency ($EVENT_ROUNDS rounds)"
 	session events "$WORK/conf-vccid1/readers" 4 1 body_events || fail "events"
 fi
+if has_part idle && [ $have_vccid = 1 ]; then
+	say "pcscd idle CPU use"
+	session idle "$WORK/conf-vccid1/readers" 4 1 body_idle || fail "idle"
+fi
 if has_part pkcs11 && [ $have_vccid = 1 ]; then
 	if command -v hyperfine >/dev/null && command -v pkcs11-tool >/dev/null; then
 		say "pkcs11-tool -L ($HF_RUNS runs)"
@@ -412,7 +432,7 @@ if [ -n "$ev" ]; then
 fi
 ln -sf "$(basename "$RESULTS")" "$OUTDIR/results-latest.txt"
 
-row() { printf '%-44s %12s %12s  %s\n' "$@"; }
+row() { printf '%-50s %10s %10s  %s\n' "$@"; }
 line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 {
 	echo
@@ -421,7 +441,7 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	echo "APDU runs: $COUNT timed after $WARMUP warm-up; floor/vccid: median over $REPEAT alternating runs"
 	echo
 	row "measurement" "median us" "p99 us" "notes"
-	row "--------------------------------------------" "------------" "------------" "-----"
+	row "--------------------------------------------------" "----------" "----------" "-----"
 	[ -n "$fm" ] && row "floor driver, SELECT" "$fm" "$fp" "pcscd's own floor"
 	[ -n "$vm" ] && row "vccid emulated CAC, SELECT" "$vm" "$vp" "sw=$(field "$(grep '^apdu\.vccid .* reader=' "$RESULTS" | tail -n 1)" sw) (floor: 9000)"
 	l=$(line_of ratio.vccid_floor)
@@ -430,6 +450,9 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 		row "card insertion (SCardControl -> event)" "$(field "$ev" insert_median_us)" "$(field "$ev" insert_p99_us)" "max $(field "$ev" insert_max_us) us, n=$(field "$ev" insert_n), target p99 < 1000"
 		row "card removal (SCardControl -> event)" "$(field "$ev" remove_median_us)" "$(field "$ev" remove_p99_us)" "max $(field "$ev" remove_max_us) us, n=$(field "$ev" remove_n), missed $(field "$ev" missed)"
 	fi
+	grep '^idle\.vccid ' "$RESULTS" | while IFS= read -r l; do
+		row "pcscd idle CPU, $(field "$l" phase)" "" "" "$(field "$l" cpu_ms_per_s) ms CPU per s (target ~0)"
+	done
 	l=$(line_of 'pkcs11\.vccid ')
 	[ -n "$l" ] && row "pkcs11-tool -L (hyperfine, 1 card)" "" "" "mean $(field "$l" mean_ms) ms +- $(field "$l" stddev_ms), min $(field "$l" min_ms), max $(field "$l" max_ms), $(field "$l" runs) runs"
 	l=$(line_of 'pkcs11\.vccid\.first')

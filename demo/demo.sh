@@ -31,12 +31,21 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 # show CMD...: print the command like a shell would, then run it (bounded).
 show() {
-	local q
-	q=$(printf '%q ' "$@")
-	q=${q//"$BUILDDIR"\//}
-	printf '%s$ %s%s\n' "$B" "${q% }" "$N"
+	local a q= rc
+	for a in "$@"; do
+		a=${a#"$BUILDDIR"/}
+		a=${a#"$SRCDIR"/}
+		if [[ $a =~ ^[][A-Za-z0-9_./:=@%+,-]+$ ]]; then
+			q+=" $a"
+		else
+			q+=" '${a//\'/\'\\\'\'}'"
+		fi
+	done
+	printf '%s$%s%s\n' "$B" "$q" "$N"
 	timeout 60 "$@" 2>&1 | sed 's/^/    /'
-	return "${PIPESTATUS[0]}"
+	rc=${PIPESTATUS[0]}
+	[ "$rc" -eq 0 ] || note "(exit status $rc)"
+	return "$rc"
 }
 
 # ------------------------------------------------------------ inside the namespace

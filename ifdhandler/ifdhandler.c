@@ -391,7 +391,8 @@ static int control_answer(DWORD Lun, DWORD code, const uint8_t *in, size_t in_le
 	case VCCID_CTL_INSERT:
 		if (in_len > VCCID_NAME_MAX)
 			return VCCID_EINVAL;
-		memcpy(name, in, in_len);
+		if (in_len > 0)   /* pcscd may pass NULL with length 0 */
+			memcpy(name, in, in_len);
 		name[in_len] = '\0';
 		rv = vccid_reader_insert(Lun, name);
 		break;
@@ -405,7 +406,8 @@ static int control_answer(DWORD Lun, DWORD code, const uint8_t *in, size_t in_le
 		return rv;
 	if (n > out_size)
 		return VCCID_ENOSPC;
-	memcpy(out, buf, n);
+	if (n > 0)
+		memcpy(out, buf, n);
 	*out_len = n;
 	return VCCID_OK;
 }

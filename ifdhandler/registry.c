@@ -64,6 +64,8 @@ static void split_device(const char *device, char **path, char **reader_name)
 	const char *colon;
 
 	if (device == NULL || device[0] == '\0')
+		device = getenv("VCCID_CONFIG");   /* pcscd's environment may name another file */
+	if (device == NULL || device[0] == '\0')
 		device = VCCID_DEFAULT_CONFIG;
 	colon = strrchr(device, ':');
 	if (colon != NULL && colon[1] != '\0' && strchr(colon, '/') == NULL) {

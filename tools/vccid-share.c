@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* vccid-share: a VSCard client that shares a libcacard card with a VSCard host (vccid, QEMU). */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,7 +27,9 @@
 #include <cacard/vevent.h>
 #include <cacard/vreader.h>
 #include <cert.h>
+#include <glib.h>
 #include <pk11pub.h>
+#include <reader.h>
 #include <winscard.h>
 
 #include "backends/vscard/proto.h"
@@ -338,11 +341,11 @@ static void parse_args(int argc, char **argv)
 			fputs(usage_text, stdout);
 			exit(0);
 		case ':':
-			if (optopt)
+			if (optopt > 0 && optopt < 128)
 				usage_error("option -%c needs an argument", optopt);
 			usage_error("option %s needs an argument", argv[optind - 1]);
 		default:
-			if (optopt)
+			if (optopt > 0 && optopt < 128)
 				usage_error("unknown option -%c", optopt);
 			usage_error("unknown option %s", argv[optind - 1]);
 		}
@@ -441,7 +444,8 @@ static int cacard_start(void)
 	VCardEmulError rc;
 
 	if (opt.hardware) {
-		g_string_append(o, "use_hw=yes hw_type=CAC");
+		/* not hw_type=: libcacard takes the rest of the string as its value (CAC is the default) */
+		g_string_append(o, "use_hw=yes");
 	} else {
 		g_string_append_printf(o, "use_hw=no soft=(,%s,CAC,,%s)", opt.name, opt.certs);
 	}

@@ -454,3 +454,18 @@ vccid_ctl() {
 vccid_ctl_state() {
 	vccid_ctl list 2>/dev/null | awk -F '\t' -v r="$1" '$1 == r { print $2 }'
 }
+
+# vccid_check_idle [SECONDS]: with no client active, pcscd (and so the driver's polling)
+# uses under 10% of one CPU over SECONDS (default 1).
+vccid_check_idle() {
+	local secs=${1:-1} pid t0 t1 hz used
+	pid=$(cat "/proc/$VCCID_PCSCD_PID/task/$VCCID_PCSCD_PID/children" 2>/dev/null | awk '{print $1}')
+	[ -n "$pid" ] || pid=$VCCID_PCSCD_PID
+	hz=$(getconf CLK_TCK)
+	# Fields 14 and 15 of /proc/PID/stat: user and system ticks of all threads.
+	t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	sleep "$secs"
+	t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	used=$(( (t1 - t0) * 100 / (hz * secs) ))
+	vccid_check "pcscd idles: ${used}% CPU over ${secs} s without clients (< 10%)" [ "$used" -lt 10 ]
+}

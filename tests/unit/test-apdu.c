@@ -72,7 +72,8 @@ static const struct apdu_case cases[] = {
 	BAD("short Lc 5, no data", B(0x00, 0xA4, 0x04, 0x00, 0x05, 0x3F)),
 	BAD("short Lc 1, 2 data bytes and Le and more",
 	    B(0x00, 0xA4, 0x04, 0x00, 0x01, 0x3F, 0x00, 0x00)),
-	BAD("short Lc 1, 3 trailing bytes", B(0x00, 0xA4, 0x04, 0x00, 0x01, 0x3F, 0x00, 0x00, 0x00)),
+	BAD("short Lc 1, 3 trailing bytes",
+	    B(0x00, 0xA4, 0x04, 0x00, 0x01, 0x3F, 0x00, 0x00, 0x00)),
 	BAD("length 6 with 00: header + 00 + x", B(0x00, 0xA4, 0x04, 0x00, 0x00, 0x01)),
 	BAD("length 6 with 00 00", B(0x00, 0xA4, 0x04, 0x00, 0x00, 0x00)),
 	BAD("extended Lc 0 with Le", B(0x00, 0xA4, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00)),
@@ -234,7 +235,10 @@ int main(void)
 		cmocka_unit_test(test_extended_65535_case4),
 		cmocka_unit_test(test_short_255),
 	};
-	enum { N_ROWS = sizeof(cases) / sizeof(cases[0]), N_FIXED = sizeof(fixed) / sizeof(fixed[0]) };
+	enum {
+		N_ROWS = sizeof(cases) / sizeof(cases[0]),
+		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
+	};
 	struct CMUnitTest tests[N_ROWS + N_FIXED];
 	size_t i;
 

@@ -158,7 +158,10 @@ int main(void)
 		cmocka_unit_test(test_34_bytes),
 		cmocka_unit_test(test_null),
 	};
-	enum { N_ROWS = sizeof(cases) / sizeof(cases[0]), N_FIXED = sizeof(fixed) / sizeof(fixed[0]) };
+	enum {
+		N_ROWS = sizeof(cases) / sizeof(cases[0]),
+		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
+	};
 	struct CMUnitTest tests[N_ROWS + N_FIXED];
 	size_t i;
 

@@ -75,13 +75,16 @@ struct config_case {
 static const struct config_case cases[] = {
 	{ "empty file", "", 0, 0, { NULL }, NULL },
 	{ "key-file syntax error", "this is not a key file\n", 1, 0, { "cannot be read" }, NULL },
-	{ "key-file group syntax error", "[vccid\nlog-level = info\n", 1, 0, { "cannot be read" }, NULL },
+	{ "key-file group syntax error", "[vccid\nlog-level = info\n", 1, 0,
+	  { "cannot be read" }, NULL },
 	{ "bad log-level", "[vccid]\nlog-level = verbose\n", 1, 0, { "[vccid] log-level:" }, NULL },
 	{ "log-level 5", "[vccid]\nlog-level = 5\n", 1, 0, { "[vccid] log-level:" }, NULL },
-	{ "empty nss-database", "[vccid]\nnss-database =\n", 1, 0, { "[vccid] nss-database:" }, NULL },
+	{ "empty nss-database", "[vccid]\nnss-database =\n", 1, 0,
+	  { "[vccid] nss-database:" }, NULL },
 	{ "unknown key in [vccid]", MAIN "colour = blue\n", 1, 0, { "[vccid] colour:" }, NULL },
 	{ "reader name with a space", "[reader:bad name]\n", 1, 0, { "[reader:bad name]:" }, NULL },
-	{ "reader name with a slash", "[reader:a/b]\nslots = 2\n", 1, 0, { "[reader:a/b]:" }, NULL },
+	{ "reader name with a slash", "[reader:a/b]\nslots = 2\n", 1, 0,
+	  { "[reader:a/b]:" }, NULL },
 	{ "empty reader name", "[reader:]\n", 1, 0, { "[reader:]:" }, NULL },
 	{ "reader name of 64 characters",
 	  "[reader:0123456789012345678901234567890123456789012345678901234567890123]\n", 1, 0,
@@ -96,7 +99,8 @@ static const struct config_case cases[] = {
 	  { "[reader:r] slots:" }, NULL },
 	{ "unknown key in a reader", "[reader:r]\nslot = 2\n", 1, 0, { "[reader:r] slot:" }, NULL },
 	{ "card without slot", MAIN "[card:a]\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
-	{ "card slot out of range", MAIN "[card:a]\nslot = 4\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
+	{ "card slot out of range", MAIN "[card:a]\nslot = 4\n" CERTS, 1, 0,
+	  { "[card:a] slot:" }, NULL },
 	{ "card slot abc", MAIN "[card:a]\nslot = abc\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
 	{ "card slot -1", MAIN "[card:a]\nslot = -1\n" CERTS, 1, 0, { "[card:a] slot:" }, NULL },
 	{ "card slot beyond a 2-slot reader",
@@ -109,7 +113,8 @@ static const struct config_case cases[] = {
 	  { "[reader:bad name]:", "[card:a] reader:" }, NULL },
 	{ "two cards in one slot", MAIN CARD_A "[card:b]\nslot = 0\n" CERTS, 1, 1,
 	  { "[card:b] slot:" }, "a" },
-	{ "certificates missing", MAIN "[card:a]\nslot = 0\n", 1, 0, { "[card:a] certificates:" }, NULL },
+	{ "certificates missing", MAIN "[card:a]\nslot = 0\n", 1, 0,
+	  { "[card:a] certificates:" }, NULL },
 	{ "certificates empty", MAIN "[card:a]\nslot = 0\ncertificates =\n", 1, 0,
 	  { "[card:a] certificates:" }, NULL },
 	{ "2 nicknames", MAIN "[card:a]\nslot = 0\ncertificates = id;sign\n", 1, 0,
@@ -396,7 +401,8 @@ static void test_log_level_parse(void **state)
 		int level;
 	} levels[] = {
 		{ "critical", VCCID_LOG_CRITICAL }, { "error", VCCID_LOG_ERROR },
-		{ "info", VCCID_LOG_INFO }, { "debug", VCCID_LOG_DEBUG }, { "apdu", VCCID_LOG_APDU },
+		{ "info", VCCID_LOG_INFO }, { "debug", VCCID_LOG_DEBUG },
+		{ "apdu", VCCID_LOG_APDU },
 		{ "ERROR", VCCID_LOG_ERROR }, { "Debug", VCCID_LOG_DEBUG },
 		{ "0", 0 }, { "1", 1 }, { "2", 2 }, { "3", 3 }, { "4", 4 },
 		{ "5", -1 }, { "-1", -1 }, { "", -1 }, { "2x", -1 }, { "verbose", -1 },
@@ -444,7 +450,10 @@ int main(void)
 		cmocka_unit_test_setup(test_log_level_parse, setup),
 		cmocka_unit_test_setup(test_log_filter, setup),
 	};
-	enum { N_ROWS = sizeof(cases) / sizeof(cases[0]), N_FIXED = sizeof(fixed) / sizeof(fixed[0]) };
+	enum {
+		N_ROWS = sizeof(cases) / sizeof(cases[0]),
+		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
+	};
 	struct CMUnitTest tests[N_ROWS + N_FIXED];
 	size_t i;
 	int failed;

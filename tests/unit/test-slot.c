@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests of the slot model over a fake backend: presence, power, exchanges, waits and threads. */
+/* Unit tests of the slot model over a fake backend: presence, power, exchanges, waits, threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -263,7 +263,8 @@ static void insert_card(struct fixture *f, enum fake_mode mode, bool power)
 	f->card.mode = mode;
 	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &f->card, "card-1"), VCCID_OK);
 	if (power)
-		assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len), VCCID_OK);
+		assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len),
+				 VCCID_OK);
 }
 
 /* ------------------------------------------------------------------ presence */
@@ -939,7 +940,8 @@ static void *stress_thread(void *arg)
 		case 4:
 		case 5:
 			rv = vccid_slot_transmit(ctx->slot, (i & 1) ? get_data_256 : select_apdu,
-						 (i & 1) ? sizeof(get_data_256) : sizeof(select_apdu),
+						 (i & 1) ? sizeof(get_data_256)
+							 : sizeof(select_apdu),
 						 buf, &len);
 			if (rv == VCCID_OK && (len < 2 || buf[len - 2] != 0x90))
 				atomic_fetch_add(&ctx->bad_status, 1);
@@ -954,7 +956,7 @@ static void *stress_thread(void *arg)
 				atomic_fetch_add(&ctx->bad_rv, 1);
 			break;
 		case 7:
-			/* Malformed: answered by the slot itself (and logged with the card name). */
+			/* Malformed: answered by the slot itself, logged with the card name. */
 			rv = vccid_slot_transmit(ctx->slot, select_apdu, 3, buf, &len);
 			if (rv == VCCID_OK && (len != 2 || buf[0] != 0x67 || buf[1] != 0x00))
 				atomic_fetch_add(&ctx->bad_status, 1);

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A stand-in for backends/cacard in unit tests: named fake cards answering like a CAC, counted. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cacard/cacard.h"
+#include "ccid-core/error.h"
+#include "ccid-core/slot.h"
+
+/* Test hooks, declared again in test-ifdh.c. */
+void fake_cacard_reset(void);
+int fake_cacard_acquires(void);
+int fake_cacard_releases(void);
+int fake_cacard_inserts(void);
+int fake_cacard_card_releases(void);
+int fake_cacard_transmits(void);
+
+enum { FAKE_MAX_CARDS = 32 };
+
+struct fake_known {
+	char name[64];
+	bool in_slot;
+};
+
+/* What sits in a slot: the index of a known card. */
+struct fake_instance {
+	size_t index;
+};
+
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fake_known known[FAKE_MAX_CARDS];
+static size_t n_known;
+static int acquires, releases, active, inserts, card_releases, transmits;
+
+static const uint8_t cac_atr[] = {
+	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
+};
+static const uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
+
+static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr,
+		      size_t *atr_len)
+{
+	(void)opaque;
+	if (action == VCCID_POWER_DOWN)
+		return VCCID_OK;
+	if (*atr_len < sizeof(cac_atr))
+		return VCCID_ENOSPC;
+	memcpy(atr, cac_atr, sizeof(cac_atr));
+	*atr_len = sizeof(cac_atr);
+	return VCCID_OK;
+}
+
+static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
+			 size_t *rsp_len)
+{
+	size_t n = 0;
+
+	(void)opaque;
+	pthread_mutex_lock(&fake_lock);
+	transmits++;
+	pthread_mutex_unlock(&fake_lock);
+	if (cmd_len == sizeof(get_data_256) && memcmp(cmd, get_data_256, cmd_len) == 0) {
+		if (*rsp_len < 256 + 2)
+			return VCCID_ENOSPC;
+		for (n = 0; n < 256; n++)
+			rsp[n] = (uint8_t)n;
+	}
+	if (*rsp_len < n + 2)
+		return VCCID_ENOSPC;
+	rsp[n++] = 0x90;
+	rsp[n++] = 0x00;
+	*rsp_len = n;
+	return VCCID_OK;
+}
+
+static void fake_release(void *opaque)
+{
+	struct fake_instance *inst = opaque;
+
+	pthread_mutex_lock(&fake_lock);
+	known[inst->index].in_slot = false;
+	card_releases++;
+	pthread_mutex_unlock(&fake_lock);
+	free(inst);
+}
+
+static const struct vccid_card_ops fake_ops = {
+	.backend = "fake",
+	.power = fake_power,
+	.transmit = fake_transmit,
+	.release = fake_release,
+};
+
+static struct fake_known *find_known(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n_known; i++)
+		if (strcmp(known[i].name, name) == 0)
+			return &known[i];
+	return NULL;
+}
+
+int vccid_cacard_acquire(const struct vccid_config *config)
+{
+	size_t i;
+
+	pthread_mutex_lock(&fake_lock);
+	acquires++;
+	active++;
+	for (i = 0; i < config->n_cards; i++) {
+		const char *name = config->cards[i].name;
+
+		if (find_known(name) == NULL && n_known < FAKE_MAX_CARDS) {
+			memset(&known[n_known], 0, sizeof(known[n_known]));
+			strncpy(known[n_known].name, name, sizeof(known[n_known].name) - 1);
+			n_known++;
+		}
+	}
+	pthread_mutex_unlock(&fake_lock);
+	return VCCID_OK;
+}
+
+void vccid_cacard_release(void)
+{
+	pthread_mutex_lock(&fake_lock);
+	releases++;
+	active--;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+bool vccid_cacard_known(const char *name)
+{
+	bool found;
+
+	pthread_mutex_lock(&fake_lock);
+	found = find_known(name) != NULL;
+	pthread_mutex_unlock(&fake_lock);
+	return found;
+}
+
+int vccid_cacard_insert(const char *name, vccid_slot *slot)
+{
+	struct fake_instance *inst;
+	struct fake_known *card;
+	int rv;
+
+	pthread_mutex_lock(&fake_lock);
+	card = find_known(name);
+	if (card == NULL || active == 0) {
+		pthread_mutex_unlock(&fake_lock);
+		return VCCID_ENOENT;
+	}
+	if (card->in_slot) {
+		pthread_mutex_unlock(&fake_lock);
+		return VCCID_EBUSY;
+	}
+	inst = malloc(sizeof(*inst));
+	if (inst == NULL) {
+		pthread_mutex_unlock(&fake_lock);
+		return VCCID_ENOMEM;
+	}
+	inst->index = (size_t)(card - known);
+	/* The slot never calls back into the backend from insert, so the lock may stay held:
+	 * a concurrent insert of the same card then sees in_slot. */
+	rv = vccid_slot_insert(slot, &fake_ops, inst, name);
+	if (rv == VCCID_OK) {
+		card->in_slot = true;
+		inserts++;
+	} else {
+		free(inst);
+	}
+	pthread_mutex_unlock(&fake_lock);
+	return rv;
+}
+
+void fake_cacard_reset(void)
+{
+	pthread_mutex_lock(&fake_lock);
+	n_known = 0;
+	acquires = releases = active = inserts = card_releases = transmits = 0;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+#define FAKE_GETTER(fn, var) \
+	int fn(void) \
+	{ \
+		int value; \
+		pthread_mutex_lock(&fake_lock); \
+		value = var; \
+		pthread_mutex_unlock(&fake_lock); \
+		return value; \
+	}
+
+FAKE_GETTER(fake_cacard_acquires, acquires)
+FAKE_GETTER(fake_cacard_releases, releases)
+FAKE_GETTER(fake_cacard_inserts, inserts)
+FAKE_GETTER(fake_cacard_card_releases, card_releases)
+FAKE_GETTER(fake_cacard_transmits, transmits)
