@@ -142,6 +142,27 @@ static const struct config_case cases[] = {
 	  "[card:a]\nreader = nope\nslot = 0\ncertificates = x\ninserted = perhaps\nfoo = 1\n", 5,
 	  0, { "[card:a] reader:", "[card:a] certificates:", "[card:a] nss-database:",
 	       "[card:a] inserted:" }, NULL },
+	{ "vscard listen without port", "[vscard]\nlisten = 127.0.0.1\n", 1, 0,
+	  { "[vscard] listen:" }, NULL },
+	{ "vscard privileged port", "[vscard]\nlisten = 127.0.0.1:80\n", 1, 0,
+	  { "[vscard] listen:" }, NULL },
+	{ "vscard port 70000", "[vscard]\nlisten = 127.0.0.1:70000\n", 1, 0,
+	  { "[vscard] listen:" }, NULL },
+	{ "vscard relative unix-socket", "[vscard]\nunix-socket = run/s\n", 1, 0,
+	  { "[vscard] unix-socket:" }, NULL },
+	{ "vscard unix-mode 999", "[vscard]\nunix-mode = 999\n", 1, 0,
+	  { "[vscard] unix-mode:" }, NULL },
+	{ "vscard timeout-ms 10", "[vscard]\ntimeout-ms = 10\n", 1, 0,
+	  { "[vscard] timeout-ms:" }, NULL },
+	{ "vscard max-connections 0", "[vscard]\nmax-connections = 0\n", 1, 0,
+	  { "[vscard] max-connections:" }, NULL },
+	{ "vscard max-pending x", "[vscard]\nmax-pending = x\n", 1, 0,
+	  { "[vscard] max-pending:" }, NULL },
+	{ "vscard handshake-timeout-ms huge", "[vscard]\nhandshake-timeout-ms = 9999999\n", 1, 0,
+	  { "[vscard] handshake-timeout-ms:" }, NULL },
+	{ "vscard unknown reader", "[vscard]\nreaders = default;nope\n", 1, 0,
+	  { "[vscard] readers:" }, NULL },
+	{ "vscard unknown key", "[vscard]\nport = 1\n", 1, 0, { "[vscard] port:" }, NULL },
 	{ "bad card next to good ones",
 	  MAIN CARD_A "[card:b]\nslot = 9\n" CERTS "[card:c]\nslot = 1\n" CERTS, 1, 2,
 	  { "[card:b] slot:" }, "a c" },
@@ -394,6 +415,59 @@ static void test_file_on_disk(void **state)
 	vccid_config_free(config);
 }
 
+static void test_vscard_settings(void **state)
+{
+	struct vccid_config *config;
+
+	(void)state;
+	config = load("[vccid]\n");
+	assert_false(config->vscard.enabled);
+	assert_false(vccid_config_vscard_reader(config, "default"));
+	vccid_config_free(config);
+
+	/* The group alone: loopback on vccid's port, the documented defaults, every reader. */
+	config = load("[vscard]\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_true(config->vscard.enabled);
+	assert_string_equal(config->vscard.listen, VCCID_VSCARD_DEFAULT_LISTEN);
+	assert_null(config->vscard.unix_socket);
+	assert_int_equal(config->vscard.unix_mode, 0660);
+	assert_int_equal(config->vscard.timeout_ms, 5000);
+	assert_int_equal(config->vscard.handshake_timeout_ms, 5000);
+	assert_int_equal(config->vscard.max_connections, 16);
+	assert_int_equal(config->vscard.max_pending, 4);
+	assert_true(vccid_config_vscard_reader(config, "default"));
+	assert_true(vccid_config_vscard_reader(config, "other"));
+	vccid_config_free(config);
+
+	/* A unix socket alone means no TCP listener; "none" turns TCP off too. */
+	config = load("[vscard]\nunix-socket = /run/vccid/vscard.sock\nunix-owner = root:root\n"
+		      "unix-mode = 0600\ntimeout-ms = 1500\nmax-connections = 3\n"
+		      "max-pending = 2\nhandshake-timeout-ms = 700\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_null(config->vscard.listen);
+	assert_string_equal(config->vscard.unix_socket, "/run/vccid/vscard.sock");
+	assert_string_equal(config->vscard.unix_owner, "root:root");
+	assert_int_equal(config->vscard.unix_mode, 0600);
+	assert_int_equal(config->vscard.timeout_ms, 1500);
+	assert_int_equal(config->vscard.max_connections, 3);
+	assert_int_equal(config->vscard.max_pending, 2);
+	assert_int_equal(config->vscard.handshake_timeout_ms, 700);
+	vccid_config_free(config);
+
+	config = load("[reader:r2]\n[vscard]\nlisten = none\nreaders = r2\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_null(config->vscard.listen);
+	assert_true(vccid_config_vscard_reader(config, "r2"));
+	assert_false(vccid_config_vscard_reader(config, "default"));
+	vccid_config_free(config);
+
+	config = load("[vscard]\nlisten = [::1]:40000\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(config->vscard.listen, "[::1]:40000");
+	vccid_config_free(config);
+}
+
 static void test_log_level_parse(void **state)
 {
 	static const struct {
@@ -447,6 +521,7 @@ int main(void)
 		cmocka_unit_test_setup(test_unreadable_file, setup),
 		cmocka_unit_test_setup(test_no_path, setup),
 		cmocka_unit_test_setup(test_file_on_disk, setup),
+		cmocka_unit_test_setup(test_vscard_settings, setup),
 		cmocka_unit_test_setup(test_log_level_parse, setup),
 		cmocka_unit_test_setup(test_log_filter, setup),
 	};
