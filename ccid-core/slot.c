@@ -30,7 +30,9 @@ struct vccid_slot {
 	size_t atr_len;
 	uint64_t changes;
 	uint64_t removals;
-	bool waits_cancelled;
+	unsigned waiters;
+	uint64_t cancels;          /* bumps on every cancel that found waiters */
+	bool cancel_pending;       /* a cancel found no waiter: the next wait takes it */
 };
 
 vccid_slot *vccid_slot_new(void)
@@ -154,15 +156,19 @@ static void deadline_after(struct timespec *ts, int timeout_ms)
 int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_ms)
 {
 	struct timespec deadline;
+	uint64_t cancels;
 	int rv = VCCID_OK;
 
 	if (timeout_ms >= 0)
 		deadline_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&slot->state_lock);
+	cancels = slot->cancels;
+	slot->waiters++;
 	while (slot->changes == seen_changes) {
 		int err;
 
-		if (slot->waits_cancelled) {
+		if (slot->cancel_pending || slot->cancels != cancels) {
+			slot->cancel_pending = false;
 			rv = VCCID_ECANCELED;
 			break;
 		}
@@ -175,6 +181,7 @@ int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_
 			break;
 		}
 	}
+	slot->waiters--;
 	pthread_mutex_unlock(&slot->state_lock);
 	return rv;
 }
@@ -182,7 +189,10 @@ int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_
 void vccid_slot_cancel_waits(vccid_slot *slot)
 {
 	pthread_mutex_lock(&slot->state_lock);
-	slot->waits_cancelled = true;
+	if (slot->waiters > 0)
+		slot->cancels++;
+	else
+		slot->cancel_pending = true;
 	pthread_cond_broadcast(&slot->changed);
 	pthread_mutex_unlock(&slot->state_lock);
 }

@@ -77,9 +77,12 @@ void vccid_slot_get_status(vccid_slot *slot, struct vccid_slot_status *status);
  * without limit. Returns 0 on change, VCCID_ETIMEDOUT or VCCID_ECANCELED.
  */
 int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_ms);
-/** Makes every current and later wait return VCCID_ECANCELED at once (or 0
- *  when a change is already there): a stop request must not be lost when it
- *  comes just before the wait. */
+/**
+ * Makes every current wait return VCCID_ECANCELED; when none is waiting, the
+ * next wait returns it at once instead (a stop request must not be lost when
+ * it comes just before the wait). One-shot: pcscd stops its polling thread
+ * whenever its last client disconnects and starts it again.
+ */
 void vccid_slot_cancel_waits(vccid_slot *slot);
 
 /** Powers the card; on UP/RESET copies the validated ATR to @p atr (capacity *atr_len). */

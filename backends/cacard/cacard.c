@@ -43,8 +43,7 @@ struct cacard_card {
 static pthread_mutex_t cacard_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cacard_card *cards;     /* every card set up, for the life of the process */
 static bool libcacard_ready;
-static char *init_database;           /* the one NSS database libcacard opened */
-static char *init_config;             /* the configuration file that initialised it */
+static char init_config[4096];        /* the configuration file that initialised libcacard */
 static unsigned users;
 static pthread_t event_thread;
 static bool event_thread_running;
@@ -269,8 +268,7 @@ static int init_libcacard(const struct vccid_config *config)
 	}
 	/* vcard_emul_init is once per process, whatever its result. */
 	libcacard_ready = true;
-	init_database = g_strdup(database);
-	init_config = g_strdup(config->path);
+	snprintf(init_config, sizeof(init_config), "%s", config->path);
 	for (i = 0; i < config->n_cards; i++) {
 		const struct vccid_card_config *card = &config->cards[i];
 
@@ -295,7 +293,7 @@ static void report_late_cards(const struct vccid_config *config)
 				  "%s: [card:%s]: libcacard was already initialised from %s and "
 				  "cannot add cards; configure every card in that file",
 				  config->path, config->cards[i].name,
-				  init_config ? init_config : "another file");
+				  init_config);
 }
 
 int vccid_cacard_acquire(const struct vccid_config *config)

@@ -16,7 +16,10 @@
 
 #define HANDSHAKE_MAX_PAYLOAD 64              /* an Init with a few capabilities */
 #define READY_MAX_PAYLOAD (65536 + 2 + 64)    /* the largest response, with room */
-#define ANSWER_WRITE_TIMEOUT_MS 1000
+/* Answers are written by the listener thread that serves every client: a peer whose
+ * socket buffer cannot take one does not read, and waiting for it would stall the others
+ * (their APDU answers go unread and their transmits time out). Drop it at once. */
+#define ANSWER_WRITE_TIMEOUT_MS 0
 
 /* Lock order: host_lock, then a slot's locks, then conn->lock (innermost). */
 

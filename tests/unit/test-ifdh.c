@@ -530,7 +530,13 @@ static void test_stop_polling(void **state)
 	pthread_join(tid, NULL);
 	assert_int_equal(job.rc, IFD_SUCCESS);
 	assert_true(job.elapsed_ms < 4000);
-	/* The stop is sticky: a poll that starts after it returns at once. */
+	/* One-shot: pcscd stops the polling thread whenever its last client
+	 * disconnects and starts it again, so the next poll waits as usual. */
+	start = now_ms();
+	assert_int_equal(job.poll(LUN(0, 2), 100), IFD_SUCCESS);
+	assert_true(now_ms() - start >= 90);
+	/* A stop that comes before the poll starts is not lost. */
+	assert_int_equal(stop(LUN(0, 2)), IFD_SUCCESS);
 	start = now_ms();
 	assert_int_equal(job.poll(LUN(0, 2), 8000), IFD_SUCCESS);
 	assert_true(now_ms() - start < 1000);
