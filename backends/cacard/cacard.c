@@ -36,6 +36,8 @@ struct cacard_card {
 	uint8_t card_id[CARD_ID_UNIQUE_BYTES];
 	bool has_card_id;
 	VReader *reader;          /* referenced; NULL when libcacard did not create it */
+	uint8_t *scratch;         /* CACARD_RESPONSE_MAX bytes for callers with smaller buffers;
+				   * used under the slot's exchange lock only */
 	bool in_slot;             /* guarded by cacard_lock */
 	struct cacard_card *next;
 };
@@ -203,6 +205,7 @@ static void register_card(const char *name)
 	struct cacard_card *card = g_new0(struct cacard_card, 1);
 
 	card->name = g_strdup(name);
+	card->scratch = g_try_malloc(CACARD_RESPONSE_MAX);
 	card->reader = vreader_get_reader_by_name(name);   /* returns a reference */
 	if (card->reader == NULL || vreader_card_is_present(card->reader) != VREADER_OK) {
 		VCCID_LOG(VCCID_LOG_ERROR, "card %s: libcacard could not make the card "
@@ -380,17 +383,16 @@ static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 			   uint8_t *rsp, size_t *rsp_len)
 {
 	struct cacard_card *card = opaque;
-	uint8_t *buf = rsp;
+	/* A caller's buffer smaller than libcacard's largest answer would truncate
+	 * silently: answer into the card's scratch buffer and copy. */
+	uint8_t *buf = *rsp_len < CACARD_RESPONSE_MAX ? card->scratch : rsp;
 	int len = CACARD_RESPONSE_MAX;
 	int rv = VCCID_OK;
 
 	if (cmd_len > INT_MAX)
 		return VCCID_EINVAL;
-	if (*rsp_len < CACARD_RESPONSE_MAX) {
-		buf = malloc(CACARD_RESPONSE_MAX);
-		if (buf == NULL)
-			return VCCID_ENOMEM;
-	}
+	if (buf == NULL)
+		return VCCID_ENOMEM;
 	/* libcacard's API is not const-correct; it does not write to the command. */
 	if (vreader_xfr_bytes(card->reader, (unsigned char *)cmd, (int)cmd_len, buf, &len) !=
 	    VREADER_OK || len < 2) {
@@ -403,10 +405,8 @@ static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 		*rsp_len = (size_t)len;
 		personalise_card_id(card, rsp, *rsp_len);
 	}
-	if (buf != rsp) {
-		explicit_bzero(buf, CACARD_RESPONSE_MAX);
-		free(buf);
-	}
+	if (buf != rsp && len > 0)
+		explicit_bzero(buf, (size_t)len);   /* may hold key material or a PIN answer */
 	return rv;
 }
 
