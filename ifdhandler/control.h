@@ -19,4 +19,11 @@
 /** Removes the card from the slot connected to. In and out: nothing. */
 #define VCCID_CTL_REMOVE VCCID_CTL_CODE(3602)
 
+/* Reader attributes (SCardGetAttrib) of a slot that holds a remote VSCard
+ * reader: SCARD_ATTR_VALUE(SCARD_CLASS_VENDOR_DEFINED, 0x7A01/0x7A02). Both are
+ * NUL-terminated strings; IFD_ERROR_TAG (SCARD_E_UNSUPPORTED_FEATURE) when the
+ * slot has no remote reader. */
+#define VCCID_ATTR_REMOTE_NAME 0x00077A01u   /* the name the client gave in ReaderAdd */
+#define VCCID_ATTR_REMOTE_PEER 0x00077A02u   /* "ADDRESS:PORT" or "unix" */
+
 #endif

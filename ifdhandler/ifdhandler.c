@@ -150,6 +150,8 @@ VCCID_EXPORT RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Lengt
 	vccid_slot *slot = vccid_reader_slot(Lun);
 	struct vccid_slot_status status;
 	char serial[96];
+	char remote_name[VCCID_NAME_MAX + 1];
+	char remote_peer[64];
 
 	if (slot == NULL || Length == NULL || Value == NULL) {
 		rc = IFD_COMMUNICATION_ERROR;
@@ -210,6 +212,13 @@ VCCID_EXPORT RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Lengt
 	case SCARD_ATTR_CHANNEL_ID:
 		rc = put_dword(Length, Value,
 			       CHANNEL_TYPE_VENDOR << 16 | (vccid_reader_channel(Lun) & 0xFFFFu));
+		break;
+	case VCCID_ATTR_REMOTE_NAME:
+	case VCCID_ATTR_REMOTE_PEER:
+		if (vccid_reader_remote(Lun, remote_name, sizeof(remote_name), remote_peer,
+					sizeof(remote_peer)))
+			rc = put_string(Length, Value, Tag == VCCID_ATTR_REMOTE_NAME ? remote_name
+										    : remote_peer);
 		break;
 	default:
 		break;

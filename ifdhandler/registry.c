@@ -349,6 +349,17 @@ int vccid_reader_describe(unsigned long lun, char *buf, size_t size)
 	return len;
 }
 
+bool vccid_reader_remote(unsigned long lun, char *name, size_t name_size, char *peer,
+			 size_t peer_size)
+{
+	vccid_reader *reader;
+	unsigned slot;
+
+	if (!lun_resolve(lun, &reader, &slot))
+		return false;
+	return vscard_host_slot_remote(reader->slots[slot], name, name_size, peer, peer_size);
+}
+
 int vccid_reader_insert(unsigned long lun, const char *card_name)
 {
 	vccid_reader *reader;

@@ -47,6 +47,9 @@ int vccid_reader_wait_change(unsigned long lun, int timeout_ms);
 
 /** Writes the slot's status line (see control.h) into @p buf of @p size; returns its length. */
 int vccid_reader_describe(unsigned long lun, char *buf, size_t size);
+/** Copies the remote VSCard reader name and peer of the slot; false if it has none. */
+bool vccid_reader_remote(unsigned long lun, char *name, size_t name_size, char *peer,
+			 size_t peer_size);
 /** Inserts @p card_name (NULL or "" means the slot's configured card) into the slot of @p lun. */
 int vccid_reader_insert(unsigned long lun, const char *card_name);
 int vccid_reader_remove(unsigned long lun);

@@ -19,7 +19,8 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  list                 one line per vccid slot: READER, STATE (present or empty),\n"
-	"                       CARD in the slot (- if none), HOME card configured for it\n"
+	"                       CARD in the slot (- if none), HOME card configured for it,\n"
+	"                       REMOTE reader NAME@PEER of a VSCard client (- if none)\n"
 	"  status NAME          the full status line of one slot (key=value)\n"
 	"  remove NAME          take the card out of its slot (pcscd reports removal)\n"
 	"  insert NAME [CARD]   put a card in; NAME is a card name (it goes back to\n"
@@ -167,14 +168,21 @@ static int send_control(SCARDCONTEXT ctx, const char *reader, DWORD code, const 
 
 static int cmd_list(const struct slot_info *slots, int count)
 {
-	char state[32], card[128], home[128];
+	char state[32], card[128], home[128], remote[128], peer[128];
 	int i;
 
-	for (i = 0; i < count; i++)
-		printf("%s\t%s\t%s\t%s\n", slots[i].reader,
+	for (i = 0; i < count; i++) {
+		status_field(slots[i].status, "remote", remote, sizeof(remote));
+		status_field(slots[i].status, "peer", peer, sizeof(peer));
+		printf("%s\t%s\t%s\t%s\t", slots[i].reader,
 		       status_field(slots[i].status, "state", state, sizeof(state)),
 		       status_field(slots[i].status, "card", card, sizeof(card)),
 		       status_field(slots[i].status, "home", home, sizeof(home)));
+		if (remote[0] == '\0' || strcmp(remote, "-") == 0)
+			printf("-\n");
+		else
+			printf("%s@%s\n", remote, peer);
+	}
 	return 0;
 }
 

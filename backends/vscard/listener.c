@@ -114,14 +114,21 @@ static void listener_wake(void *io)
 	pthread_mutex_unlock(&listener_lock);
 }
 
-static void describe_peer(const struct sockaddr_storage *addr, socklen_t len, char *out,
-			  size_t size)
+static void describe_peer(int fd, const struct sockaddr_storage *addr, socklen_t len,
+			  char *out, size_t size)
 {
 	char host[NI_MAXHOST];
 	char port[NI_MAXSERV];
 
 	if (addr->ss_family == AF_UNIX) {
-		snprintf(out, size, "unix");
+		struct ucred cred;
+		socklen_t cred_len = sizeof(cred);
+
+		/* Unix peers have no address: name them by the kernel's credentials. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
+			snprintf(out, size, "unix:uid=%u,pid=%d", (unsigned)cred.uid, (int)cred.pid);
+		else
+			snprintf(out, size, "unix");
 		return;
 	}
 	if (getnameinfo((const struct sockaddr *)addr, len, host, sizeof(host), port, sizeof(port),
@@ -156,7 +163,7 @@ static void accept_client(struct listener *l, int listen_fd)
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard accept failed: %s", strerror(errno));
 		return;
 	}
-	describe_peer(&addr, len, peer, sizeof(peer));
+	describe_peer(fd, &addr, len, peer, sizeof(peer));
 	if (l->n_clients >= l->cfg.max_connections || pending_handshakes(l) >= l->cfg.max_pending) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s", peer,
 			  l->n_clients >= l->cfg.max_connections ? "max-connections reached"
