@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # demo.sh: a guided tour of vccid: two emulated CAC cards in a private pcscd, seen by OpenSC,
-# removed and inserted with vccid-ctl. Needs root; the host's own pcscd is not touched.
+# removed and inserted with vccid-ctl, and a third card shared from "another machine" with
+# vccid-share over VSCard. Needs root; the host's own pcscd is not touched.
 #
 # Usage: demo/demo.sh [--keep] [--log]
 #   VCCID_BUILDDIR  build directory (default: the source tree, an in-tree build)
@@ -14,6 +15,7 @@ SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILDDIR=${VCCID_BUILDDIR:-$SRCDIR}
 DRIVER=$BUILDDIR/ifdhandler/.libs/libvccid.so
 CTL=$BUILDDIR/tools/vccid-ctl
+SHARE=$BUILDDIR/tools/vccid-share
 MKDB=$SRCDIR/tools/vccid-mkdb
 PIN=77777777
 PCSCD=$(PATH=$PATH:/usr/sbin:/sbin command -v pcscd || echo /usr/sbin/pcscd)
@@ -115,6 +117,25 @@ if [ "${1-}" = --inside ]; then
 		note "($CTL is not built: skipping the remove/insert round)"
 	fi
 
+	if [ -x "$SHARE" ]; then
+		say "A remote card: carol shares hers with vccid-share (VSCard, as QEMU's ccid-card-passthru speaks it)"
+		note "(her own NSS database, as on another machine; here over a unix socket)"
+		"$SHARE" -d "sql:$WORK/caroldb" -c carol-id,carol-sign,carol-enc -n carols-laptop \
+			--no-reconnect "unix:$WORK/vscard.sock" </dev/null >"$WORK/share.log" 2>&1 &
+		share_pid=$!
+		for ((i = 0; i < 500; i++)); do
+			"$CTL" list 2>/dev/null | grep -q "^vccid 00 02.present" && break
+			sleep 0.02
+		done
+		show "$CTL" list
+		show opensc-tool -r "vccid 00 02" -n
+		show pkcs11-tool -L
+		say "carol stops sharing (SIGTERM): the card leaves the slot"
+		kill -TERM $share_pid
+		wait $share_pid 2>/dev/null
+		show "$CTL" list
+	fi
+
 	say "Stopping the private pcscd"
 	kill -TERM $pcscd_pid
 	for ((i = 0; i < 250; i++)); do
@@ -166,15 +187,21 @@ say "Creating an NSS database with a test CA and two cards, alice and bob"
 note "(each card: 3 RSA-2048 certificates NAME-id, NAME-sign, NAME-enc, keys in the database)"
 show "$MKDB" -q -p "$PIN" -c alice -c bob "$WORK/nssdb" || die "vccid-mkdb failed"
 show certutil -L -d "sql:$WORK/nssdb"
+"$MKDB" -q -p "$PIN" -c carol "$WORK/caroldb" >/dev/null || die "vccid-mkdb failed"
 
-say "Writing vccid.conf: one reader with 2 slots, alice in slot 0, bob in slot 1"
+say "Writing vccid.conf: one reader with 3 slots, alice in slot 0, bob in slot 1, slot 2 for a remote card"
 cat >"$WORK/vccid.conf" <<EOF
 [vccid]
 log-level = info
 nss-database = sql:$WORK/nssdb
 
 [reader:default]
-slots = 2
+slots = 3
+
+# Remote cards (VSCard clients) take the slots that have no configured card.
+[vscard]
+listen = none
+unix-socket = $WORK/vscard.sock
 
 [card:alice]
 slot = 0
@@ -189,7 +216,7 @@ show cat "$WORK/vccid.conf"
 mkdir -p "$WORK/reader.conf.d"
 cat >"$WORK/reader.conf.d/vccid.conf" <<EOF
 FRIENDLYNAME "vccid"
-DEVICENAME $WORK/vccid.conf
+DEVICENAME $WORK/vccid.conf:default
 LIBPATH $DRIVER
 EOF
 

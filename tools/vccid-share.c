@@ -32,6 +32,7 @@
 #include <reader.h>
 #include <winscard.h>
 
+#include "backends/cacard/card-id.h"
 #include "backends/vscard/proto.h"
 #include "ccid-core/error.h"
 
@@ -41,6 +42,10 @@
 
 #define ATR_MAX 40                         /* ISO 7816-3; QEMU's MAX_ATR_SIZE */
 #define RESPONSE_MAX (65536 + 2)           /* vreader_xfr_bytes truncates silently */
+
+/* A soft card's own CAC identifier, as the driver gives its cards (card-id.h). */
+static uint8_t card_id[VCCID_CARD_ID_BYTES];
+static bool has_card_id;
 #define LEGACY_MAX_PAYLOAD 4096            /* what we accept from a host without the extension */
 #define EXT_MAX_PAYLOAD (65536 + 16)
 #define PENDING_MAX 64                     /* requests awaiting the host's Error answer */
@@ -482,6 +487,11 @@ static int cacard_start(void)
 				logmsg("certificate '%s' is not in %s", tok, opt.database);
 				missing++;
 			} else {
+				/* The identity certificate (the first) names the card. */
+				if (!has_card_id)
+					has_card_id = vccid_card_id_derive(cert->derCert.data,
+									   cert->derCert.len,
+									   card_id);
 				CERT_DestroyCertificate(cert);
 			}
 		}
@@ -974,6 +984,8 @@ static void on_host_apdu(const struct vscard_header *h, const uint8_t *payload)
 		send_msg(VSCARD_ERROR, h->reader_id, err, sizeof(err));
 		return;
 	}
+	if (has_card_id)
+		vccid_card_id_apply(card_id, out_buf + VSCARD_HEADER_SIZE, (size_t)rlen);
 	vscard_header_encode(out_buf, VSCARD_APDU, h->reader_id, (uint32_t)rlen);
 	send_raw(out_buf, VSCARD_HEADER_SIZE + (size_t)rlen);
 	explicit_bzero(out_buf, VSCARD_HEADER_SIZE + (size_t)rlen);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libcacard glue: one initialisation per process, one event thread, one card_ops table for every card. */
 #include "cacard.h"
+#include "card-id.h"
 
 #include <glib.h>
 #include <limits.h>
@@ -21,19 +22,9 @@
 /* vreader_xfr_bytes silently truncates to the buffer it is given. */
 #define CACARD_RESPONSE_MAX (65536 + 2)
 
-/* libcacard hard-codes one CAC card identifier in every card's CCC (cac.c), and
- * OpenSC derives the token serial from it: all cards would share one serial.
- * vccid replaces its last bytes with a digest of the card's identity
- * certificate, so distinct cards have distinct serials. */
-static const uint8_t ccc_card_identifier[] = {
-	0xA0, 0x00, 0x00, 0x00, 0x79, 0x03, 0x02, 0x40, 0x70, 0x50, 0x72,
-	0x36, 0x0E, 0x00, 0x00, 0x58, 0xBD, 0x00, 0x2C, 0x19, 0xB5,
-};
-#define CARD_ID_UNIQUE_BYTES 6   /* the trailing bytes vccid makes per card */
-
 struct cacard_card {
 	char *name;
-	uint8_t card_id[CARD_ID_UNIQUE_BYTES];
+	uint8_t card_id[VCCID_CARD_ID_BYTES];   /* see card-id.h */
 	bool has_card_id;
 	VReader *reader;          /* referenced; NULL when libcacard did not create it */
 	uint8_t *scratch;         /* CACARD_RESPONSE_MAX bytes for callers with smaller buffers;
@@ -167,18 +158,6 @@ static void append_card_option(GString *options, const struct vccid_card_config 
 	g_string_append_c(options, ')');
 }
 
-/* The per-card identifier bytes: a digest of the identity certificate. */
-static void derive_card_id(struct cacard_card *card, const CERTCertificate *cert)
-{
-	uint8_t digest[32];
-
-	if (PK11_HashBuf(SEC_OID_SHA256, digest, cert->derCert.data,
-			 (PRInt32)cert->derCert.len) != SECSuccess)
-		return;
-	memcpy(card->card_id, digest, sizeof(card->card_id));
-	card->has_card_id = true;
-}
-
 /* Each nickname must name a certificate of the database, or libcacard drops it silently. */
 static void check_certificates(const struct vccid_card_config *card)
 {
@@ -193,8 +172,10 @@ static void check_certificates(const struct vccid_card_config *card)
 		else {
 			struct cacard_card *registered = find_card(card->name);
 
-			if (registered != NULL && !registered->has_card_id)
-				derive_card_id(registered, cert);
+			/* The identity certificate (the first) names the card. */
+			if (registered != NULL && i == 0)
+				registered->has_card_id = vccid_card_id_derive(
+					cert->derCert.data, cert->derCert.len, registered->card_id);
 			CERT_DestroyCertificate(cert);
 		}
 	}
@@ -363,22 +344,6 @@ static int cacard_power(void *opaque, enum vccid_power_action action,
 	return VCCID_OK;
 }
 
-static void personalise_card_id(const struct cacard_card *card, uint8_t *rsp, size_t len)
-{
-	size_t i;
-
-	if (!card->has_card_id || len < sizeof(ccc_card_identifier))
-		return;
-	for (i = 0; i + sizeof(ccc_card_identifier) <= len; i++) {
-		if (rsp[i] == ccc_card_identifier[0] &&
-		    memcmp(rsp + i, ccc_card_identifier, sizeof(ccc_card_identifier)) == 0) {
-			memcpy(rsp + i + sizeof(ccc_card_identifier) - CARD_ID_UNIQUE_BYTES,
-			       card->card_id, CARD_ID_UNIQUE_BYTES);
-			return;
-		}
-	}
-}
-
 static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 			   uint8_t *rsp, size_t *rsp_len)
 {
@@ -403,7 +368,8 @@ static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 		if (buf != rsp)
 			memcpy(rsp, buf, (size_t)len);
 		*rsp_len = (size_t)len;
-		personalise_card_id(card, rsp, *rsp_len);
+		if (card->has_card_id)
+			vccid_card_id_apply(card->card_id, rsp, *rsp_len);
 	}
 	if (buf != rsp && len > 0)
 		explicit_bzero(buf, (size_t)len);   /* may hold key material or a PIN answer */

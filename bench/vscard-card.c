@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Minimal VSCard card client: N readers with a card each, every APDU answered in place, to measure a VSCard host's own cost. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stats.h"
+#include "vscard-wire.h"
+
+#define CARD_MAX_READERS 16
+
+/* Same card as bench/floor-driver.c and vpcd-card.c: TS 3B, T=0, historical bytes 14 50. */
+static const uint8_t card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vscard-card [-H HOST] -p PORT [-n READERS] [--conn-per-reader] [--extended]\n"
+		"                   [-T CONNECT_TIMEOUT_MS] [--no-quickack] [-N NAME]\n"
+		"  Connects to a VSCard host (vccid's listener, QEMU's ccid-card-passthru),\n"
+		"  adds READERS readers (default 1, at most %d) on one connection, or one\n"
+		"  connection each, puts a card (ATR 3B 02 14 50) in each and answers every\n"
+		"  APDU with 90 00 (case 2: Le zero bytes and 90 00) until the host closes\n"
+		"  the connection or SIGTERM/SIGINT. --extended announces vccid's extended\n"
+		"  APDU capability (answers up to 64 KiB). TCP_NODELAY is always set;\n"
+		"  TCP_QUICKACK is re-armed after every receive unless --no-quickack.\n"
+		"  Prints 'ready readers=N' on stdout once every card is in.\n",
+		CARD_MAX_READERS);
+}
+
+/* Init, ReaderRemove(0), then per reader ReaderAdd + ATR; ids into @p ids. */
+static int setup_conn(int fd, struct vsw_msg *m, unsigned nreaders, const char *name,
+		      unsigned first, int extended, int *host_ext)
+{
+	uint32_t caps, id, code;
+	unsigned i;
+
+	if (vsw_init(fd, m, extended, &caps) != 0)
+		return -1;
+	*host_ext = (caps & VSW_CAP_EXTENDED) != 0;
+	if (vsw_send(fd, m, VSW_READER_REMOVE, 0, 0) != 0 || vsw_wait_error(fd, m, &id, &code) != 0)
+		return -1;
+	for (i = 0; i < nreaders; i++) {
+		int n = snprintf((char *)VSW_PAYLOAD(m), 64, "%s%u", name, first + i);
+
+		if (vsw_send(fd, m, VSW_READER_ADD, 0, (size_t)n) != 0 ||
+		    vsw_wait_error(fd, m, &id, &code) != 0)
+			return -1;
+		if (code != 0) {
+			fprintf(stderr, "vscard-card: ReaderAdd %u refused (code %u)\n", first + i,
+				(unsigned)code);
+			return -1;
+		}
+		memcpy(VSW_PAYLOAD(m), card_atr, sizeof card_atr);
+		if (vsw_send(fd, m, VSW_ATR, id, sizeof card_atr) != 0 ||
+		    vsw_wait_error(fd, m, &id, &code) != 0)
+			return -1;
+		if (code != 0) {
+			fprintf(stderr, "vscard-card: ATR of reader %u refused (code %u)\n",
+				(unsigned)id, (unsigned)code);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *host = "127.0.0.1", *name = "bench";
+	unsigned long port = 0, timeout_ms = 10000, nreaders = 1;
+	int per_reader = 0, extended = 0, host_ext = 0, i;
+	struct pollfd pfd[CARD_MAX_READERS];
+	unsigned nconn, c;
+	unsigned long apdus = 0;
+	struct vsw_msg *m = malloc(sizeof *m);
+
+	if (m == NULL)
+		return 1;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-quickack") == 0) {
+			vsw_quickack = 0;
+		} else if (strcmp(argv[i], "--extended") == 0) {
+			extended = 1;
+		} else if (strcmp(argv[i], "--conn-per-reader") == 0) {
+			per_reader = 1;
+		} else if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) {
+			host = argv[++i];
+		} else if (strcmp(argv[i], "-N") == 0 && i + 1 < argc) {
+			name = argv[++i];
+		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+			if (stats_parse_count(argv[++i], 1, 65535, &port) != 0)
+				goto bad;
+		} else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
+			if (stats_parse_count(argv[++i], 1, CARD_MAX_READERS, &nreaders) != 0)
+				goto bad;
+		} else if (strcmp(argv[i], "-T") == 0 && i + 1 < argc) {
+			if (stats_parse_count(argv[++i], 1, 600000, &timeout_ms) != 0)
+				goto bad;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			goto bad;
+		}
+	}
+	if (port == 0)
+		goto bad;
+	vsw_install_signals();
+	nconn = per_reader ? (unsigned)nreaders : 1;
+	for (c = 0; c < nconn; c++) {
+		pfd[c].fd = vsw_connect(host, port, timeout_ms);
+		pfd[c].events = POLLIN;
+		if (pfd[c].fd < 0 ||
+		    setup_conn(pfd[c].fd, m, per_reader ? 1 : (unsigned)nreaders, name, c, extended,
+			       &host_ext) != 0) {
+			fprintf(stderr, "vscard-card: handshake on connection %u failed\n", c);
+			return 1;
+		}
+	}
+	printf("ready readers=%lu connections=%u extended=%s\n", nreaders, nconn,
+	       extended && host_ext ? "yes" : "no");
+	fflush(stdout);
+
+	while (!vsw_stop) {
+		int r = poll(pfd, nconn, 1000);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		for (c = 0; c < nconn; c++) {
+			struct vsw_header h;
+
+			if (!(pfd[c].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (vsw_recv(pfd[c].fd, m, &h) != 0)
+				goto out;
+			if (h.type == VSW_APDU) {
+				size_t max = extended && host_ext ? 65536 + 2 : 256 + 2;
+
+				if (vsw_send(pfd[c].fd, m, VSW_APDU, h.reader_id,
+					     vsw_answer(m, h.length, max)) != 0)
+					goto out;
+				apdus++;
+			} else if (h.type == VSW_FLUSH) {
+				if (vsw_send(pfd[c].fd, m, VSW_FLUSH_COMPLETE, h.reader_id, 0) != 0)
+					goto out;
+			}
+			/* Anything else (Error answers) needs no reply. */
+		}
+	}
+out:
+	for (c = 0; c < nconn; c++)
+		close(pfd[c].fd);
+	fprintf(stderr, "vscard-card: stopped after %lu APDUs\n", apdus);
+	free(m);
+	return 0;
+bad:
+	usage(stderr);
+	return 2;
+}

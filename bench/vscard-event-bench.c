@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Times card insertion and removal through a VSCard host (vccid's listener), from the ATR or CardRemove message being written to SCardGetStatusChange reporting it, in one process. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <winscard.h>
+
+#include "stats.h"
+#include "vscard-wire.h"
+
+#define EVENT_MAX_ROUNDS 10000ul
+
+static const uint8_t card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
+
+/* What the watcher thread saw last. */
+struct watch {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	const char *reader;
+	SCARDCONTEXT ctx;
+	int present;        /* -1 until the first answer */
+	uint64_t seq;       /* answers so far */
+	uint64_t stamp_ns;  /* when the last answer arrived */
+	int stop;
+	LONG err;
+};
+
+static void *watch_thread(void *arg)
+{
+	struct watch *w = arg;
+	SCARD_READERSTATE rs;
+	LONG rv;
+
+	memset(&rs, 0, sizeof rs);
+	rs.szReader = w->reader;
+	rs.dwCurrentState = SCARD_STATE_UNAWARE;
+	for (;;) {
+		uint64_t now;
+
+		rv = SCardGetStatusChange(w->ctx, 1000, &rs, 1);
+		now = stats_now_ns();
+		if (rv == SCARD_E_TIMEOUT) {
+			pthread_mutex_lock(&w->lock);
+			rv = w->stop ? SCARD_E_CANCELLED : SCARD_S_SUCCESS;
+			pthread_mutex_unlock(&w->lock);
+			if (rv != SCARD_S_SUCCESS)
+				break;
+			continue;
+		}
+		if (rv != SCARD_S_SUCCESS)
+			break;
+		pthread_mutex_lock(&w->lock);
+		w->present = (rs.dwEventState & SCARD_STATE_PRESENT) != 0;
+		w->seq++;
+		w->stamp_ns = now;
+		pthread_cond_broadcast(&w->changed);
+		pthread_mutex_unlock(&w->lock);
+		rs.dwCurrentState = rs.dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->err = rv;
+	w->stop = 1;
+	pthread_cond_broadcast(&w->changed);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Waits until the watcher reports @p want after sequence @p after; returns the
+ * stamp of that report, or 0 on timeout or watcher failure. */
+static uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms)
+{
+	struct timespec until;
+	uint64_t stamp = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop && !(w->seq > after && w->present == want)) {
+		if (pthread_cond_timedwait(&w->changed, &w->lock, &until) == ETIMEDOUT)
+			break;
+	}
+	if (!w->stop && w->seq > after && w->present == want)
+		stamp = w->stamp_ns;
+	pthread_mutex_unlock(&w->lock);
+	return stamp;
+}
+
+static uint64_t current_seq(struct watch *w)
+{
+	uint64_t s;
+
+	pthread_mutex_lock(&w->lock);
+	s = w->seq;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+static int watch_stopped(struct watch *w)
+{
+	int s;
+
+	pthread_mutex_lock(&w->lock);
+	s = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+static void print_line(const char *what, uint64_t *ns, size_t n)
+{
+	struct stats_summary s;
+
+	stats_summarise(ns, n, &s);
+	printf(" %s_n=%zu %s_median_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f %s_mean_us=%.1f",
+	       what, s.n, what, s.median_us, what, s.p99_us, what, s.max_us, what, s.mean_us);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vscard-event-bench -p PORT [-H HOST] [-r READER] [-n ROUNDS] [-T TIMEOUT_MS]\n"
+		   "  Connects to a VSCard host as a client with one reader (no card), then each\n"
+		   "  round sends ATR (insertion) and CardRemove (removal) while a second thread\n"
+		   "  waits in SCardGetStatusChange on READER (default \"vccid 00 00\", the slot\n"
+		   "  the host binds the reader to). Latency runs from just before the message is\n"
+		   "  written to SCardGetStatusChange returning (CLOCK_MONOTONIC, one process).\n"
+		   "  ROUNDS default 200 (at most %lu); an event not seen within TIMEOUT_MS\n"
+		   "  (default 2000) is counted as missed.\n", EVENT_MAX_ROUNDS);
+}
+
+int main(int argc, char **argv)
+{
+	const char *reader = "vccid 00 00", *host = "127.0.0.1";
+	unsigned long rounds = 200, timeout_ms = 2000, port = 0, r = 0;
+	uint64_t *ins, *rem;
+	size_t nins = 0, nrem = 0;
+	unsigned long missed = 0;
+	struct watch w;
+	pthread_t tid;
+	struct vsw_msg *m = malloc(sizeof *m);
+	uint32_t caps, id, rid, code;
+	int opt, status = 0, fd;
+	LONG rv;
+
+	while ((opt = getopt(argc, argv, "r:n:T:H:p:h")) != -1) {
+		switch (opt) {
+		case 'r':
+			reader = optarg;
+			break;
+		case 'H':
+			host = optarg;
+			break;
+		case 'p':
+			if (stats_parse_count(optarg, 1, 65535, &port) != 0)
+				return 2;
+			break;
+		case 'n':
+			if (stats_parse_count(optarg, 1, EVENT_MAX_ROUNDS, &rounds) != 0) {
+				fprintf(stderr, "vscard-event-bench: ROUNDS must be 1..%lu\n", EVENT_MAX_ROUNDS);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (stats_parse_count(optarg, 1, 60000, &timeout_ms) != 0)
+				return 2;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (port == 0 || optind != argc || m == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	ins = calloc(rounds, sizeof *ins);
+	rem = calloc(rounds, sizeof *rem);
+	if (ins == NULL || rem == NULL)
+		return 1;
+	vsw_install_signals();
+
+	/* The client: Init, ReaderRemove(0), ReaderAdd; no card yet. */
+	fd = vsw_connect(host, port, 10000);
+	if (fd < 0 || vsw_init(fd, m, 0, &caps) != 0 ||
+	    vsw_send(fd, m, VSW_READER_REMOVE, 0, 0) != 0 ||
+	    vsw_wait_error(fd, m, &id, &code) != 0 ||
+	    vsw_send(fd, m, VSW_READER_ADD, 0, (size_t)snprintf((char *)VSW_PAYLOAD(m), 32, "evbench")) != 0 ||
+	    vsw_wait_error(fd, m, &id, &code) != 0 || code != 0) {
+		fprintf(stderr, "vscard-event-bench: handshake with %s:%lu failed\n", host, port);
+		return 1;
+	}
+
+	memset(&w, 0, sizeof w);
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.changed, NULL);
+	w.reader = reader;
+	w.present = -1;
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &w.ctx);
+	if (rv != SCARD_S_SUCCESS) {
+		fprintf(stderr, "vscard-event-bench: SCardEstablishContext: %s\n", pcsc_stringify_error(rv));
+		return 1;
+	}
+	if (pthread_create(&tid, NULL, watch_thread, &w) != 0) {
+		fprintf(stderr, "vscard-event-bench: cannot start the watcher\n");
+		return 1;
+	}
+	pthread_mutex_lock(&w.lock);
+	while (w.seq == 0 && !w.stop)
+		pthread_cond_wait(&w.changed, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	if (w.present != 0) {
+		fprintf(stderr, "vscard-event-bench: %s is not empty at the start\n", reader);
+		status = 1;
+		goto done;
+	}
+
+	for (r = 0; r < rounds && !watch_stopped(&w) && !vsw_stop; r++) {
+		int step;
+
+		for (step = 0; step < 2; step++) {
+			uint64_t seq = current_seq(&w), t0, seen;
+			int insert = step == 0, sent;
+
+			if (insert)
+				memcpy(VSW_PAYLOAD(m), card_atr, sizeof card_atr);
+			t0 = stats_now_ns();
+			sent = insert ? vsw_send(fd, m, VSW_ATR, id, sizeof card_atr)
+				      : vsw_send(fd, m, VSW_CARD_REMOVE, id, 0);
+			if (sent != 0) {
+				fprintf(stderr, "vscard-event-bench: write failed\n");
+				status = 1;
+				goto done;
+			}
+			seen = wait_for(&w, insert, seq, timeout_ms);
+			/* The host's answer waits in the socket until the event was seen. */
+			if (vsw_wait_error(fd, m, &rid, &code) != 0 || code != 0) {
+				fprintf(stderr, "vscard-event-bench: %s refused (code %u)\n",
+					insert ? "ATR" : "CardRemove", (unsigned)code);
+				status = 1;
+				goto done;
+			}
+			if (seen == 0) {
+				missed++;
+				continue;
+			}
+			if (insert)
+				ins[nins++] = seen - t0;
+			else
+				rem[nrem++] = seen - t0;
+		}
+	}
+done:
+	pthread_mutex_lock(&w.lock);
+	w.stop = 1;
+	pthread_mutex_unlock(&w.lock);
+	SCardCancel(w.ctx);
+	pthread_join(tid, NULL);
+	if (w.err != SCARD_E_CANCELLED && w.err != SCARD_S_SUCCESS) {
+		fprintf(stderr, "vscard-event-bench: SCardGetStatusChange: %s\n", pcsc_stringify_error(w.err));
+		status = 1;
+	}
+	SCardReleaseContext(w.ctx);
+	close(fd);
+
+	printf("reader=\"%s\" rounds=%lu missed=%lu", reader, r, missed);
+	print_line("insert", ins, nins);
+	print_line("remove", rem, nrem);
+	printf("\n");
+	if (missed > 0 || nins == 0 || nrem == 0)
+		status = 1;
+	free(ins);
+	free(rem);
+	free(m);
+	return status;
+}

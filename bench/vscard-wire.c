@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The client side of VSCard for the benchmark programs: connect, one-write messages, handshake. */
+#define _POSIX_C_SOURCE 200809L
+#include "vscard-wire.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stats.h"
+
+int vsw_quickack = 1;
+volatile int vsw_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	vsw_stop = 1;
+}
+
+void vsw_install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;   /* no SA_RESTART: a blocked recv returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void arm_quickack(int fd)
+{
+	int one = 1;
+
+	if (vsw_quickack)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
+{
+	uint64_t deadline = stats_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	struct sockaddr_in sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		fprintf(stderr, "vscard: %s is not an IPv4 address\n", host);
+		return -1;
+	}
+	while (!vsw_stop) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+		struct timespec nap = { 0, 10000000L };
+
+		if (fd < 0) {
+			perror("vscard: socket");
+			return -1;
+		}
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			arm_quickack(fd);
+			return fd;
+		}
+		close(fd);
+		if (stats_now_ns() >= deadline) {
+			fprintf(stderr, "vscard: cannot connect to %s:%lu: %s\n", host, port,
+				strerror(errno));
+			return -1;
+		}
+		nanosleep(&nap, NULL);
+	}
+	return -1;
+}
+
+int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)
+{
+	size_t total = VSW_HEADER + len, off = 0;
+
+	put32(m->buf, type);
+	put32(m->buf + 4, reader_id);
+	put32(m->buf + 8, (uint32_t)len);
+	while (off < total) {
+		ssize_t w = send(fd, m->buf + off, total - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR && !vsw_stop)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t r = recv(fd, buf, len, 0);
+
+		if (r < 0 && errno == EINTR && !vsw_stop)
+			continue;
+		if (r <= 0)
+			return -1;
+		arm_quickack(fd);
+		buf += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int vsw_recv(int fd, struct vsw_msg *m, struct vsw_header *h)
+{
+	if (read_all(fd, m->buf, VSW_HEADER) != 0)
+		return -1;
+	h->type = get32(m->buf);
+	h->reader_id = get32(m->buf + 4);
+	h->length = get32(m->buf + 8);
+	if (h->length > VSW_MAX_PAYLOAD) {
+		fprintf(stderr, "vscard: host announces %u bytes, over %u\n", (unsigned)h->length,
+			(unsigned)VSW_MAX_PAYLOAD);
+		return -1;
+	}
+	return read_all(fd, VSW_PAYLOAD(m), h->length);
+}
+
+int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps)
+{
+	struct vsw_header h;
+	uint8_t *p = VSW_PAYLOAD(m);
+
+	memcpy(p, "VSCD", 4);
+	put32(p + 4, 2);
+	put32(p + 8, extended ? VSW_CAP_EXTENDED : 0);
+	if (vsw_send(fd, m, VSW_INIT, 0, 12) != 0 || vsw_recv(fd, m, &h) != 0)
+		return -1;
+	if (h.type != VSW_INIT || h.length < 12 || memcmp(p, "VSCD", 4) != 0) {
+		fprintf(stderr, "vscard: bad host Init (type %u, %u bytes)\n", (unsigned)h.type,
+			(unsigned)h.length);
+		return -1;
+	}
+	*host_caps = get32(p + 8);
+	return 0;
+}
+
+size_t vsw_answer(struct vsw_msg *m, size_t len, size_t max_answer)
+{
+	uint8_t *p = VSW_PAYLOAD(m);
+	size_t le = 0;
+
+	/* ISO/IEC 7816-4 §5.1: Le of a case-2 APDU; any other shape gets 90 00. */
+	if (len == 5)
+		le = p[4] ? p[4] : 256;
+	else if (len == 7 && p[4] == 0)
+		le = ((size_t)p[5] << 8 | p[6]) ? ((size_t)p[5] << 8 | p[6]) : 65536;
+	if (le + 2 > max_answer)
+		le = max_answer - 2;
+	memset(p, 0, le);
+	p[le] = 0x90;
+	p[le + 1] = 0x00;
+	return le + 2;
+}
+
+int vsw_wait_error(int fd, struct vsw_msg *m, uint32_t *reader_id, uint32_t *code)
+{
+	struct vsw_header h;
+	int guard;
+
+	for (guard = 0; guard < 1000; guard++) {
+		if (vsw_recv(fd, m, &h) != 0)
+			return -1;
+		if (h.type == VSW_ERROR) {
+			*reader_id = h.reader_id;
+			*code = h.length >= 4 ? get32(VSW_PAYLOAD(m)) : 0xFFFFFFFFu;
+			return 0;
+		}
+		if (h.type == VSW_APDU &&
+		    vsw_send(fd, m, VSW_APDU, h.reader_id, vsw_answer(m, h.length, 258)) != 0)
+			return -1;
+	}
+	return -1;
+}
