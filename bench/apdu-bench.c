@@ -41,11 +41,12 @@ struct bench_job {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: apdu-bench -r READER [-r READER...] [-n COUNT] [-w WARMUP] [-a HEXAPDU] [-t THREADS]\n"
+		"usage: apdu-bench -r READER [-r READER...] [-n COUNT] [-w WARMUP] [-a HEXAPDU | -x LC] [-t THREADS]\n"
 		"  Sends the APDU COUNT times (default 5000, at most %lu) after WARMUP untimed\n"
 		"  ones (default 200) on each reader, one thread per reader; with -t more\n"
 		"  threads than readers, thread i uses reader i %% (number of readers).\n"
 		"  Default APDU: SELECT of the CAC applet (00A4040007A0000000790100).\n"
+		"  -x LC: an extended case-4 APDU with LC data bytes and Le 00 00 (65536).\n"
 		"  Output: one line per thread and a 'total' line, key=value, times in us.\n",
 		BENCH_MAX_COUNT);
 }
@@ -190,7 +191,7 @@ int main(int argc, char **argv)
 	int status = 0, opt;
 
 	memcpy(apdu, default_apdu, sizeof default_apdu);
-	while ((opt = getopt(argc, argv, "r:n:w:a:t:h")) != -1) {
+	while ((opt = getopt(argc, argv, "r:n:w:a:x:t:h")) != -1) {
 		switch (opt) {
 		case 'r':
 			if (nreaders == BENCH_MAX_THREADS) {
@@ -218,6 +219,24 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'x': {
+			/* An extended case-4 APDU: 80 E2 00 00, Lc 00 HI LO, LC bytes 5A, Le 00 00. */
+			unsigned long lc;
+
+			if (stats_parse_count(optarg, 1, 65535, &lc) != 0) {
+				fprintf(stderr, "apdu-bench: -x needs an Lc of 1..65535\n");
+				return 2;
+			}
+			apdu[0] = 0x80;
+			apdu[1] = 0xE2;
+			apdu[2] = apdu[3] = apdu[4] = 0x00;
+			apdu[5] = (unsigned char)(lc >> 8);
+			apdu[6] = (unsigned char)lc;
+			memset(apdu + 7, 0x5A, lc);
+			apdu[7 + lc] = apdu[8 + lc] = 0x00;
+			apdu_len = 9 + lc;
+			break;
+		}
 		case 't':
 			if (stats_parse_count(optarg, 1, BENCH_MAX_THREADS, &nthreads) != 0) {
 				fprintf(stderr, "apdu-bench: THREADS must be 1..%lu\n", BENCH_MAX_THREADS);

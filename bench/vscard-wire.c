@@ -168,11 +168,16 @@ size_t vsw_answer(struct vsw_msg *m, size_t len, size_t max_answer)
 	uint8_t *p = VSW_PAYLOAD(m);
 	size_t le = 0;
 
-	/* ISO/IEC 7816-4 §5.1: Le of a case-2 APDU; any other shape gets 90 00. */
+	/* ISO/IEC 7816-4 §5.1: Le of a case-2 or case-4 APDU; a case 1 or 3 gets 90 00. */
 	if (len == 5)
 		le = p[4] ? p[4] : 256;
 	else if (len == 7 && p[4] == 0)
 		le = ((size_t)p[5] << 8 | p[6]) ? ((size_t)p[5] << 8 | p[6]) : 65536;
+	else if (len > 9 && p[4] == 0 && len == 9 + ((size_t)p[5] << 8 | p[6]))
+		le = ((size_t)p[len - 2] << 8 | p[len - 1]) ? ((size_t)p[len - 2] << 8 | p[len - 1])
+							   : 65536; /* extended case 4 */
+	else if (len > 6 && p[4] != 0 && len == 6 + (size_t)p[4])
+		le = p[len - 1] ? p[len - 1] : 256; /* short case 4 */
 	if (le + 2 > max_answer)
 		le = max_answer - 2;
 	memset(p, 0, le);
