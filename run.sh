@@ -12,7 +12,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 DEPS=(build-essential autoconf automake libtool pkg-config autoconf-archive
       pcscd libpcsclite-dev libcacard-dev libnss3-dev libnss3-tools libglib2.0-dev
-      libcmocka-dev opensc pcsc-tools openssl valgrind util-linux procps file)
+      libcmocka-dev opensc pcsc-tools openssl valgrind util-linux procps file
+      python3 python3-pyscard qemu-system-x86 iproute2)
 
 say() { printf '\n=== %s\n' "$*"; }
 
