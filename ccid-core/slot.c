@@ -11,6 +11,7 @@
 
 #include "apdu.h"
 #include "atr.h"
+#include "clock.h"
 #include "error.h"
 #include "log.h"
 
@@ -142,17 +143,6 @@ void vccid_slot_get_status(vccid_slot *slot, struct vccid_slot_status *status)
 	pthread_mutex_unlock(&slot->state_lock);
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += timeout_ms / 1000;
-	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_ms)
 {
 	struct timespec deadline;
@@ -160,7 +150,7 @@ int vccid_slot_wait_change(vccid_slot *slot, uint64_t seen_changes, int timeout_
 	int rv = VCCID_OK;
 
 	if (timeout_ms >= 0)
-		deadline_after(&deadline, timeout_ms);
+		vccid_deadline_after(&deadline, (unsigned)timeout_ms);
 	pthread_mutex_lock(&slot->state_lock);
 	cancels = slot->cancels;
 	slot->waiters++;

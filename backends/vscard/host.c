@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ccid-core/atr.h"
+#include "ccid-core/clock.h"
 #include "ccid-core/error.h"
 #include "ccid-core/log.h"
 #include "proto.h"
@@ -129,17 +130,6 @@ bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
 
 /* ---- the card operations of a remote card ---- */
 
-static void deadline_after(struct timespec *ts, unsigned timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += timeout_ms / 1000;
-	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* Marks the connection failed; conn->lock held. The transport closes it. */
 static bool conn_fail_locked(vscard_conn *conn, const char *why)
 {
@@ -238,7 +228,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 
 	pthread_mutex_lock(&conn->lock);
 	if (rv == VCCID_OK) {
-		deadline_after(&deadline, conn->timeout_ms);
+		vccid_deadline_after(&deadline, conn->timeout_ms);
 		while (!reader->answered && !conn->dead &&
 		       pthread_cond_timedwait(&conn->changed, &conn->lock, &deadline) != ETIMEDOUT)
 			;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "ccid-core/clock.h"
 #include "ccid-core/error.h"
 #include "ccid-core/log.h"
 #include "host.h"
@@ -55,14 +56,6 @@ static pthread_mutex_t listener_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct listener *listener;
 static unsigned listener_users;
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_nonblocking(int fd)
 {
 	int flags = fcntl(fd, F_GETFL);
@@ -75,7 +68,7 @@ static void set_nonblocking(int fd)
 static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
 {
 	struct client *client = io;
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = vccid_now_ms() + timeout_ms;
 
 	while (len > 0) {
 		ssize_t n = send(client->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -89,7 +82,7 @@ static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd pfd = { .fd = client->fd, .events = POLLOUT };
-			long long left = deadline - now_ms();
+			long long left = deadline - vccid_now_ms();
 
 			if (left <= 0)
 				return VCCID_ETIMEDOUT;
@@ -191,7 +184,7 @@ static void accept_client(struct listener *l, int listen_fd)
 		free(client);
 		return;
 	}
-	client->accepted_ms = now_ms();
+	client->accepted_ms = vccid_now_ms();
 	client->next = l->clients;
 	l->clients = client;
 	l->n_clients++;
@@ -242,7 +235,7 @@ static const char *read_client(struct client *client)
 	}
 	if (vscard_conn_mid_message(client->conn)) {
 		if (client->partial_since_ms == 0)
-			client->partial_since_ms = now_ms();
+			client->partial_since_ms = vccid_now_ms();
 	} else {
 		client->partial_since_ms = 0;
 	}
@@ -252,7 +245,7 @@ static const char *read_client(struct client *client)
 /* Drops stalled and failed clients; returns the poll timeout until the next deadline. */
 static int check_deadlines(struct listener *l)
 {
-	long long now = now_ms();
+	long long now = vccid_now_ms();
 	long long next = -1;
 	struct client *c = l->clients;
 
