@@ -9,11 +9,13 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")" && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
+# The test guest's kernel package is downloaded once for all build trees.
+export VCCID_GUEST_DEBCACHE=${VCCID_GUEST_DEBCACHE:-$top/.guest-cache}
 
 DEPS=(build-essential autoconf automake libtool pkg-config autoconf-archive
       pcscd libpcsclite-dev libcacard-dev libnss3-dev libnss3-tools libglib2.0-dev
       libcmocka-dev opensc pcsc-tools openssl valgrind util-linux procps file
-      python3 python3-pyscard qemu-system-x86 iproute2)
+      python3 python3-pyscard qemu-system-x86 iproute2 busybox-static cpio usbip libccid)
 
 say() { printf '\n=== %s\n' "$*"; }
 

@@ -32,6 +32,7 @@ struct bench_job {
 	uint64_t *ns;       /* count samples, owned by the job */
 	size_t done;
 	unsigned sw;        /* status word of the last answer */
+	size_t rx_len;      /* length of the last answer */
 	unsigned long sw_changes; /* answers whose SW differed from the first */
 	LONG err;           /* first PC/SC error, or SCARD_S_SUCCESS */
 	const char *err_where;
@@ -150,6 +151,7 @@ wait:
 			break;
 		}
 		job->ns[i] = t1 - t0;
+		job->rx_len = rxlen;
 		job->sw = rxlen >= 2 ? (unsigned)(rx[rxlen - 2] << 8 | rx[rxlen - 1]) : 0;
 		if (i == 0)
 			first_sw = job->sw;
@@ -300,8 +302,8 @@ int main(int argc, char **argv)
 			t_begin = j->t_begin;
 		if (j->t_end > t_end)
 			t_end = j->t_end;
-		snprintf(head, sizeof head, "reader=\"%s\" thread=%zu apdu_len=%zu sw=%04X sw_changes=%lu errors=%d",
-			 j->reader, t, apdu_len, j->sw, j->sw_changes, j->err != SCARD_S_SUCCESS);
+		snprintf(head, sizeof head, "reader=\"%s\" thread=%zu apdu_len=%zu rx_len=%zu sw=%04X sw_changes=%lu errors=%d",
+			 j->reader, t, apdu_len, j->rx_len, j->sw, j->sw_changes, j->err != SCARD_S_SUCCESS);
 		{
 			uint64_t *copy = malloc(j->done * sizeof *copy);
 

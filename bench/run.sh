@@ -10,7 +10,7 @@
 #   (key=value lines; results-latest.txt points at it) and prints a summary table.
 #
 # Environment:
-#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd")
+#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd vscard")
 #   BENCH_SERVER_CPU     CPU for pcscd and its threads (default 0)
 #   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
 #   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
@@ -18,6 +18,8 @@
 #   BENCH_EVENT_ROUNDS   remove+insert rounds (default 200)
 #   BENCH_HYPERFINE_RUNS pkcs11-tool -L runs (default 20)
 #   BENCH_NOQA_COUNT     APDUs through vpcd without QUICKACK, 44 ms each (default 50)
+#   BENCH_EXT_COUNT      64 KiB extended APDUs per run in the vscard part (default 200)
+#   BENCH_VSCARD_PORT    port of vccid's VSCard listener (default 35990; private loopback)
 #   BENCH_SERVER_TIMEOUT seconds any one pcscd may live (default 600)
 #   VCCID_DRIVER         driver (default BUILDDIR/ifdhandler/.libs/libvccid.so)
 #   VCCID_MKDB           NSS database maker (default SRCDIR/tools/vccid-mkdb)
@@ -40,7 +42,7 @@ SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PATH=$PATH:/usr/sbin:/sbin
 export LC_ALL=C PATH
 
-PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd}
+PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
 COUNT=${BENCH_COUNT:-5000}
@@ -49,6 +51,8 @@ REPEAT=${BENCH_REPEAT:-3}
 EVENT_ROUNDS=${BENCH_EVENT_ROUNDS:-200}
 HF_RUNS=${BENCH_HYPERFINE_RUNS:-20}
 NOQA_COUNT=${BENCH_NOQA_COUNT:-50}
+EXT_COUNT=${BENCH_EXT_COUNT:-200}
+VSCARD_PORT=${BENCH_VSCARD_PORT:-35990}
 SERVER_TIMEOUT=${BENCH_SERVER_TIMEOUT:-600}
 CLIENT_TIMEOUT=300
 DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
@@ -57,7 +61,7 @@ VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /
 if [ -z "${PCSCD-}" ]; then
 	PCSCD=$(command -v pcscd) || die "pcscd not found"
 fi
-for n in COUNT WARMUP REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
+for n in COUNT WARMUP REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
 	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 for t in unshare taskset timeout mount; do
@@ -116,8 +120,12 @@ find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c"
 find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c"
+find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" -lpthread
+VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
+export VSCARD_CARD VSCARD_EVENT VCCID_SHARE VSCARD_PORT EXT_COUNT
 export COUNT WARMUP EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT CLIENT_TIMEOUT
 
 record() { printf '%s\n' "$*" >>"$RESULTS"; }
@@ -282,6 +290,108 @@ body_vpcd() {
 	return "$rc"
 }
 
+
+# ---- vscard: vccid's VSCard listener against vpcd, both with a C card client on loopback
+
+# card_start NAME CMD...: a card client on the client CPU, bounded; its pid in CARD_PID.
+card_start() {
+	local name=$1
+	shift
+	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$CLIENT_CPU" "$@" >>"$WORK/$name.out" \
+		2>>"$WORK/$name.log" </dev/null &
+	CARD_PID=$!
+}
+card_stop() { # PID...
+	local p
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "$@"; do wait "$p"; done
+}
+
+# body_vscard RUN MODE: vscard-card with four readers on one connection (MODE one) or one
+# connection per reader (MODE per), in the four empty slots of "vccid 00".
+body_vscard() {
+	local run=$1 mode=$2 opt=() rc=0
+	local r2=(-r "vccid 00 00" -r "vccid 00 01") r4=(-r "vccid 00 00" -r "vccid 00 01" -r "vccid 00 02" -r "vccid 00 03")
+	[ "$mode" = per ] && opt=(--conn-per-reader)
+	card_start "vscard-card-$mode" "$VSCARD_CARD" -p "$VSCARD_PORT" -n 4 "${opt[@]}"
+	if ! "$PCSC_WAIT" -q -n 4 -c 4 -t 20000 -p "$CARD_PID"; then
+		echo "vscard-card did not bring four cards" >&2
+		card_stop "$CARD_PID"
+		return 1
+	fi
+	if [ "$mode" = one ]; then
+		apdu_run "apdu.vscard run=$run" -r "vccid 00 00" || rc=1
+		apdu_run "conc.vscard2 run=$run" "${r2[@]}" || rc=1
+		apdu_run "conc.vscard2x2 run=$run" -t 4 "${r2[@]}" || rc=1
+	fi
+	apdu_run "conc.vscard4 mode=$mode run=$run" "${r4[@]}" || rc=1
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
+# body_vpcd2 RUN: Debian's vpcd has two slots per reader.conf entry (VPCDSLOTS=2, ports
+# 35963 and 35964) and keeps its sockets in a global array indexed by slot, so a second
+# entry would take over the first one's slots: two readers is as many as it serves.
+body_vpcd2() {
+	local run=$1 c1 c2 rc=0
+	card_start vpcd-card-a "$VPCD_CARD" -p 35963
+	c1=$CARD_PID
+	card_start vpcd-card-b "$VPCD_CARD" -p 35964
+	c2=$CARD_PID
+	if ! "$PCSC_WAIT" -q -n 2 -c 2 -t 20000 -p "$c1"; then
+		echo "vpcd-card did not bring two cards" >&2
+		card_stop "$c1" "$c2"
+		return 1
+	fi
+	apdu_run "apdu.vpcdq run=$run" -r "Virtual PCD 00 00" || rc=1
+	apdu_run "conc.vpcd2 run=$run" -r "Virtual PCD 00 00" -r "Virtual PCD 00 01" || rc=1
+	apdu_run "conc.vpcd2x2 run=$run" -t 4 -r "Virtual PCD 00 00" -r "Virtual PCD 00 01" || rc=1
+	card_stop "$c1" "$c2"
+	return "$rc"
+}
+
+body_vscard_events() {
+	local out rc
+	out=$(client "$VSCARD_EVENT" -p "$VSCARD_PORT" -r "vccid 00 00" -n "$EVENT_ROUNDS")
+	rc=$?
+	[ -n "$out" ] && record "event.vscard $out"
+	return "$rc"
+}
+
+# 64 KiB both ways with vscard-card --extended: an extended case-4 APDU (Lc 65535, Le
+# 65536) and an extended case-2 READ BINARY (Le 65535).
+body_vscard_ext() {
+	local rc=0
+	card_start vscard-card-ext "$VSCARD_CARD" -p "$VSCARD_PORT" -n 1 --extended
+	if "$PCSC_WAIT" -q -n 4 -c 1 -t 20000 -p "$CARD_PID"; then
+		COUNT=$EXT_COUNT WARMUP=5 apdu_run "apdu.vscard64k" -x 65535 -r "vccid 00 00" || rc=1
+		COUNT=$EXT_COUNT WARMUP=5 apdu_run "apdu.vscard64kdown" \
+			-a 00B0000000FFFF -r "vccid 00 00" || rc=1
+	else
+		echo "vscard-card --extended did not bring a card" >&2
+		rc=1
+	fi
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
+# vccid-share (libcacard CAC card from card1's certificates): the CAC SELECT, and the same
+# 64 KiB command as above (libcacard answers it with a status word).
+body_vscard_share() {
+	local rc=0
+	card_start vccid-share "$VCCID_SHARE" --no-reconnect -d "sql:$WORK/nssdb" \
+		-c card1-id,card1-sign,card1-enc -n share "127.0.0.1:$VSCARD_PORT"
+	if "$PCSC_WAIT" -q -n 4 -c 1 -t 20000 -p "$CARD_PID"; then
+		apdu_run "apdu.share" -r "vccid 00 00" || rc=1
+		COUNT=$EXT_COUNT WARMUP=5 apdu_run "apdu.share64k" -x 65535 -r "vccid 00 00" || rc=1
+	else
+		echo "vccid-share did not bring a card" >&2
+		rc=1
+	fi
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
 for f in $(declare -F | awk '{print $3}'); do
 	export -f "${f?}"
 done
@@ -349,6 +459,12 @@ if [ -f "$DRIVER" ]; then
 	}
 	vccid_conf "$WORK/conf-vccid1" 1
 	vccid_conf "$WORK/conf-vccid4" 4
+	# Four empty slots that take remote readers from the VSCard listener.
+	mkdir -p "$WORK/conf-vscard/readers"
+	printf '[vccid]\nlog-level = error\n\n[reader:default]\nslots = 4\n\n[vscard]\nlisten = 127.0.0.1:%s\ntimeout-ms = 10000\n' \
+		"$VSCARD_PORT" >"$WORK/conf-vscard/vccid.conf"
+	printf 'FRIENDLYNAME "vccid"\nDEVICENAME %s\nLIBPATH %s\n' "$WORK/conf-vscard/vccid.conf" \
+		"$DRIVER" >"$WORK/conf-vscard/readers/vccid"
 else
 	say "no driver at $DRIVER: vccid parts skipped"
 	record "skipped vccid reason=no-driver"
@@ -410,6 +526,37 @@ if has_part vpcd; then
 	fi
 fi
 
+if has_part vscard && [ $have_vccid = 1 ]; then
+	if [ ! -f "$VPCD_DRIVER" ] || ! command -v ip >/dev/null; then
+		record "skipped vscard reason=no-vpcd-or-ip"
+	else
+		mkdir -p "$WORK/conf-vpcd"
+		printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH %s\nCHANNELID 0x8C7B\n' \
+			"$VPCD_DRIVER" >"$WORK/conf-vpcd/vpcd"
+		export SESSION_NET=1
+		for ((r = 1; r <= REPEAT; r++)); do
+			say "VSCard listener vs vpcd, run $r/$REPEAT"
+			session vscard-$r "$WORK/conf-vscard/readers" 4 0 body_vscard "$r" one ||
+				fail "vscard run $r"
+			session vpcd2-$r "$WORK/conf-vpcd" 2 0 body_vpcd2 "$r" || fail "vpcd2 run $r"
+			session vscard-per-$r "$WORK/conf-vscard/readers" 4 0 body_vscard "$r" per ||
+				fail "vscard per-connection run $r"
+		done
+		say "VSCard insertion/removal latency ($EVENT_ROUNDS rounds)"
+		session vscard-events "$WORK/conf-vscard/readers" 4 0 body_vscard_events ||
+			fail "vscard events"
+		say "VSCard extended APDUs (64 KiB) and vccid-share"
+		session vscard-ext "$WORK/conf-vscard/readers" 4 0 body_vscard_ext || fail "vscard ext"
+		if [ -x "$VCCID_SHARE" ]; then
+			session vscard-share "$WORK/conf-vscard/readers" 4 0 body_vscard_share ||
+				fail "vscard vccid-share"
+		else
+			record "skipped vscard.share reason=no-$VCCID_SHARE"
+		fi
+		unset SESSION_NET
+	fi
+fi
+
 # ---------------------------------------------------------------- summary
 
 # median of the numbers on stdin
@@ -426,6 +573,25 @@ if [ -n "$fm" ] && [ -n "$vm" ]; then
 		printf "median=%.3f p99=%.3f target_median=1.10 pass=%s", a / b, c / d, (a / b <= 1.10) ? "yes" : "no" }')
 	record "ratio.vccid_floor $ratio"
 fi
+# vccid's listener against vpcd (both with a C card client): target <= 0.80 at median and p99.
+vs_ratio() { # KEY VSCARD_PREFIX VPCD_PREFIX
+	local a b c d
+	a=$(runs_field "$2" median_us)
+	b=$(runs_field "$3" median_us)
+	c=$(runs_field "$2" p99_us)
+	d=$(runs_field "$3" p99_us)
+	[ -n "$a" ] && [ -n "$b" ] && record "ratio.$1 vscard_median_us=$a vpcd_median_us=$b vscard_p99_us=$c vpcd_p99_us=$d $(awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
+		printf "median=%.3f p99=%.3f target=0.80 pass=%s", a / b, c / d, (a / b <= 0.80 && c / d <= 0.80) ? "yes" : "no" }')"
+}
+vs_ratio vscard_vpcd_1 'apdu\.vscard run=[0-9]*' 'apdu\.vpcdq run=[0-9]*'
+vs_ratio vscard_vpcd_2 'conc\.vscard2 run=[0-9]*' 'conc\.vpcd2 run=[0-9]*'
+vs_ratio vscard_vpcd_2x2 'conc\.vscard2x2 run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
+vs_ratio vscard4_vpcd_2x2 'conc\.vscard4 mode=one run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
+evs=$(grep '^event\.vscard ' "$RESULTS" | tail -n 1)
+if [ -n "$evs" ]; then
+	record "target.vscard_events insert_p99_us=$(field "$evs" insert_p99_us) remove_p99_us=$(field "$evs" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$evs" insert_p99_us)" -v b="$(field "$evs" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
+fi
+record "meta end loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,) other_pcscd=$(pgrep -c -x pcscd)"
 ev=$(grep '^event\.vccid ' "$RESULTS" | tail -n 1)
 if [ -n "$ev" ]; then
 	record "target.events insert_p99_us=$(field "$ev" insert_p99_us) remove_p99_us=$(field "$ev" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$ev" insert_p99_us)" -v b="$(field "$ev" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
@@ -466,6 +632,23 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	[ -n "$l" ] && row "vpcd + C client, TCP_QUICKACK" "$(field "$l" median_us)" "$(field "$l" p99_us)" "n=$(field "$l" n)"
 	l=$(totals 'apdu\.vpcd mode=noquickack' | tail -n 1)
 	[ -n "$l" ] && row "vpcd + C client, no QUICKACK (stock)" "$(field "$l" median_us)" "$(field "$l" p99_us)" "n=$(field "$l" n)"
+	for k in vscard_vpcd_1 vscard_vpcd_2 vscard_vpcd_2x2 vscard4_vpcd_2x2; do
+		l=$(line_of "ratio\.$k ")
+		[ -n "$l" ] || continue
+		row "VSCard $k: vccid listener" "$(field "$l" vscard_median_us)" "$(field "$l" vscard_p99_us)" "vs vpcd+QUICKACK"
+		row "VSCard $k: vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" ""
+		row "VSCard $k: ratio" "$(field "$l" median)" "$(field "$l" p99)" "target <= 0.80: $(field "$l" pass)"
+	done
+	l=$(totals 'conc\.vscard4 mode=per' | tail -n 1)
+	[ -n "$l" ] && row "VSCard 4 readers, one connection each" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total (last run)"
+	if [ -n "$evs" ]; then
+		row "VSCard insertion (ATR written -> event)" "$(field "$evs" insert_median_us)" "$(field "$evs" insert_p99_us)" "max $(field "$evs" insert_max_us) us, n=$(field "$evs" insert_n), target p99 < 1000"
+		row "VSCard removal (CardRemove -> event)" "$(field "$evs" remove_median_us)" "$(field "$evs" remove_p99_us)" "max $(field "$evs" remove_max_us) us, n=$(field "$evs" remove_n), missed $(field "$evs" missed)"
+	fi
+	for t in vscard64k vscard64kdown share share64k; do
+		l=$(grep "^apdu\.$t reader=" "$RESULTS" | tail -n 1)
+		[ -n "$l" ] && row "VSCard $t (apdu_len=$(field "$l" apdu_len))" "$(field "$l" median_us)" "$(field "$l" p99_us)" "rx_len=$(field "$l" rx_len) sw=$(field "$l" sw) n=$(field "$l" n)"
+	done
 	for t in floor4 vccid4; do
 		l=$(totals "conc\.$t" | tail -n 1)
 		[ -n "$l" ] && row "4 readers concurrently, $t (all APDUs)" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total"

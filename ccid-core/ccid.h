@@ -76,8 +76,14 @@ enum vccid_ccid_error {
 	CCID_ERR_CMD_NOT_SUPPORTED = 0x00,
 	CCID_ERR_BAD_DWLENGTH = 0x01,        /* offset of dwLength */
 	CCID_ERR_BAD_SLOT = 0x05,            /* offset of bSlot: slot does not exist */
-	CCID_ERR_BAD_PARAM7 = 0x07,          /* offset of bPowerSelect, bProtocolNum, bClockCommand */
+	CCID_ERR_BAD_POWER_SELECT = 0x07,    /* offset of bPowerSelect */
+	CCID_ERR_BAD_PROTOCOL_NUM = 0x07,    /* offset of bProtocolNum */
+	CCID_ERR_BAD_CLOCK_COMMAND = 0x07,   /* offset of bClockCommand */
 	CCID_ERR_BAD_LEVEL_PARAMETER = 0x08, /* offset of wLevelParameter */
+	CCID_ERR_BAD_TCCKS = 0x0B,           /* offset of bmTCCKST0/bmTCCKST1 */
+	CCID_ERR_BAD_CLOCK_STOP = 0x0E,      /* offset of bClockStop */
+	CCID_ERR_BAD_IFSC = 0x0F,            /* offset of bIFSC */
+	CCID_ERR_BAD_NAD = 0x10,             /* offset of bNadValue */
 	CCID_ERR_CMD_SLOT_BUSY = 0xE0,
 	CCID_ERR_PIN_CANCELLED = 0xEF,
 	CCID_ERR_PIN_TIMEOUT = 0xF0,

@@ -5,6 +5,7 @@
 
 #include "ccid-core/apdu.h"
 #include "ccid-core/atr.h"
+#include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -13,6 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vccid_apdu apdu;
 	unsigned protocols;
 
+	fuzz_enable_logging();
 	if (vccid_apdu_parse(data, size, &apdu) == 0) {
 		/* A parsed APDU must describe exactly the input. */
 		size_t expect = 4;

@@ -4,14 +4,17 @@
 #include <string.h>
 
 #include "ccid-core/config.h"
+#include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct vccid_config *config = vccid_config_load_data((const char *)data, size, "fuzz");
+	struct vccid_config *config;
 	size_t i;
 
+	fuzz_enable_logging();
+	config = vccid_config_load_data((const char *)data, size, "fuzz");
 	if (config == NULL)
 		return 0;
 	for (i = 0; i < config->n_cards; i++) {

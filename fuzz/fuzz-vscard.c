@@ -13,6 +13,7 @@
 #include "backends/vscard/host.h"
 #include "backends/vscard/proto.h"
 #include "ccid-core/error.h"
+#include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t chunk;
 	size_t i;
 
+	fuzz_enable_logging();
 	if (size == 0)
 		return 0;
 	chunk = (size_t)(data[0] % 32) + 1;

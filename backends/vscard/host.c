@@ -667,10 +667,9 @@ int vscard_conn_read_done(vscard_conn *conn, size_t n)
 	int rv = vscard_framer_fill(&conn->framer, n, &header, &payload);
 
 	if (rv < 0) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: message announces %u bytes, over the "
-			  "limit of %zu", conn->peer,
-			  (unsigned)((conn->buf[8] << 24) | (conn->buf[9] << 16) |
-				     (conn->buf[10] << 8) | conn->buf[11]),
+		vscard_header_decode(conn->buf, &header);
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s message announces %u bytes, over the "
+			  "limit of %zu", conn->peer, vscard_type_name(header.type), header.length,
 			  conn->framer.max_payload);
 		return VCCID_EPROTO;
 	}

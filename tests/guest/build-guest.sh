@@ -112,13 +112,13 @@ kernel_deb() {
 		[ -s "$f" ] && { echo "$f"; return 0; }
 	fi
 	# Not known to apt (or the download failed): the newest cached one.
-	f=$(ls -1 "$debdir/${pkg}_"*_amd64.deb 2>/dev/null | sort -V | tail -n 1)
+	f=$(ls -1 "$debdir/${pkg}_"*_amd64.deb 2>/dev/null | sort -V | tail -n 1) || true
 	[ -n "$f" ] && [ -s "$f" ] && { echo "$f"; return 0; }
 	return 1
 }
 
 cached_kernel_deb() {
-	ls -1 "$debdir"/linux-image-*-amd64*.deb 2>/dev/null | sort -V | tail -n 1
+	{ ls -1 "$debdir"/linux-image-*-amd64*.deb 2>/dev/null || true; } | sort -V | tail -n 1
 }
 
 kpkg=$(kernel_pkg) || { apt_update && kpkg=$(kernel_pkg); } || kpkg=
@@ -138,7 +138,7 @@ fi
 with_libs() {
 	local f=$1
 	echo "$f"
-	ldd "$f" 2>/dev/null | awk '
+	{ ldd "$f" 2>/dev/null || true; } | awk '
 		$2 == "=>" && $3 ~ /^\// { print $3 }
 		$1 ~ /^\// { print $1 }'
 }
@@ -287,7 +287,10 @@ EOF
 mknod -m 0600 "$root/dev/console" c 5 1 2>/dev/null || true
 mknod -m 0666 "$root/dev/null" c 1 3 2>/dev/null || true
 
-(cd "$root" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -6) >"$tmp/initrd.gz" ||
+# Same inputs, same bytes: fixed times and order, no name or time in the gzip header.
+find "$root" -exec touch -h -d @0 {} +
+(cd "$root" && find . | sort | cpio -o -H newc -R 0:0 --reproducible --quiet | gzip -6 -n) \
+	>"$tmp/initrd.gz" ||
 	die "cpio failed"
 cp "$tmp/k/boot/vmlinuz-$kver" "$tmp/vmlinuz"
 printf 'KVER=%s\nKERNEL_DEB=%s\n' "$kver" "$(basename "$deb")" >"$tmp/guest.env"
