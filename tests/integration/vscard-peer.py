@@ -749,7 +749,11 @@ def sc_limits(c):
     c.check("the two accepted connections still work",
             a.request(FLUSH, 0).type == FLUSH_COMPLETE and
             b.request(FLUSH, 0).type == FLUSH_COMPLETE)
+    b_local = b.local
     b.close()
+    # The connection's place is free once the listener has seen the close.
+    c.check("the listener sees the closed connection go",
+            c.log_has(r"VSCard peer %s closed" % re.escape(b_local)))
     e = c.peer()
     m = e.handshake()
     c.check("after one closes, a new connection is accepted", m.type == INIT, m)
