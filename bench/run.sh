@@ -120,7 +120,7 @@ find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c"
 find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c"
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c" -lpthread
 find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" -lpthread
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
@@ -307,8 +307,9 @@ card_stop() { # PID...
 	for p in "$@"; do wait "$p"; done
 }
 
-# body_vscard RUN MODE: vscard-card with four readers on one connection (MODE one) or one
-# connection per reader (MODE per), in the four empty slots of "vccid 00".
+# body_vscard RUN MODE: vscard-card with four readers in the four empty slots of "vccid 00",
+# one connection per reader (MODE per; as vpcd, which has one socket per slot) or all four
+# on one connection (MODE one).
 body_vscard() {
 	local run=$1 mode=$2 opt=() rc=0
 	local r2=(-r "vccid 00 00" -r "vccid 00 01") r4=(-r "vccid 00 00" -r "vccid 00 01" -r "vccid 00 02" -r "vccid 00 03")
@@ -319,10 +320,12 @@ body_vscard() {
 		card_stop "$CARD_PID"
 		return 1
 	fi
-	if [ "$mode" = one ]; then
+	if [ "$mode" = per ]; then
 		apdu_run "apdu.vscard run=$run" -r "vccid 00 00" || rc=1
 		apdu_run "conc.vscard2 run=$run" "${r2[@]}" || rc=1
 		apdu_run "conc.vscard2x2 run=$run" -t 4 "${r2[@]}" || rc=1
+	else
+		apdu_run "apdu.vscard1of4 run=$run" -r "vccid 00 00" || rc=1
 	fi
 	apdu_run "conc.vscard4 mode=$mode run=$run" "${r4[@]}" || rc=1
 	card_stop "$CARD_PID"
@@ -586,7 +589,7 @@ vs_ratio() { # KEY VSCARD_PREFIX VPCD_PREFIX
 vs_ratio vscard_vpcd_1 'apdu\.vscard run=[0-9]*' 'apdu\.vpcdq run=[0-9]*'
 vs_ratio vscard_vpcd_2 'conc\.vscard2 run=[0-9]*' 'conc\.vpcd2 run=[0-9]*'
 vs_ratio vscard_vpcd_2x2 'conc\.vscard2x2 run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
-vs_ratio vscard4_vpcd_2x2 'conc\.vscard4 mode=one run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
+vs_ratio vscard4_vpcd_2x2 'conc\.vscard4 mode=per run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
 evs=$(grep '^event\.vscard ' "$RESULTS" | tail -n 1)
 if [ -n "$evs" ]; then
 	record "target.vscard_events insert_p99_us=$(field "$evs" insert_p99_us) remove_p99_us=$(field "$evs" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$evs" insert_p99_us)" -v b="$(field "$evs" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
@@ -639,8 +642,10 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 		row "VSCard $k: vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" ""
 		row "VSCard $k: ratio" "$(field "$l" median)" "$(field "$l" p99)" "target <= 0.80: $(field "$l" pass)"
 	done
-	l=$(totals 'conc\.vscard4 mode=per' | tail -n 1)
-	[ -n "$l" ] && row "VSCard 4 readers, one connection each" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total (last run)"
+	l=$(totals 'conc\.vscard4 mode=one' | tail -n 1)
+	[ -n "$l" ] && row "VSCard 4 readers on one connection" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total (last run)"
+	l=$(totals 'apdu\.vscard1of4' | tail -n 1)
+	[ -n "$l" ] && row "VSCard 1 reader of 4 on one connection" "$(field "$l" median_us)" "$(field "$l" p99_us)" "last run"
 	if [ -n "$evs" ]; then
 		row "VSCard insertion (ATR written -> event)" "$(field "$evs" insert_median_us)" "$(field "$evs" insert_p99_us)" "max $(field "$evs" insert_max_us) us, n=$(field "$evs" insert_n), target p99 < 1000"
 		row "VSCard removal (CardRemove -> event)" "$(field "$evs" remove_median_us)" "$(field "$evs" remove_p99_us)" "max $(field "$evs" remove_max_us) us, n=$(field "$evs" remove_n), missed $(field "$evs" missed)"

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Minimal VSCard card client: N readers with a card each, every APDU answered in place, to measure a VSCard host's own cost. */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "stats.h"
@@ -68,18 +69,49 @@ static int setup_conn(int fd, struct vsw_msg *m, unsigned nreaders, const char *
 	return 0;
 }
 
+struct conn_job {
+	int fd;
+	int extended;         /* the host takes extended APDUs too */
+	unsigned long apdus;
+	struct vsw_msg *m;
+};
+
+/* One thread per connection, blocked in recv: as lean as vpcd-card (no poll per APDU). */
+static void *serve(void *arg)
+{
+	struct conn_job *job = arg;
+	size_t max = job->extended ? 65536 + 2 : 256 + 2;
+
+	for (;;) {
+		struct vsw_header h;
+
+		if (vsw_recv(job->fd, job->m, &h) != 0)
+			break;
+		if (h.type == VSW_APDU) {
+			if (vsw_send(job->fd, job->m, VSW_APDU, h.reader_id,
+				     vsw_answer(job->m, h.length, max)) != 0)
+				break;
+			job->apdus++;
+		} else if (h.type == VSW_FLUSH) {
+			if (vsw_send(job->fd, job->m, VSW_FLUSH_COMPLETE, h.reader_id, 0) != 0)
+				break;
+		}
+		/* Anything else (Error answers) needs no reply. */
+	}
+	kill(getpid(), SIGUSR1);   /* EOF or error: the main thread ends the client */
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	const char *host = "127.0.0.1", *name = "bench";
-	unsigned long port = 0, timeout_ms = 10000, nreaders = 1;
-	int per_reader = 0, extended = 0, host_ext = 0, i;
-	struct pollfd pfd[CARD_MAX_READERS];
+	unsigned long port = 0, timeout_ms = 10000, nreaders = 1, apdus = 0;
+	int per_reader = 0, extended = 0, host_ext = 0, i, sig;
+	struct conn_job jobs[CARD_MAX_READERS];
+	pthread_t tids[CARD_MAX_READERS];
 	unsigned nconn, c;
-	unsigned long apdus = 0;
-	struct vsw_msg *m = malloc(sizeof *m);
+	sigset_t set;
 
-	if (m == NULL)
-		return 1;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--no-quickack") == 0) {
 			vsw_quickack = 0;
@@ -112,52 +144,45 @@ int main(int argc, char **argv)
 	vsw_install_signals();
 	nconn = per_reader ? (unsigned)nreaders : 1;
 	for (c = 0; c < nconn; c++) {
-		pfd[c].fd = vsw_connect(host, port, timeout_ms);
-		pfd[c].events = POLLIN;
-		if (pfd[c].fd < 0 ||
-		    setup_conn(pfd[c].fd, m, per_reader ? 1 : (unsigned)nreaders, name, c, extended,
-			       &host_ext) != 0) {
+		jobs[c].m = malloc(sizeof *jobs[c].m);
+		jobs[c].apdus = 0;
+		jobs[c].fd = jobs[c].m ? vsw_connect(host, port, timeout_ms) : -1;
+		if (jobs[c].fd < 0 ||
+		    setup_conn(jobs[c].fd, jobs[c].m, per_reader ? 1 : (unsigned)nreaders, name, c,
+			       extended, &host_ext) != 0) {
 			fprintf(stderr, "vscard-card: handshake on connection %u failed\n", c);
+			return 1;
+		}
+		jobs[c].extended = extended && host_ext;
+	}
+	/* The threads block SIGINT/SIGTERM; the main thread takes them and closes the sockets. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (vsw_stop)
+		return 0;
+	for (c = 0; c < nconn; c++) {
+		if (pthread_create(&tids[c], NULL, serve, &jobs[c]) != 0) {
+			fprintf(stderr, "vscard-card: cannot start a thread\n");
 			return 1;
 		}
 	}
 	printf("ready readers=%lu connections=%u extended=%s\n", nreaders, nconn,
 	       extended && host_ext ? "yes" : "no");
 	fflush(stdout);
-
-	while (!vsw_stop) {
-		int r = poll(pfd, nconn, 1000);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			break;
-		for (c = 0; c < nconn; c++) {
-			struct vsw_header h;
-
-			if (!(pfd[c].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			if (vsw_recv(pfd[c].fd, m, &h) != 0)
-				goto out;
-			if (h.type == VSW_APDU) {
-				size_t max = extended && host_ext ? 65536 + 2 : 256 + 2;
-
-				if (vsw_send(pfd[c].fd, m, VSW_APDU, h.reader_id,
-					     vsw_answer(m, h.length, max)) != 0)
-					goto out;
-				apdus++;
-			} else if (h.type == VSW_FLUSH) {
-				if (vsw_send(pfd[c].fd, m, VSW_FLUSH_COMPLETE, h.reader_id, 0) != 0)
-					goto out;
-			}
-			/* Anything else (Error answers) needs no reply. */
-		}
-	}
-out:
+	/* SIGINT/SIGTERM, or SIGUSR1 from a thread whose connection ended (EOF). */
+	sigwait(&set, &sig);
 	for (c = 0; c < nconn; c++)
-		close(pfd[c].fd);
+		shutdown(jobs[c].fd, SHUT_RDWR);
+	for (c = 0; c < nconn; c++) {
+		pthread_join(tids[c], NULL);
+		close(jobs[c].fd);
+		apdus += jobs[c].apdus;
+		free(jobs[c].m);
+	}
 	fprintf(stderr, "vscard-card: stopped after %lu APDUs\n", apdus);
-	free(m);
 	return 0;
 bad:
 	usage(stderr);
