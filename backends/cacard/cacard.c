@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,10 @@ struct cacard_card {
 	uint8_t card_id[VCCID_CARD_ID_BYTES];   /* see card-id.h */
 	bool has_card_id;
 	VReader *reader;          /* referenced; NULL when libcacard did not create it */
+	/* The card object, referenced, learnt from libcacard's insert event: with it
+	 * an APDU skips vreader_xfr_bytes, whose three debug messages are formatted
+	 * on every call even with logging off (GLib formats before filtering). */
+	_Atomic(VCard *) vcard;
 	uint8_t *scratch;         /* CACARD_RESPONSE_MAX bytes for callers with smaller buffers;
 				   * used under the slot's exchange lock only */
 	bool in_slot;             /* guarded by cacard_lock */
@@ -86,6 +91,25 @@ static void route_glib_log(void)
 
 /* Drains libcacard's event queue so it does not grow; slot state is driven
  * synchronously by vccid itself, so events are only traced. */
+/* Keeps a reference to the card libcacard put into @p reader (the same object
+ * comes back after a forced remove and insert). */
+static void remember_vcard(VReader *reader, VCard *vcard)
+{
+	struct cacard_card *card;
+
+	pthread_mutex_lock(&cacard_lock);
+	for (card = cards; card != NULL; card = card->next) {
+		if (card->reader == reader && atomic_load(&card->vcard) != vcard) {
+			VCard *old = atomic_exchange(&card->vcard, vcard_reference(vcard));
+
+			/* Still referenced by libcacard's reader or saved card: no free here. */
+			if (old != NULL)
+				vcard_free(old);
+		}
+	}
+	pthread_mutex_unlock(&cacard_lock);
+}
+
 static void *event_loop(void *arg)
 {
 	(void)arg;
@@ -99,6 +123,8 @@ static void *event_loop(void *arg)
 		if (type != VEVENT_LAST && event->reader != NULL)
 			VCCID_LOG(VCCID_LOG_DEBUG, "libcacard event %d on %s", (int)type,
 				  vreader_get_name(event->reader));
+		if (type == VEVENT_CARD_INSERT && event->reader != NULL && event->card != NULL)
+			remember_vcard(event->reader, event->card);
 		vevent_delete(event);
 		if (type == VEVENT_LAST)
 			break;
@@ -344,6 +370,43 @@ static int cacard_power(void *opaque, enum vccid_power_action action,
 	return VCCID_OK;
 }
 
+/*
+ * One APDU through libcacard's card object when it is known (what
+ * vreader_xfr_bytes does, without its per-call debug formatting), else
+ * through the reader. Writes at most CACARD_RESPONSE_MAX bytes to @p buf.
+ */
+static int card_exchange(struct cacard_card *card, const uint8_t *cmd, size_t cmd_len,
+			 uint8_t *buf, int *len)
+{
+	VCard *vcard = atomic_load(&card->vcard);
+	VCardResponse *response = NULL;
+	VCardAPDU *apdu = NULL;
+	vcard_7816_status_t status;
+	int rv = VCCID_EIO;
+
+	/* libcacard's API is not const-correct; it does not write to the command. */
+	if (vcard != NULL)
+		apdu = vcard_apdu_new((unsigned char *)cmd, (int)cmd_len, &status);
+	if (apdu == NULL) {
+		/* Unknown card yet, or an APDU libcacard answers with an error status:
+		 * the reader path builds that answer. */
+		if (vreader_xfr_bytes(card->reader, (unsigned char *)cmd, (int)cmd_len, buf, len) ==
+		    VREADER_OK && *len >= 2)
+			rv = VCCID_OK;
+		return rv;
+	}
+	if (vcard_process_apdu(vcard, apdu, &response) == VCARD_DONE && response != NULL &&
+	    response->b_total_len >= 2 && response->b_total_len <= *len) {
+		memcpy(buf, response->b_data, (size_t)response->b_total_len);
+		*len = response->b_total_len;
+		rv = VCCID_OK;
+	}
+	if (response != NULL)
+		vcard_response_delete(response);
+	vcard_apdu_delete(apdu);
+	return rv;
+}
+
 static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 			   uint8_t *rsp, size_t *rsp_len)
 {
@@ -358,13 +421,10 @@ static int cacard_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len,
 		return VCCID_EINVAL;
 	if (buf == NULL)
 		return VCCID_ENOMEM;
-	/* libcacard's API is not const-correct; it does not write to the command. */
-	if (vreader_xfr_bytes(card->reader, (unsigned char *)cmd, (int)cmd_len, buf, &len) !=
-	    VREADER_OK || len < 2) {
-		rv = VCCID_EIO;
-	} else if ((size_t)len > *rsp_len) {
+	rv = card_exchange(card, cmd, cmd_len, buf, &len);
+	if (rv == VCCID_OK && (size_t)len > *rsp_len) {
 		rv = VCCID_ENOSPC;
-	} else {
+	} else if (rv == VCCID_OK) {
 		if (buf != rsp)
 			memcpy(rsp, buf, (size_t)len);
 		*rsp_len = (size_t)len;
