@@ -973,6 +973,24 @@ bool vccid_ccid_notify_all(vccid_ccid *ccid, uint8_t *out, size_t out_size, size
 	return notify_build(ccid, true, out, out_size, out_len);
 }
 
+void vccid_ccid_reset(vccid_ccid *ccid)
+{
+	size_t i;
+
+	for (i = 0; i < ccid->n_slots; i++) {
+		struct ccid_slot *cs = &ccid->slots[i];
+
+		pthread_mutex_lock(&cs->lock);
+		cs->abort_pending = false;
+		cs->abort_hit = false;
+		if (cs->busy)
+			cs->chain_drop = true;   /* the command in progress drops it when it ends */
+		else
+			chain_reset(cs);
+		pthread_mutex_unlock(&cs->lock);
+	}
+}
+
 int vccid_ccid_abort(vccid_ccid *ccid, uint8_t slot, uint8_t seq)
 {
 	struct ccid_slot *cs;

@@ -237,6 +237,13 @@ bool vccid_ccid_notify_slot_change(vccid_ccid *ccid, uint8_t *out, size_t out_si
 bool vccid_ccid_notify_all(vccid_ccid *ccid, uint8_t *out, size_t out_size, size_t *out_len);
 
 /**
+ * A new host: drops every slot's chained command or response and pending
+ * ABORT, so the next host starts clean (a chain in progress is dropped when
+ * its command ends).
+ */
+void vccid_ccid_reset(vccid_ccid *ccid);
+
+/**
  * The control-pipe ABORT request (§5.3.1) for @p slot and @p seq: drops any
  * chained command or response of the slot and fails the command of that
  * bSeq still in progress with CMD_ABORTED; until the matching

@@ -326,7 +326,8 @@ static int reply(const void *data, size_t len, size_t w_length, uint8_t *in, siz
 
 	if (n > in_size)
 		return VCCID_ENOSPC;
-	memcpy(in, data, n);
+	if (n > 0)
+		memcpy(in, data, n);
 	*in_len = n;
 	return VCCID_OK;
 }
@@ -381,6 +382,8 @@ static int standard_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in
 	static const uint8_t zero2[2] = { 0, 0 };
 	uint8_t one;
 
+	bool dir_in = (request_type & USB_DIR_IN) != 0;
+
 	switch (setup[1]) {
 	case USB_REQ_GET_DESCRIPTOR:
 		if (request_type != (USB_DIR_IN | USB_RECIP_DEVICE))
@@ -388,10 +391,12 @@ static int standard_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in
 		return get_descriptor(dev, (uint8_t)(value >> 8), (uint8_t)value, length, in, in_size,
 				      in_len);
 	case USB_REQ_GET_CONFIGURATION:
+		if (!dir_in)
+			return VCCID_ENOTSUP;
 		one = (uint8_t)dev->configuration;
 		return reply(&one, 1, length, in, in_size, in_len);
 	case USB_REQ_SET_CONFIGURATION:
-		if (value > 1)
+		if (dir_in || value > 1)
 			return VCCID_EINVAL;
 		pthread_mutex_lock(&dev->lock);
 		dev->configuration = value;
@@ -401,16 +406,20 @@ static int standard_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in
 		pthread_mutex_unlock(&dev->lock);
 		return VCCID_OK;
 	case USB_REQ_GET_STATUS:
+		if (!dir_in)
+			return VCCID_ENOTSUP;
 		return reply(zero2, sizeof(zero2), length, in, in_size, in_len);
 	case USB_REQ_CLEAR_FEATURE:
 	case USB_REQ_SET_FEATURE:
 		/* ENDPOINT_HALT and DEVICE_REMOTE_WAKEUP: nothing to keep. */
 		return VCCID_OK;
 	case USB_REQ_GET_INTERFACE:
+		if (!dir_in)
+			return VCCID_ENOTSUP;
 		one = 0;
 		return reply(&one, 1, length, in, in_size, in_len);
 	case USB_REQ_SET_INTERFACE:
-		return value == 0 ? VCCID_OK : VCCID_EINVAL;   /* one alternate setting */
+		return !dir_in && value == 0 ? VCCID_OK : VCCID_EINVAL;   /* one alternate setting */
 	default:
 		return VCCID_ENOTSUP;
 	}
@@ -682,6 +691,7 @@ void vccid_usbdev_reset(vccid_usbdev *dev)
 		free_answer(a);
 	}
 	dev->tail = NULL;
+	vccid_ccid_reset(dev->ccid);
 	explicit_bzero(dev->rx, dev->max_message);
 	dev->rx_len = 0;
 	dev->skip = 0;

@@ -61,7 +61,9 @@ unsigned vccid_usbdev_configuration(const vccid_usbdev *dev);
 
 /**
  * Bytes the host sent on bulk-out, in any chunking. Whole PC_to_RDR
- * messages (10 + dwLength bytes) go to the slot's worker and return at once;
+ * messages (10 + dwLength bytes) go to the slot's worker; the call returns
+ * once the worker has taken the message (at once unless the host sent a
+ * second command for a slot before the first was taken);
  * answers appear on bulk-in in the order they complete. A message announcing
  * more than dwMaxCCIDMessageLength is answered with a dwLength error and its
  * bytes are skipped. Returns 0, or VCCID_ENOMEM.
@@ -73,8 +75,9 @@ int vccid_usbdev_bulk_out(vccid_usbdev *dev, const uint8_t *data, size_t len);
  * @p buf, waiting up to @p timeout_ms (< 0: without limit) for one. An answer
  * longer than @p size continues in the next call, as a USB transfer would.
  * *zlp is set when this chunk ends an answer whose length is a multiple of
- * the bulk packet size while @p size was larger: a USB transport must then
- * send a zero-length packet to end the transfer.
+ * the bulk packet size of the announced speed while @p size was larger: a
+ * USB transport must then send a zero-length packet to end the transfer (a
+ * transport that learns another connected speed decides for itself).
  * Returns 0, VCCID_ETIMEDOUT, or VCCID_ECANCELED after vccid_usbdev_cancel().
  */
 int vccid_usbdev_bulk_in(vccid_usbdev *dev, uint8_t *buf, size_t size, size_t *len, bool *zlp,
@@ -89,12 +92,15 @@ int vccid_usbdev_bulk_in(vccid_usbdev *dev, uint8_t *buf, size_t size, size_t *l
 int vccid_usbdev_interrupt_in(vccid_usbdev *dev, uint8_t *buf, size_t size, size_t *len,
 			      int timeout_ms);
 
-/** Makes current bulk-in and interrupt waits return VCCID_ECANCELED (a transport stops). */
+/** Makes the bulk-in and interrupt waits in progress return VCCID_ECANCELED (a
+ *  transport stops). A wait that starts after the call is not affected:
+ *  transports wait with finite timeouts and check their own stop flag. */
 void vccid_usbdev_cancel(vccid_usbdev *dev);
 /**
- * A bus reset or a new host: drops queued answers and half-received
- * messages, waits for commands in progress, unconfigures the device and
- * makes the next interrupt report every slot.
+ * A bus reset or a new host: drops queued answers, half-received messages
+ * and chained APDUs, waits for commands in progress (as long as the card
+ * takes: a VSCard card is bounded by its timeout), unconfigures the device
+ * and makes the next interrupt report every slot.
  */
 void vccid_usbdev_reset(vccid_usbdev *dev);
 

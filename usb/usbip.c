@@ -448,8 +448,15 @@ static int handle_control(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *
 static int handle_submit(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
 {
 	struct in_ep *e = NULL;
+	bool duplicate;
 	int rv;
 
+	/* A seqnum names one URB until it completes: vhci-hcd never reuses a pending one. */
+	pthread_mutex_lock(&conn->lock);
+	duplicate = seqnum_pending(conn, cmd->seqnum);
+	pthread_mutex_unlock(&conn->lock);
+	if (duplicate)
+		return malformed(conn, "seqnum of a URB still pending");
 	if (cmd->ep == EP_CONTROL)
 		return handle_control(conn, cmd);
 	if (cmd->ep == EP_BULK_OUT && cmd->direction == USBIP_DIR_OUT) {
@@ -468,9 +475,6 @@ static int handle_submit(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *c
 	if (e == NULL) {
 		/* No such endpoint: what a host controller reports for a stalled pipe. */
 		rv = send_ret_submit(conn, cmd->seqnum, VCCID_USBIP_EPIPE, 0, NULL, 0);
-	} else if (seqnum_pending(conn, cmd->seqnum)) {
-		pthread_mutex_unlock(&conn->lock);
-		return malformed(conn, "seqnum of a URB still pending");
 	} else if (e->n_urbs == MAX_PENDING) {
 		pthread_mutex_unlock(&conn->lock);
 		return malformed(conn, "too many IN URBs pending");
