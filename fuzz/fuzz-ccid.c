@@ -28,6 +28,7 @@
 #include "ccid-core/ccid.h"
 #include "ccid-core/error.h"
 #include "ccid-core/slot.h"
+#include "fuzz-card.h"
 #include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,63 +42,6 @@ enum {
 	EVENT_ABORT_1 = 0xFFF3,
 	EVENT_NOTIFY = 0xFFF4,
 	EVENT_NOTIFY_ALL = 0xFFF5,
-};
-
-static const uint8_t t0_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
-/* TA1 13, TD1 81 (T=1), TD2 31, TA3 FE, TB3 15, 8 historical bytes, TCK. */
-static const uint8_t t1_atr[] = {
-	0x3B, 0xF8, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15,
-	'Y', 'u', 'b', 'i', 'k', 'e', 'y', '4', 0xD4
-};
-
-struct fuzz_card {
-	const uint8_t *atr;
-	size_t atr_len;
-};
-
-static int card_power(void *opaque, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	struct fuzz_card *card = opaque;
-
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, card->atr, card->atr_len);
-		*atr_len = card->atr_len;
-	}
-	return VCCID_OK;
-}
-
-static int card_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	size_t n, i;
-
-	(void)opaque;
-	if (cmd[1] == 0xEE)
-		return VCCID_EIO;
-	if (cmd[1] == 0xB0) {
-		n = (size_t)cmd[2] << 8 | cmd[3];
-		if (n + 2 > *rsp_len)
-			return VCCID_ENOSPC;
-		for (i = 0; i < n; i++)
-			rsp[i] = (uint8_t)i;
-	} else {
-		n = 2;
-		rsp[0] = (uint8_t)(cmd_len >> 8);
-		rsp[1] = (uint8_t)cmd_len;
-	}
-	rsp[n] = 0x90;
-	rsp[n + 1] = 0x00;
-	*rsp_len = n + 2;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops card_ops = {
-	.backend = "fuzz",
-	.power = card_power,
-	.transmit = card_transmit,
-	.release = NULL,
 };
 
 static uint8_t expected_type(uint8_t bMessageType)
@@ -160,8 +104,8 @@ static void check_notify(bool sent, const uint8_t *out, size_t out_len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fuzz_card cards[2] = {
-		{ t0_atr, sizeof(t0_atr) },
-		{ t1_atr, sizeof(t1_atr) },
+		{ fuzz_t0_atr, sizeof(fuzz_t0_atr) },
+		{ fuzz_t1_atr, sizeof(fuzz_t1_atr) },
 	};
 	static uint8_t out[FUZZ_MAX_MESSAGE];
 	struct vccid_ccid_params params = { .max_message_length = FUZZ_MAX_MESSAGE };
@@ -173,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < 2; i++) {
 		slots[i] = vccid_slot_new();
 		if (slots[i] == NULL ||
-		    vccid_slot_insert(slots[i], &card_ops, &cards[i], "fuzz") != VCCID_OK)
+		    vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz") != VCCID_OK)
 			abort();
 	}
 	ccid = vccid_ccid_new(slots, 2, &params);
@@ -194,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case EVENT_TOGGLE_1:
 				i = len - EVENT_TOGGLE_0;
 				if (vccid_slot_remove(slots[i]) == VCCID_ENOCARD)
-					(void)vccid_slot_insert(slots[i], &card_ops, &cards[i], "fuzz");
+					(void)vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz");
 				break;
 			case EVENT_ABORT_0:
 			case EVENT_ABORT_1:
