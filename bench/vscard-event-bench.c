@@ -12,6 +12,7 @@
 #include <winscard.h>
 
 #include "stats.h"
+#include "watch.h"
 #include "vscard-wire.h"
 
 #define EVENT_MAX_ROUNDS 10000ul
@@ -19,102 +20,6 @@
 static const uint8_t card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
 
 /* What the watcher thread saw last. */
-struct watch {
-	pthread_mutex_t lock;
-	pthread_cond_t changed;
-	const char *reader;
-	SCARDCONTEXT ctx;
-	int present;        /* -1 until the first answer */
-	uint64_t seq;       /* answers so far */
-	uint64_t stamp_ns;  /* when the last answer arrived */
-	int stop;
-	LONG err;
-};
-
-static void *watch_thread(void *arg)
-{
-	struct watch *w = arg;
-	SCARD_READERSTATE rs;
-	LONG rv;
-
-	memset(&rs, 0, sizeof rs);
-	rs.szReader = w->reader;
-	rs.dwCurrentState = SCARD_STATE_UNAWARE;
-	for (;;) {
-		uint64_t now;
-
-		rv = SCardGetStatusChange(w->ctx, 1000, &rs, 1);
-		now = stats_now_ns();
-		if (rv == SCARD_E_TIMEOUT) {
-			pthread_mutex_lock(&w->lock);
-			rv = w->stop ? SCARD_E_CANCELLED : SCARD_S_SUCCESS;
-			pthread_mutex_unlock(&w->lock);
-			if (rv != SCARD_S_SUCCESS)
-				break;
-			continue;
-		}
-		if (rv != SCARD_S_SUCCESS)
-			break;
-		pthread_mutex_lock(&w->lock);
-		w->present = (rs.dwEventState & SCARD_STATE_PRESENT) != 0;
-		w->seq++;
-		w->stamp_ns = now;
-		pthread_cond_broadcast(&w->changed);
-		pthread_mutex_unlock(&w->lock);
-		rs.dwCurrentState = rs.dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
-	}
-	pthread_mutex_lock(&w->lock);
-	w->err = rv;
-	w->stop = 1;
-	pthread_cond_broadcast(&w->changed);
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
-}
-
-/* Waits until the watcher reports @p want after sequence @p after; returns the
- * stamp of that report, or 0 on timeout or watcher failure. */
-static uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms)
-{
-	struct timespec until;
-	uint64_t stamp = 0;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)(timeout_ms / 1000);
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&w->lock);
-	while (!w->stop && !(w->seq > after && w->present == want)) {
-		if (pthread_cond_timedwait(&w->changed, &w->lock, &until) == ETIMEDOUT)
-			break;
-	}
-	if (!w->stop && w->seq > after && w->present == want)
-		stamp = w->stamp_ns;
-	pthread_mutex_unlock(&w->lock);
-	return stamp;
-}
-
-static uint64_t current_seq(struct watch *w)
-{
-	uint64_t s;
-
-	pthread_mutex_lock(&w->lock);
-	s = w->seq;
-	pthread_mutex_unlock(&w->lock);
-	return s;
-}
-
-static int watch_stopped(struct watch *w)
-{
-	int s;
-
-	pthread_mutex_lock(&w->lock);
-	s = w->stop;
-	pthread_mutex_unlock(&w->lock);
-	return s;
-}
 
 static void print_line(const char *what, uint64_t *ns, size_t n)
 {
