@@ -38,7 +38,7 @@ static int check_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct vscard_io io = { .write = check_write };
+	static const struct vscard_io io = { .write = check_write, .fd = -1 };
 	vccid_slot *slots[2];
 	vscard_conn *conn;
 	size_t chunk;

@@ -3,10 +3,13 @@
 #include "host.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "ccid-core/atr.h"
@@ -20,6 +23,12 @@
 /* Answers are written by the listener thread that serves every client: a peer whose
  * socket buffer cannot take one does not read, and waiting for it would stall the others
  * (their APDU answers go unread and their transmits time out). Drop it at once. */
+/* After a transmit read its answer itself, the transport leaves the socket to
+ * transmits this long: APDUs come in bursts, and each hand-back would cost a
+ * wake-up. A client's CardRemove or EOF in that window waits at most this. */
+#define DIRECT_LINGER_MS 2
+#define SMALL_APDU_BUFFER 512
+
 #define ANSWER_WRITE_TIMEOUT_MS 0
 
 /* Lock order: host_lock, then a slot's locks, then conn->lock (innermost). */
@@ -60,6 +69,8 @@ struct vscard_conn {
 	bool handshake_done;
 	bool extended;                 /* the peer takes extended APDUs (vccid capability) */
 	bool dead;                     /* guarded by lock */
+	enum { OWNER_NONE, OWNER_TRANSPORT, OWNER_TRANSMIT } reader_owner;   /* lock */
+	long long linger_until_ms;     /* lock; see DIRECT_LINGER_MS */
 	struct remote_reader *readers[VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
 	struct vscard_framer framer;
 	uint8_t *buf;
@@ -180,15 +191,120 @@ static int remote_power(void *card, enum vccid_power_action action, uint8_t *atr
 	return rv;
 }
 
+/* Reads exactly @p len bytes from the socket before @p deadline_ms; 0 or an error. */
+static int read_exact(int fd, uint8_t *buf, size_t len, long long deadline_ms)
+{
+	while (len > 0) {
+		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		} else if (n == 0) {
+			return VCCID_EIO;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			long long left = deadline_ms - vccid_now_ms();
+
+			if (left <= 0)
+				return VCCID_ETIMEDOUT;
+			(void)poll(&pfd, 1, (int)left);
+		} else {
+			return VCCID_EIO;
+		}
+	}
+	return VCCID_OK;
+}
+
+enum direct_result { DIRECT_ANSWERED, DIRECT_HAND_BACK, DIRECT_TIMEOUT, DIRECT_BROKEN };
+
+/*
+ * The transmit reads its own answer from the socket, as vpcd does, saving
+ * the wake-up of the listener thread. Only an APDU or Error message for
+ * this reader that fits is taken; anything else (or a partial header, or EOF)
+ * stays in the socket for the transport, which handle_message() then serves.
+ */
+static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
+					  long long deadline_ms)
+{
+	vscard_conn *conn = reader->conn;
+	uint8_t head[VSCARD_HEADER_SIZE];
+	uint8_t error_payload[64];
+	struct vscard_header header;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		long long left = deadline_ms - vccid_now_ms();
+		ssize_t n;
+
+		if (left <= 0)
+			return DIRECT_TIMEOUT;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = recv(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			continue;
+		if (n != (ssize_t)sizeof(head))
+			return DIRECT_HAND_BACK;
+		vscard_header_decode(head, &header);
+		if (header.reader_id != reader->id ||
+		    !((header.type == VSCARD_APDU && header.length >= 2 &&
+		       header.length <= reader->rsp_cap) ||
+		      (header.type == VSCARD_ERROR && header.length <= sizeof(error_payload))))
+			return DIRECT_HAND_BACK;
+		break;
+	}
+	/* Ours: header and payload in one call when it is all there, the rest after. */
+	{
+		uint8_t *payload = header.type == VSCARD_APDU ? reader->rsp : error_payload;
+		struct iovec iov[2] = { { head, sizeof(head) }, { payload, header.length } };
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
+		size_t got = n > (ssize_t)sizeof(head) ? (size_t)n - sizeof(head) : 0;
+
+		/* The peek showed the whole header, so a read returns at least that. */
+		if (n < (ssize_t)sizeof(head) ||
+		    read_exact(fd, payload + got, header.length - got, deadline_ms) != VCCID_OK)
+			return DIRECT_BROKEN;
+	}
+	pthread_mutex_lock(&conn->lock);
+	reader->status = header.type == VSCARD_APDU ? VCCID_OK : VCCID_EIO;
+	reader->rsp_len = header.type == VSCARD_APDU ? header.length : 0;
+	reader->answered = true;
+	pthread_mutex_unlock(&conn->lock);
+	if (header.type == VSCARD_ERROR)
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer,
+			  reader->id);
+	return DIRECT_ANSWERED;
+}
+
+static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cmd_len)
+{
+	uint8_t small[VSCARD_HEADER_SIZE + SMALL_APDU_BUFFER];
+	size_t size = VSCARD_HEADER_SIZE + cmd_len;
+	uint8_t *msg = size <= sizeof(small) ? small : malloc(size);
+	size_t msg_len;
+	int rv;
+
+	if (msg == NULL)
+		return VCCID_ENOMEM;
+	msg_len = vscard_message_encode(msg, size, VSCARD_APDU, reader->id, cmd, cmd_len);
+	rv = conn_send(reader->conn, msg, msg_len, reader->conn->timeout_ms);
+	explicit_bzero(msg, size);   /* may hold a PIN */
+	if (msg != small)
+		free(msg);
+	return rv;
+}
+
 static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
 			   size_t *rsp_len)
 {
 	struct remote_reader *reader = card;
 	vscard_conn *conn = reader->conn;
 	size_t limit;
-	size_t msg_len;
-	uint8_t *msg;
 	struct timespec deadline;
+	long long deadline_ms;
+	bool direct;
 	bool wake = false;
 	int rv;
 
@@ -207,6 +323,11 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 		*rsp_len = sizeof(sw_wrong_length);
 		return VCCID_OK;
 	}
+	/* Read the answer here unless the transport is busy with this socket. */
+	direct = conn->io.fd >= 0 && conn->reader_owner == OWNER_NONE &&
+		 !vscard_conn_mid_message(conn);
+	if (direct)
+		conn->reader_owner = OWNER_TRANSMIT;
 	reader->pending = true;
 	reader->answered = false;
 	reader->rsp = rsp;
@@ -215,20 +336,30 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 	reader->status = VCCID_EIO;
 	pthread_mutex_unlock(&conn->lock);
 
-	msg = malloc(VSCARD_HEADER_SIZE + cmd_len);
-	if (msg == NULL) {
-		rv = VCCID_ENOMEM;
-	} else {
-		msg_len = vscard_message_encode(msg, VSCARD_HEADER_SIZE + cmd_len, VSCARD_APDU,
-						reader->id, cmd, cmd_len);
-		rv = conn_send(conn, msg, msg_len, conn->timeout_ms);
-		explicit_bzero(msg, VSCARD_HEADER_SIZE + cmd_len);   /* may hold a PIN */
-		free(msg);
+	vccid_deadline_after(&deadline, conn->timeout_ms);
+	deadline_ms = vccid_now_ms() + conn->timeout_ms;
+	rv = send_apdu(reader, cmd, cmd_len);
+	if (direct) {
+		enum direct_result result = rv == VCCID_OK
+			? read_own_answer(reader, conn->io.fd, deadline_ms) : DIRECT_HAND_BACK;
+
+		pthread_mutex_lock(&conn->lock);
+		conn->reader_owner = OWNER_NONE;
+		if (result == DIRECT_ANSWERED)
+			conn->linger_until_ms = vccid_now_ms() + DIRECT_LINGER_MS;
+		else
+			conn->linger_until_ms = 0;
+		if (result == DIRECT_BROKEN)
+			wake = conn_fail_locked(conn, "the connection broke inside an answer");
+		pthread_mutex_unlock(&conn->lock);
+		/* Handing back: the transport watches the socket again from now on. */
+		if (result != DIRECT_ANSWERED && conn->io.wake)
+			conn->io.wake(conn->io.io);
+		wake = false;
 	}
 
 	pthread_mutex_lock(&conn->lock);
 	if (rv == VCCID_OK) {
-		vccid_deadline_after(&deadline, conn->timeout_ms);
 		while (!reader->answered && !conn->dead &&
 		       pthread_cond_timedwait(&conn->changed, &conn->lock, &deadline) != ETIMEDOUT)
 			;
@@ -371,6 +502,40 @@ bool vscard_conn_dead(vscard_conn *conn)
 	dead = conn->dead;
 	pthread_mutex_unlock(&conn->lock);
 	return dead;
+}
+
+bool vscard_conn_read_begin(vscard_conn *conn)
+{
+	bool ok;
+
+	pthread_mutex_lock(&conn->lock);
+	ok = conn->reader_owner != OWNER_TRANSMIT;
+	if (ok)
+		conn->reader_owner = OWNER_TRANSPORT;
+	pthread_mutex_unlock(&conn->lock);
+	return ok;
+}
+
+void vscard_conn_read_end(vscard_conn *conn)
+{
+	pthread_mutex_lock(&conn->lock);
+	if (conn->reader_owner == OWNER_TRANSPORT)
+		conn->reader_owner = OWNER_NONE;
+	pthread_mutex_unlock(&conn->lock);
+}
+
+bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms)
+{
+	bool watch;
+
+	pthread_mutex_lock(&conn->lock);
+	watch = conn->dead ||
+		(conn->reader_owner != OWNER_TRANSMIT && now_ms >= conn->linger_until_ms);
+	if (!watch)
+		*recheck_ms = conn->reader_owner == OWNER_TRANSMIT ? now_ms + DIRECT_LINGER_MS
+								   : conn->linger_until_ms;
+	pthread_mutex_unlock(&conn->lock);
+	return watch;
 }
 
 bool vscard_conn_mid_message(vscard_conn *conn)

@@ -18,9 +18,12 @@ typedef struct vscard_conn vscard_conn;
 struct vscard_io {
 	/** Writes all of @p buf within @p timeout_ms; 0 or a negative vccid_error. */
 	int (*write)(void *io, const uint8_t *buf, size_t len, int timeout_ms);
-	/** Asks the transport to look at this connection (it became dead). */
+	/** Asks the transport to look at this connection (it became dead, or a
+	 *  transmit hands the socket back). */
 	void (*wake)(void *io);
 	void *io;
+	/** The connected socket, which a transmit may read itself; -1: never. */
+	int fd;
 };
 
 /** Offers @p slot (index @p index of reader @p reader) to remote readers. */
@@ -50,6 +53,19 @@ bool vscard_conn_handshake_done(vscard_conn *conn);
 bool vscard_conn_dead(vscard_conn *conn);
 /** True while a message is partly received (a stalled peer shows here). */
 bool vscard_conn_mid_message(vscard_conn *conn);
+/**
+ * The transport reads a connection only between these two calls.
+ * vscard_conn_read_begin() returns false while a transmit reads the socket
+ * itself (to save the hand-off to another thread per APDU).
+ */
+bool vscard_conn_read_begin(vscard_conn *conn);
+void vscard_conn_read_end(vscard_conn *conn);
+/**
+ * Whether the transport should watch the socket now. When not (a transmit
+ * reads it, or did a moment ago and may again), *recheck_ms says when to ask
+ * again; a transmit that hands the socket back calls the wake callback.
+ */
+bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms);
 /** Removes the connection's cards (pcscd sees removal), releases its slots, frees it. */
 void vscard_conn_close(vscard_conn *conn, const char *reason);
 const char *vscard_conn_peer(const vscard_conn *conn);

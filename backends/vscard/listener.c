@@ -177,6 +177,7 @@ static void accept_client(struct listener *l, int listen_fd)
 	client->io.write = client_write;
 	client->io.wake = listener_wake;
 	client->io.io = client;
+	client->io.fd = fd;
 	client->conn = vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
 	if (client->conn == NULL) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
@@ -290,6 +291,7 @@ static void *listener_loop(void *arg)
 		size_t i;
 		struct client *c;
 		int timeout = check_deadlines(l);
+		long long now = vccid_now_ms();
 
 		fds[n].fd = l->wake_pipe[0];
 		fds[n++].events = POLLIN;
@@ -298,6 +300,16 @@ static void *listener_loop(void *arg)
 			fds[n++].events = POLLIN;
 		}
 		for (c = l->clients; c != NULL && n < sizeof(fds) / sizeof(fds[0]); c = c->next) {
+			long long recheck;
+
+			/* A socket a transmit reads itself is left out for a moment. */
+			if (!vscard_conn_watch(c->conn, now, &recheck)) {
+				int wait = recheck > now ? (int)(recheck - now) : 0;
+
+				if (timeout < 0 || wait < timeout)
+					timeout = wait;
+				continue;
+			}
 			fds[n].fd = c->fd;
 			fds[n].events = POLLIN;
 			owners[n++] = c;
@@ -321,7 +333,10 @@ static void *listener_loop(void *arg)
 
 			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
+			if (!vscard_conn_read_begin(owners[i]->conn))
+				continue;   /* a transmit reads its answer itself */
 			reason = read_client(owners[i]);
+			vscard_conn_read_end(owners[i]->conn);
 			if (reason != NULL)
 				drop_client(l, owners[i], reason);
 		}
