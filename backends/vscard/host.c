@@ -233,19 +233,18 @@ static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
 	struct vscard_header header;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long long left = deadline_ms - vccid_now_ms();
-		ssize_t n;
+		/* Blocks until data comes (the socket's SO_RCVTIMEO bounds it). */
+		ssize_t n = recv(fd, head, sizeof(head), MSG_PEEK);
 
-		if (left <= 0)
-			return DIRECT_TIMEOUT;
-		if (poll(&pfd, 1, (int)left) <= 0)
+		if (n < 0 && errno == EINTR)
 			continue;
-		n = recv(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (vccid_now_ms() >= deadline_ms)
+				return DIRECT_TIMEOUT;
 			continue;
+		}
 		if (n != (ssize_t)sizeof(head))
-			return DIRECT_HAND_BACK;
+			return DIRECT_HAND_BACK;   /* EOF, an error or a partial header */
 		vscard_header_decode(head, &header);
 		if (header.reader_id != reader->id ||
 		    !((header.type == VSCARD_APDU && header.length >= 2 &&

@@ -56,14 +56,6 @@ static pthread_mutex_t listener_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct listener *listener;
 static unsigned listener_users;
 
-static void set_nonblocking(int fd)
-{
-	int flags = fcntl(fd, F_GETFL);
-
-	if (flags >= 0)
-		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
 /* Writes all of buf before the deadline; the socket is non-blocking. */
 static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
 {
@@ -164,7 +156,14 @@ static void accept_client(struct listener *l, int listen_fd)
 		close(fd);
 		return;
 	}
-	set_nonblocking(fd);
+	/* The socket stays blocking, bounded by SO_RCVTIMEO, for a transmit that waits
+	 * for its answer in recv; the listener itself only uses MSG_DONTWAIT. */
+	{
+		struct timeval tv = { .tv_sec = l->cfg.timeout_ms / 1000,
+				      .tv_usec = (suseconds_t)(l->cfg.timeout_ms % 1000) * 1000 };
+
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
 	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 	if (addr.ss_family != AF_UNIX)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
