@@ -25,8 +25,9 @@
  * (their APDU answers go unread and their transmits time out). Drop it at once. */
 /* After a transmit read its answer itself, the transport leaves the socket to
  * transmits this long: APDUs come in bursts, and each hand-back would cost a
- * wake-up. A client's CardRemove or EOF in that window waits at most this. */
-#define DIRECT_LINGER_MS 2
+ * wake-up of the transport thread (on a busy CPU, a delayed APDU). A client's
+ * CardRemove or EOF right after an APDU waits at most this long. */
+#define DIRECT_LINGER_MS 10
 #define SMALL_APDU_BUFFER 512
 
 #define ANSWER_WRITE_TIMEOUT_MS 0
@@ -530,9 +531,10 @@ bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_m
 	pthread_mutex_lock(&conn->lock);
 	watch = conn->dead ||
 		(conn->reader_owner != OWNER_TRANSMIT && now_ms >= conn->linger_until_ms);
-	if (!watch)
-		*recheck_ms = conn->reader_owner == OWNER_TRANSMIT ? now_ms + DIRECT_LINGER_MS
-								   : conn->linger_until_ms;
+	if (!watch)   /* once per linger period, not per APDU */
+		*recheck_ms = conn->linger_until_ms > now_ms + DIRECT_LINGER_MS
+				      ? conn->linger_until_ms
+				      : now_ms + DIRECT_LINGER_MS;
 	pthread_mutex_unlock(&conn->lock);
 	return watch;
 }
