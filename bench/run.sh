@@ -117,11 +117,11 @@ find_or_build() { # VAR NAME SOURCE... (a NAME ending in .so builds a module)
 B=$SRCDIR/bench
 find_or_build APDU_BENCH apdu-bench "$B/apdu-bench.c" "$B/stats.c"
 find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c" "$B/watch.c"
-find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c"
+find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c" "$B/tcp.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c" -lpthread
-find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" "$B/watch.c" -lpthread
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread
+find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" "$B/watch.c" "$B/tcp.c" -lpthread
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU

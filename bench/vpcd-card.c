@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "stats.h"
+#include "tcp.h"
 
 /* vpcd protocol (vsmartcard virtualsmartcard/src/vpcd/vpcd.h): every message is
  * a 2-byte big-endian length and a payload; a 1-byte payload is a control. */
@@ -45,10 +46,7 @@ static void usage(FILE *f)
 
 static void arm_quickack(int fd)
 {
-	int one = 1;
-
-	if (quickack)
-		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+	bench_quickack(fd, quickack);
 }
 
 /* Reads exactly @p len bytes; returns 0, or -1 on EOF or error. */
@@ -99,41 +97,6 @@ static size_t case2_le(const unsigned char *apdu, size_t len)
 	return 0;
 }
 
-static int connect_retry(const char *host, unsigned long port, unsigned long timeout_ms)
-{
-	uint64_t deadline = stats_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	struct sockaddr_in sa;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-		fprintf(stderr, "vpcd-card: %s is not an IPv4 address\n", host);
-		return -1;
-	}
-	for (;;) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-		struct timespec nap = { 0, 10000000L };
-
-		if (fd < 0) {
-			perror("vpcd-card: socket");
-			return -1;
-		}
-		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			arm_quickack(fd);
-			return fd;
-		}
-		close(fd);
-		if (stats_now_ns() >= deadline) {
-			fprintf(stderr, "vpcd-card: cannot connect to %s:%lu: %s\n", host, port,
-				strerror(errno));
-			return -1;
-		}
-		nanosleep(&nap, NULL);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	const char *host = "127.0.0.1";
@@ -168,7 +131,9 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
-	fd = connect_retry(host, port, timeout_ms);
+	fd = bench_tcp_connect("vpcd-card", host, port, timeout_ms, NULL);
+	if (fd >= 0)
+		arm_quickack(fd);
 	if (fd < 0)
 		return 1;
 	for (;;) {

@@ -167,13 +167,9 @@ int main(int argc, char **argv)
 		}
 	}
 done:
-	pthread_mutex_lock(&w.lock);
-	w.stop = 1;
-	pthread_mutex_unlock(&w.lock);
-	SCardCancel(w.ctx);
-	pthread_join(tid, NULL);
-	if (w.err != SCARD_E_CANCELLED && w.err != SCARD_S_SUCCESS) {
-		fprintf(stderr, "vscard-event-bench: SCardGetStatusChange: %s\n", pcsc_stringify_error(w.err));
+	rv = watch_finish(&w, tid);
+	if (rv != SCARD_S_SUCCESS) {
+		fprintf(stderr, "vscard-event-bench: SCardGetStatusChange: %s\n", pcsc_stringify_error(rv));
 		status = 1;
 	}
 	SCardReleaseContext(w.ctx);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "stats.h"
+#include "tcp.h"
 
 int vsw_quickack = 1;
 volatile int vsw_stop;
@@ -39,10 +40,7 @@ void vsw_install_signals(void)
 
 static void arm_quickack(int fd)
 {
-	int one = 1;
-
-	if (vsw_quickack)
-		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+	bench_quickack(fd, vsw_quickack);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -60,38 +58,11 @@ static uint32_t get32(const uint8_t *p)
 
 int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 {
-	uint64_t deadline = stats_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	struct sockaddr_in sa;
+	int fd = bench_tcp_connect("vscard", host, port, timeout_ms, &vsw_stop);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-		fprintf(stderr, "vscard: %s is not an IPv4 address\n", host);
-		return -1;
-	}
-	while (!vsw_stop) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-		struct timespec nap = { 0, 10000000L };
-
-		if (fd < 0) {
-			perror("vscard: socket");
-			return -1;
-		}
-		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			arm_quickack(fd);
-			return fd;
-		}
-		close(fd);
-		if (stats_now_ns() >= deadline) {
-			fprintf(stderr, "vscard: cannot connect to %s:%lu: %s\n", host, port,
-				strerror(errno));
-			return -1;
-		}
-		nanosleep(&nap, NULL);
-	}
-	return -1;
+	if (fd >= 0)
+		arm_quickack(fd);
+	return fd;
 }
 
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)

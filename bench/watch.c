@@ -90,3 +90,13 @@ int watch_stopped(struct watch *w)
 	pthread_mutex_unlock(&w->lock);
 	return s;
 }
+
+LONG watch_finish(struct watch *w, pthread_t tid)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->lock);
+	SCardCancel(w->ctx);
+	pthread_join(tid, NULL);
+	return w->err == SCARD_E_CANCELLED ? SCARD_S_SUCCESS : w->err;
+}

@@ -27,5 +27,7 @@ void *watch_thread(void *arg);
 uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms);
 uint64_t current_seq(struct watch *w);
 int watch_stopped(struct watch *w);
+/** Stops and joins the watcher thread @p tid; returns its failure, or SCARD_S_SUCCESS. */
+LONG watch_finish(struct watch *w, pthread_t tid);
 
 #endif
