@@ -43,13 +43,36 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: apdu-bench -r READER [-r READER...] [-n COUNT] [-w WARMUP] [-a HEXAPDU | -x LC] [-t THREADS]\n"
+		"                  [-s SAMPLEFILE]\n"
 		"  Sends the APDU COUNT times (default 5000, at most %lu) after WARMUP untimed\n"
 		"  ones (default 200) on each reader, one thread per reader; with -t more\n"
 		"  threads than readers, thread i uses reader i %% (number of readers).\n"
 		"  Default APDU: SELECT of the CAC applet (00A4040007A0000000790100).\n"
 		"  -x LC: an extended case-4 APDU with LC data bytes and Le 00 00 (65536).\n"
+		"  -s: also writes every timed sample, in the order taken, to SAMPLEFILE\n"
+		"  (lines \"THREAD INDEX NS\"), to look at the shape of the tail.\n"
 		"  Output: one line per thread and a 'total' line, key=value, times in us.\n",
 		BENCH_MAX_COUNT);
+}
+
+/* Writes the raw samples before they are sorted; 0 or -1 (with a message). */
+static int write_samples(const char *path, const struct bench_job *jobs, size_t nthreads)
+{
+	FILE *f = fopen(path, "w");
+	int rc = 0;
+
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	for (size_t t = 0; t < nthreads; t++)
+		for (size_t i = 0; i < jobs[t].done; i++)
+			fprintf(f, "%zu %zu %llu\n", t, i, (unsigned long long)jobs[t].ns[i]);
+	if (fclose(f) != 0) {
+		perror(path);
+		rc = -1;
+	}
+	return rc;
 }
 
 static int hexval(int c)
@@ -190,10 +213,11 @@ int main(int argc, char **argv)
 	uint64_t *all, t_begin = UINT64_MAX, t_end = 0;
 	size_t nall = 0;
 	struct stats_summary s;
+	const char *sample_path = NULL;
 	int status = 0, opt;
 
 	memcpy(apdu, default_apdu, sizeof default_apdu);
-	while ((opt = getopt(argc, argv, "r:n:w:a:x:t:h")) != -1) {
+	while ((opt = getopt(argc, argv, "r:n:w:a:x:t:s:h")) != -1) {
 		switch (opt) {
 		case 'r':
 			if (nreaders == BENCH_MAX_THREADS) {
@@ -245,6 +269,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 's':
+			sample_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -283,6 +310,8 @@ int main(int argc, char **argv)
 	}
 	for (t = 0; t < nthreads; t++)
 		pthread_join(tids[t], NULL);
+	if (sample_path != NULL && write_samples(sample_path, jobs, nthreads) != 0)
+		status = 1;
 
 	for (t = 0; t < nthreads; t++) {
 		struct bench_job *j = &jobs[t];

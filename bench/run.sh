@@ -25,6 +25,7 @@
 #   VCCID_MKDB           NSS database maker (default SRCDIR/tools/vccid-mkdb)
 #   PCSCD                pcscd binary; CC for building the helpers when BUILDDIR has none
 #   BENCH_KEEP_TMP=1     keep the work directory (configs, NSS database, pcscd logs)
+#   BENCH_SAMPLES_DIR    also write every APDU run's raw samples there (apdu-bench -s)
 
 # Functions run inside the namespaces through export -f, which shellcheck cannot follow.
 # shellcheck disable=SC2317
@@ -140,9 +141,10 @@ client() { timeout -k 5 "$CLIENT_TIMEOUT" taskset -c "$CLIENT_CPU" "$@"; }
 
 # apdu_run TAG ARGS...: runs apdu-bench, records every line as "TAG line".
 apdu_run() {
-	local tag=$1 out rc
+	local tag=$1 out rc samples=()
 	shift
-	out=$(client "$APDU_BENCH" -n "$COUNT" -w "$WARMUP" "$@")
+	[ -n "${BENCH_SAMPLES_DIR-}" ] && samples=(-s "$BENCH_SAMPLES_DIR/${tag//[^A-Za-z0-9.=_-]/_}.txt")
+	out=$(client "$APDU_BENCH" -n "$COUNT" -w "$WARMUP" "${samples[@]}" "$@")
 	rc=$?
 	[ -n "$out" ] && while IFS= read -r l; do record "$tag $l"; done <<<"$out"
 	return "$rc"

@@ -29,6 +29,7 @@
  * CardRemove or EOF right after an APDU waits at most this long. */
 #define DIRECT_LINGER_MS 10
 #define SMALL_APDU_BUFFER 512
+#define VSCARD_ERROR_MAX_PAYLOAD 64   /* an Error carries a 4-byte code */
 
 #define ANSWER_WRITE_TIMEOUT_MS 0
 
@@ -72,6 +73,8 @@ struct vscard_conn {
 	bool dead;                     /* guarded by lock */
 	enum { OWNER_NONE, OWNER_TRANSPORT, OWNER_TRANSMIT } reader_owner;   /* lock */
 	long long linger_until_ms;     /* lock; see DIRECT_LINGER_MS */
+	uint8_t *stash;                /* lock; bytes a transmit read that the transport parses */
+	size_t stash_len;
 	struct remote_reader *readers[VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
 	struct vscard_framer framer;
 	uint8_t *buf;
@@ -217,26 +220,58 @@ static int read_exact(int fd, uint8_t *buf, size_t len, long long deadline_ms)
 	return VCCID_OK;
 }
 
-enum direct_result { DIRECT_ANSWERED, DIRECT_HAND_BACK, DIRECT_TIMEOUT, DIRECT_BROKEN };
+/* DIRECT_ANSWERED_MORE: answered, and bytes after the answer were stashed. */
+enum direct_result {
+	DIRECT_ANSWERED,
+	DIRECT_ANSWERED_MORE,
+	DIRECT_HAND_BACK,
+	DIRECT_TIMEOUT,
+	DIRECT_BROKEN
+};
+
+/* Keeps bytes a transmit took from the socket that were not its answer, for the
+ * transport to parse first (vscard_conn_read_stashed); conn->lock held. */
+static int stash_locked(vscard_conn *conn, const uint8_t *a, size_t a_len, const uint8_t *b,
+			size_t b_len)
+{
+	uint8_t *stash = malloc(a_len + b_len);
+
+	if (stash == NULL)
+		return VCCID_ENOMEM;
+	memcpy(stash, a, a_len);
+	if (b_len > 0)
+		memcpy(stash + a_len, b, b_len);
+	conn->stash = stash;
+	conn->stash_len = a_len + b_len;
+	return VCCID_OK;
+}
 
 /*
- * The transmit reads its own answer from the socket, as vpcd does, saving
- * the wake-up of the listener thread. Only an APDU or Error message for
- * this reader that fits is taken; anything else (or a partial header, or EOF)
- * stays in the socket for the transport, which handle_message() then serves.
+ * The transmit reads its own answer from the socket, as vpcd does, saving the
+ * wake-up of the listener thread: one recvmsg takes the header into @p head and
+ * the rest into the caller's response buffer. What is not this reader's answer
+ * (another message, a partial header) is stashed for the transport, which
+ * parses it before it reads the socket again; EOF and errors stay in the
+ * socket for the transport to see.
  */
 static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
 					  long long deadline_ms)
 {
 	vscard_conn *conn = reader->conn;
 	uint8_t head[VSCARD_HEADER_SIZE];
-	uint8_t error_payload[64];
 	struct vscard_header header;
+	struct iovec iov[2] = { { head, sizeof(head) }, { reader->rsp, reader->rsp_cap } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t got, extra;
+	ssize_t n;
+	bool ours;
+	int rv;
 
 	for (;;) {
 		/* Blocks until data comes (the socket's SO_RCVTIMEO bounds it). */
-		ssize_t n = recv(fd, head, sizeof(head), MSG_PEEK);
-
+		n = recvmsg(fd, &mh, 0);
+		if (n > 0)
+			break;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -244,30 +279,29 @@ static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
 				return DIRECT_TIMEOUT;
 			continue;
 		}
-		if (n != (ssize_t)sizeof(head))
-			return DIRECT_HAND_BACK;   /* EOF, an error or a partial header */
+		return DIRECT_HAND_BACK;   /* EOF or an error: the transport sees it too */
+	}
+	got = (size_t)n;
+	if (got >= sizeof(head))
 		vscard_header_decode(head, &header);
-		if (header.reader_id != reader->id ||
-		    !((header.type == VSCARD_APDU && header.length >= 2 &&
-		       header.length <= reader->rsp_cap) ||
-		      (header.type == VSCARD_ERROR && header.length <= sizeof(error_payload))))
-			return DIRECT_HAND_BACK;
-		break;
+	ours = got >= sizeof(head) && header.reader_id == reader->id &&
+	       header.length <= reader->rsp_cap &&
+	       ((header.type == VSCARD_APDU && header.length >= 2) ||
+		(header.type == VSCARD_ERROR && header.length <= VSCARD_ERROR_MAX_PAYLOAD));
+	if (!ours) {
+		pthread_mutex_lock(&conn->lock);
+		rv = stash_locked(conn, head, got < sizeof(head) ? got : sizeof(head), reader->rsp,
+				  got > sizeof(head) ? got - sizeof(head) : 0);
+		pthread_mutex_unlock(&conn->lock);
+		return rv == VCCID_OK ? DIRECT_HAND_BACK : DIRECT_BROKEN;
 	}
-	/* Ours: header and payload in one call when it is all there, the rest after. */
-	{
-		uint8_t *payload = header.type == VSCARD_APDU ? reader->rsp : error_payload;
-		struct iovec iov[2] = { { head, sizeof(head) }, { payload, header.length } };
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
-		size_t got = n > (ssize_t)sizeof(head) ? (size_t)n - sizeof(head) : 0;
-
-		/* The peek showed the whole header, so a read returns at least that. */
-		if (n < (ssize_t)sizeof(head) ||
-		    read_exact(fd, payload + got, header.length - got, deadline_ms) != VCCID_OK)
-			return DIRECT_BROKEN;
-	}
+	got -= sizeof(head);
+	if (got < header.length &&
+	    read_exact(fd, reader->rsp + got, header.length - got, deadline_ms) != VCCID_OK)
+		return DIRECT_BROKEN;
+	extra = got > header.length ? got - header.length : 0;
 	pthread_mutex_lock(&conn->lock);
+	rv = extra > 0 ? stash_locked(conn, reader->rsp + header.length, extra, NULL, 0) : VCCID_OK;
 	reader->status = header.type == VSCARD_APDU ? VCCID_OK : VCCID_EIO;
 	reader->rsp_len = header.type == VSCARD_APDU ? header.length : 0;
 	reader->answered = true;
@@ -275,7 +309,7 @@ static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
 	if (header.type == VSCARD_ERROR)
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer,
 			  reader->id);
-	return DIRECT_ANSWERED;
+	return rv != VCCID_OK ? DIRECT_BROKEN : extra > 0 ? DIRECT_ANSWERED_MORE : DIRECT_ANSWERED;
 }
 
 static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cmd_len)
@@ -324,7 +358,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 		return VCCID_OK;
 	}
 	/* Read the answer here unless the transport is busy with this socket. */
-	direct = conn->io.fd >= 0 && conn->reader_owner == OWNER_NONE &&
+	direct = conn->io.fd >= 0 && conn->reader_owner == OWNER_NONE && conn->stash == NULL &&
 		 !vscard_conn_mid_message(conn);
 	if (direct)
 		conn->reader_owner = OWNER_TRANSMIT;
@@ -352,7 +386,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 		if (result == DIRECT_BROKEN)
 			wake = conn_fail_locked(conn, "the connection broke inside an answer");
 		pthread_mutex_unlock(&conn->lock);
-		/* Handing back: the transport watches the socket again from now on. */
+		/* Handing back: the transport watches the socket (and the stash) from now on. */
 		if (result != DIRECT_ANSWERED && conn->io.wake)
 			conn->io.wake(conn->io.io);
 		wake = false;
@@ -539,6 +573,36 @@ bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_m
 	return watch;
 }
 
+bool vscard_conn_stashed(vscard_conn *conn)
+{
+	bool stashed;
+
+	pthread_mutex_lock(&conn->lock);
+	stashed = conn->stash != NULL;
+	pthread_mutex_unlock(&conn->lock);
+	return stashed;
+}
+
+int vscard_conn_read_stashed(vscard_conn *conn)
+{
+	uint8_t *stash;
+	size_t len;
+	int rv = VCCID_OK;
+
+	pthread_mutex_lock(&conn->lock);
+	stash = conn->stash;
+	len = conn->stash_len;
+	conn->stash = NULL;
+	conn->stash_len = 0;
+	pthread_mutex_unlock(&conn->lock);
+	if (stash != NULL) {
+		rv = vscard_conn_input(conn, stash, len);
+		explicit_bzero(stash, len);
+		free(stash);
+	}
+	return rv;
+}
+
 bool vscard_conn_mid_message(vscard_conn *conn)
 {
 	return conn->framer.used > 0 && !conn->framer.delivered;
@@ -563,6 +627,10 @@ void vscard_conn_close(vscard_conn *conn, const char *reason)
 	pthread_mutex_unlock(&host_lock);
 	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s closed (%s); %u reader(s) removed", conn->peer,
 		  reason, n);
+	if (conn->stash != NULL) {
+		explicit_bzero(conn->stash, conn->stash_len);   /* may hold card data */
+		free(conn->stash);
+	}
 	pthread_cond_destroy(&conn->changed);
 	pthread_mutex_destroy(&conn->write_lock);
 	pthread_mutex_destroy(&conn->lock);

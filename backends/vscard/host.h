@@ -66,6 +66,14 @@ void vscard_conn_read_end(vscard_conn *conn);
  * again; a transmit that hands the socket back calls the wake callback.
  */
 bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms);
+/**
+ * True when a transmit took bytes from the socket that were not its answer:
+ * the transport must call vscard_conn_read_stashed() without waiting for the
+ * socket to be readable.
+ */
+bool vscard_conn_stashed(vscard_conn *conn);
+/** Parses the stashed bytes (between read_begin and read_end); as vscard_conn_input. */
+int vscard_conn_read_stashed(vscard_conn *conn);
 /** Removes the connection's cards (pcscd sees removal), releases its slots, frees it. */
 void vscard_conn_close(vscard_conn *conn, const char *reason);
 const char *vscard_conn_peer(const vscard_conn *conn);

@@ -214,6 +214,9 @@ static const char *read_client(struct client *client)
 {
 	int i;
 
+	/* First what a transmit read from the socket and left to us. */
+	if (vscard_conn_read_stashed(client->conn) != VCCID_OK)
+		return vscard_conn_dead(client->conn) ? "connection failed" : "protocol error";
 	/* Bounded: a fast peer cannot keep the thread from the others. */
 	for (i = 0; i < 64; i++) {
 		size_t want;
@@ -286,6 +289,7 @@ static void *listener_loop(void *arg)
 	while (!l->stopping) {
 		struct pollfd fds[MAX_LISTEN_SOCKETS + 1 + 1024];
 		struct client *owners[MAX_LISTEN_SOCKETS + 1 + 1024];
+		bool stashed[MAX_LISTEN_SOCKETS + 1 + 1024];
 		size_t n = 0;
 		size_t i;
 		struct client *c;
@@ -311,6 +315,9 @@ static void *listener_loop(void *arg)
 			}
 			fds[n].fd = c->fd;
 			fds[n].events = POLLIN;
+			stashed[n] = vscard_conn_stashed(c->conn);
+			if (stashed[n])
+				timeout = 0;   /* bytes to parse that the socket no longer shows */
 			owners[n++] = c;
 		}
 		if (poll(fds, n, timeout) < 0) {
@@ -330,7 +337,7 @@ static void *listener_loop(void *arg)
 		for (i = 1 + l->n_listen; i < n; i++) {
 			const char *reason;
 
-			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && !stashed[i])
 				continue;
 			if (!vscard_conn_read_begin(owners[i]->conn))
 				continue;   /* a transmit reads its answer itself */

@@ -967,6 +967,107 @@ def sc_alive(c):
     c.finish()
 
 
+def sc_coalesced(c):
+    """Messages glued to an answer or split around it, as a TCP stream may bring them: a
+    transmit that reads its answer itself must keep what is not its answer for the others."""
+    R = c.reader(0)
+    state = {"mode": None}
+
+    def handler(r, a):
+        mode = state["mode"]
+        ok = message(APDU, r, b"\x4F\x90\x00")
+        if mode == "remove-after":
+            p.send_raw(ok + message(CARD_REMOVE, r))
+        elif mode == "flush-before":
+            p.send_raw(message(FLUSH, 0) + ok)
+        elif mode == "split-header":
+            p.send_raw(ok[:5])
+            time.sleep(0.05)
+            p.send_raw(ok[5:])
+        elif mode == "partial-after":
+            nxt = message(CARD_REMOVE, r)
+            p.send_raw(ok + nxt[:6])
+            time.sleep(0.05)
+            p.send_raw(nxt[6:])
+        else:
+            return b"\x4F\x90\x00"
+        return None
+
+    p, rid = c.ready_peer(b"coalesced", handler=handler)
+    if p is None:
+        return c.finish()
+    c.pcsc.wait(R, True, 3)
+    for mode, desc in (("remove-after", "an answer and a CardRemove in one write"),
+                       ("partial-after", "an answer with half of a CardRemove after it")):
+        state["mode"] = mode
+        hr, rsp, t = c.pcsc.transmit(R, bytes.fromhex("00B0000001"))
+        c.check("%s: the transmit gets its answer (%s)" % (desc, hrs(hr)),
+                rsp == b"\x4F\x90\x00", rsp.hex())
+        m = p.recv()
+        c.check("%s: the CardRemove is answered Error 0" % desc,
+                m.type == ERROR and m.code == 0, m)
+        c.check("%s: PC/SC sees the card removed" % desc, c.pcsc.wait(R, False, 3))
+        state["mode"] = None
+        m = p.insert(rid)
+        c.check("%s: the card goes back in" % desc, m.type == ERROR and m.code == 0 and
+                c.pcsc.wait(R, True, 3), m)
+    for mode, desc in (("flush-before", "a Flush and an answer in one write"),
+                       ("split-header", "an answer whose header comes in two parts")):
+        state["mode"] = mode
+        hr, rsp, t = c.pcsc.transmit(R, bytes.fromhex("00B0000001"))
+        c.check("%s: the transmit gets its answer (%s, %.1f ms)" % (desc, hrs(hr), t * 1000),
+                rsp == b"\x4F\x90\x00" and t < c.timeout * 0.5, rsp.hex())
+        if mode == "flush-before":
+            m = p.recv()
+            c.check("%s: the Flush is answered FlushComplete" % desc,
+                    m.type == FLUSH_COMPLETE, m)
+        state["mode"] = None
+        hr, rsp, t = c.pcsc.transmit(R, bytes.fromhex("00B0000001"))
+        c.check("%s: the next APDU works" % desc, rsp == b"\x4F\x90\x00", hrs(hr))
+    c.check("nothing else came to the client", p.queue.empty(), list(p.queue.queue))
+    p.close()
+    c.pcsc.wait(R, False, 3)
+
+    # Two readers on one connection, both answers in one write, the later APDU's first.
+    pending = []
+    lock = threading.Lock()
+
+    def both(r, a):
+        with lock:
+            pending.append(r)
+            if len(pending) < 2:
+                return None
+            out = b"".join(message(APDU, x, bytes([0x10 + x]) + b"\x90\x00")
+                           for x in reversed(pending))
+            del pending[:]
+        p2.send_raw(out)
+        return None
+
+    p2 = c.peer(handler=both)
+    p2.handshake()
+    ids = []
+    for i in range(2):
+        m = p2.add_reader(b"pair%d" % i)
+        ids.append(m.rid)
+        p2.insert(m.rid)
+    slots = [c.slot_of("pair%d" % i) for i in range(2)]
+    if not c.check("two readers of one connection in two slots (%s)" % slots,
+                   None not in slots and len(set(slots)) == 2):
+        return c.finish()
+    for s in slots:
+        c.pcsc.wait(c.reader(s), True, 3)
+    for rnd in range(5):
+        runs = [transmit_in_thread(c.reader(s), bytes.fromhex("00B0000001")) for s in slots]
+        for t, _ in runs:
+            t.join(c.timeout * 2)
+        got = [res[0][1] if res else None for _, res in runs]
+        want = [bytes([0x10 + i]) + b"\x90\x00" for i in ids]
+        if not c.check("round %d: answers in one write, in reverse order, each reach their "
+                       "reader" % rnd, got == want, [g.hex() if g else g for g in got]):
+            break
+    c.finish()
+
+
 SCENARIOS = {
     "handshake": sc_handshake, "apdu": sc_apdu, "multi-reader": sc_multi_reader,
     "multi-client": sc_multi_client, "exhaustion": sc_exhaustion, "disconnect": sc_disconnect,
@@ -974,7 +1075,7 @@ SCENARIOS = {
     "stall": sc_stall, "garbage": sc_garbage, "reconnect": sc_reconnect,
     "handshake-timeout": sc_handshake_timeout, "limits": sc_limits, "extended": sc_extended,
     "client-error": sc_client_error, "ctl": sc_ctl, "alive": sc_alive,
-    "no-read": sc_noread, "pending": sc_pending,
+    "no-read": sc_noread, "pending": sc_pending, "coalesced": sc_coalesced,
 }
 
 
