@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -51,6 +52,8 @@ struct listener {
 	unsigned n_clients;
 	atomic_bool stopping;
 };
+
+#define LISTENER_TIMER_SLACK_NS 5000000UL   /* 5 ms: a tick at HZ 250, 4 ms, falls inside */
 
 static pthread_mutex_t listener_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct listener *listener;
@@ -286,6 +289,11 @@ static void *listener_loop(void *arg)
 {
 	struct listener *l = arg;
 
+	/* Every timeout here is 10 ms or more (the recheck of a socket left to transmits,
+	 * handshake and stall limits): let the kernel fire them with a tick that comes
+	 * anyway. On a VM, a timer interrupt of its own, 100 times a second during APDU
+	 * bursts, lands inside an APDU and doubled the 99th percentile of its round trip. */
+	(void)prctl(PR_SET_TIMERSLACK, LISTENER_TIMER_SLACK_NS, 0, 0, 0);
 	while (!l->stopping) {
 		struct pollfd fds[MAX_LISTEN_SOCKETS + 1 + 1024];
 		struct client *owners[MAX_LISTEN_SOCKETS + 1 + 1024];

@@ -1025,6 +1025,20 @@ def sc_coalesced(c):
         hr, rsp, t = c.pcsc.transmit(R, bytes.fromhex("00B0000001"))
         c.check("%s: the next APDU works" % desc, rsp == b"\x4F\x90\x00", hrs(hr))
     c.check("nothing else came to the client", p.queue.empty(), list(p.queue.queue))
+    # A CardRemove a moment after the last answer, with no APDU after it to read it: the
+    # listener watches the socket again soon after a transmit left it (not only at the next one).
+    state["mode"] = None
+    for _ in range(50):   # a burst, so that the listener leaves the socket to transmits
+        hr, rsp, t = c.pcsc.transmit(R, bytes.fromhex("00B0000001"))
+    time.sleep(0.002)
+    t0 = time.monotonic()
+    p.send(CARD_REMOVE, rid)
+    gone = c.pcsc.wait(R, False, 3)
+    dt = time.monotonic() - t0
+    c.check("a CardRemove 2 ms after a burst of APDUs is seen in %.1f ms (< 100 ms)" % (dt * 1000),
+            rsp == b"\x4F\x90\x00" and gone and dt < 0.1, hrs(hr))
+    m = p.recv()
+    c.check("and answered Error 0", m.type == ERROR and m.code == 0, m)
     p.close()
     c.pcsc.wait(R, False, 3)
 
