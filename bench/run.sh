@@ -15,6 +15,8 @@
 #   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
 #   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
 #   BENCH_REPEAT         floor/vccid APDU runs, alternating (default 3)
+#   BENCH_VS_REPEAT      VSCard listener/vpcd runs, alternating (default 5: vpcd's median
+#                        moves by up to 10% from one pcscd to the next)
 #   BENCH_EVENT_ROUNDS   remove+insert rounds (default 200)
 #   BENCH_HYPERFINE_RUNS pkcs11-tool -L runs (default 20)
 #   BENCH_NOQA_COUNT     APDUs through vpcd without QUICKACK, 44 ms each (default 50)
@@ -49,6 +51,7 @@ CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
 COUNT=${BENCH_COUNT:-5000}
 WARMUP=${BENCH_WARMUP:-500}
 REPEAT=${BENCH_REPEAT:-3}
+VS_REPEAT=${BENCH_VS_REPEAT:-5}
 EVENT_ROUNDS=${BENCH_EVENT_ROUNDS:-200}
 HF_RUNS=${BENCH_HYPERFINE_RUNS:-20}
 NOQA_COUNT=${BENCH_NOQA_COUNT:-50}
@@ -62,7 +65,7 @@ VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /
 if [ -z "${PCSCD-}" ]; then
 	PCSCD=$(command -v pcscd) || die "pcscd not found"
 fi
-for n in COUNT WARMUP REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
+for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
 	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 for t in unshare taskset timeout mount; do
@@ -405,7 +408,7 @@ done
 
 record "meta date=$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r) cpus=$(nproc)" \
 	"pcscd=$("$PCSCD" --version 2>/dev/null | sed -n 's/.*pcsc-lite version \([0-9.]*[0-9]\).*/\1/p' | head -n 1)" \
-	"server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU count=$COUNT warmup=$WARMUP repeat=$REPEAT"
+	"server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU count=$COUNT warmup=$WARMUP repeat=$REPEAT vs_repeat=$VS_REPEAT"
 record "meta loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,) other_pcscd=$(pgrep -c -x pcscd)"
 record "meta driver=$DRIVER floor=$FLOOR_DRIVER apdu_bench=$APDU_BENCH"
 
@@ -539,8 +542,8 @@ if has_part vscard && [ $have_vccid = 1 ]; then
 		printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH %s\nCHANNELID 0x8C7B\n' \
 			"$VPCD_DRIVER" >"$WORK/conf-vpcd/vpcd"
 		export SESSION_NET=1
-		for ((r = 1; r <= REPEAT; r++)); do
-			say "VSCard listener vs vpcd, run $r/$REPEAT"
+		for ((r = 1; r <= VS_REPEAT; r++)); do
+			say "VSCard listener vs vpcd, run $r/$VS_REPEAT"
 			session vscard-$r "$WORK/conf-vscard/readers" 4 0 body_vscard "$r" one ||
 				fail "vscard run $r"
 			session vpcd2-$r "$WORK/conf-vpcd" 2 0 body_vpcd2 "$r" || fail "vpcd2 run $r"
@@ -568,6 +571,8 @@ fi
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 totals() { grep "^$1 " "$RESULTS" | grep ' total '; } # PREFIX (regex)
 runs_field() { totals "$1" | while IFS= read -r l; do field "$l" "$2"; done | median; }
+# the runs' values, comma-separated, in run order
+runs_list() { totals "$1" | while IFS= read -r l; do field "$l" "$2"; done | paste -sd, -; }
 
 fm=$(runs_field 'apdu\.floor' median_us)
 fp=$(runs_field 'apdu\.floor' p99_us)
@@ -585,7 +590,7 @@ vs_ratio() { # KEY VSCARD_PREFIX VPCD_PREFIX
 	b=$(runs_field "$3" median_us)
 	c=$(runs_field "$2" p99_us)
 	d=$(runs_field "$3" p99_us)
-	[ -n "$a" ] && [ -n "$b" ] && record "ratio.$1 vscard_median_us=$a vpcd_median_us=$b vscard_p99_us=$c vpcd_p99_us=$d $(awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
+	[ -n "$a" ] && [ -n "$b" ] && record "ratio.$1 vscard_median_us=$a vpcd_median_us=$b vscard_p99_us=$c vpcd_p99_us=$d vscard_runs=$(runs_list "$2" median_us) vpcd_runs=$(runs_list "$3" median_us) $(awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
 		printf "median=%.3f p99=%.3f target=0.80 pass=%s", a / b, c / d, (a / b <= 0.80 && c / d <= 0.80) ? "yes" : "no" }')"
 }
 vs_ratio vscard_vpcd_1 'apdu\.vscard run=[0-9]*' 'apdu\.vpcdq run=[0-9]*'
@@ -609,7 +614,8 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	echo
 	echo "vccid benchmarks: $(sed -n 's/^meta date=\([^ ]*\).* pcscd=\([^ ]*\).*/\1, pcscd \2/p' "$RESULTS" | head -n 1)"
 	echo "pinning: pcscd (all threads) on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (taskset); $(nproc) CPUs online"
-	echo "APDU runs: $COUNT timed after $WARMUP warm-up; floor/vccid: median over $REPEAT alternating runs"
+	echo "APDU runs: $COUNT timed after $WARMUP warm-up; floor/vccid: median over $REPEAT alternating runs;"
+	echo "VSCard/vpcd: median over $VS_REPEAT alternating runs"
 	echo
 	row "measurement" "median us" "p99 us" "notes"
 	row "--------------------------------------------------" "----------" "----------" "-----"
@@ -640,8 +646,8 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	for k in vscard_vpcd_1 vscard_vpcd_2 vscard_vpcd_2x2 vscard4_vpcd_2x2; do
 		l=$(line_of "ratio\.$k ")
 		[ -n "$l" ] || continue
-		row "VSCard $k: vccid listener" "$(field "$l" vscard_median_us)" "$(field "$l" vscard_p99_us)" "vs vpcd+QUICKACK"
-		row "VSCard $k: vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" ""
+		row "VSCard $k: vccid listener" "$(field "$l" vscard_median_us)" "$(field "$l" vscard_p99_us)" "run medians $(field "$l" vscard_runs)"
+		row "VSCard $k: vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" "run medians $(field "$l" vpcd_runs)"
 		row "VSCard $k: ratio" "$(field "$l" median)" "$(field "$l" p99)" "target <= 0.80: $(field "$l" pass)"
 	done
 	l=$(totals 'conc\.vscard4 mode=one' | tail -n 1)

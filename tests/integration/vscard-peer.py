@@ -1035,8 +1035,9 @@ def sc_coalesced(c):
     p.send(CARD_REMOVE, rid)
     gone = c.pcsc.wait(R, False, 3)
     dt = time.monotonic() - t0
-    c.check("a CardRemove 2 ms after a burst of APDUs is seen in %.1f ms (< 100 ms)" % (dt * 1000),
-            rsp == b"\x4F\x90\x00" and gone and dt < 0.1, hrs(hr))
+    limit = max(0.1, c.timeout * 0.05)   # 100 ms, more when the host runs slowly (valgrind)
+    c.check("a CardRemove 2 ms after a burst of APDUs is seen in %.1f ms (< %.0f ms)"
+            % (dt * 1000, limit * 1000), rsp == b"\x4F\x90\x00" and gone and dt < limit, hrs(hr))
     m = p.recv()
     c.check("and answered Error 0", m.type == ERROR and m.code == 0, m)
     p.close()
