@@ -481,28 +481,38 @@ def sc_multi_reader(c):
     c.finish()
 
 
+def parallel_rounds(c, names, what, want, desc, rounds=5):
+    """Checks that the remote readers NAMES are in distinct slots, then sends an APDU to
+    all of them at once ROUNDS times, each expecting its WANT answer. Returns the slots,
+    or None when they are not distinct."""
+    slots = [c.slot_of(n) for n in names]
+    if not c.check("%s in %d distinct slots (%s)" % (what, len(names), slots),
+                   None not in slots and len(set(slots)) == len(names)):
+        return None
+    for s in slots:
+        c.pcsc.wait(c.reader(s), True, 3)
+    for rnd in range(rounds):
+        runs = [transmit_in_thread(c.reader(s), bytes.fromhex("00B0000004")) for s in slots]
+        for t, _ in runs:
+            t.join(max(10, c.timeout * 2))
+        got = [res[0][1] if res else None for _, res in runs]
+        if not c.check("round %d: %s" % (rnd, desc), got == want,
+                       [g.hex() if g else g for g in got]):
+            break
+    return slots
+
+
 def sc_multi_client(c):
     """Several clients at once, APDUs in parallel."""
     peers = []
     for i in range(3):
         p, rid = c.ready_peer(b"client%d" % i, handler=lambda r, a, i=i: bytes([0xC0 + i, 0x90, 0x00]))
         peers.append(p)
-    slots = [c.slot_of("client%d" % i) for i in range(3)]
-    c.check("three clients in three distinct slots (%s)" % slots,
-            None not in slots and len(set(slots)) == 3)
-    if None in slots:
+    slots = parallel_rounds(c, ["client%d" % i for i in range(3)], "three clients",
+                            [bytes([0xC0 + i, 0x90, 0x00]) for i in range(3)],
+                            "each PC/SC client gets its own client's answer")
+    if slots is None:
         return c.finish()
-    for s in slots:
-        c.pcsc.wait(c.reader(s), True, 3)
-    for rnd in range(5):
-        threads = [transmit_in_thread(c.reader(s), bytes.fromhex("00B0000004")) for s in slots]
-        for t, _ in threads:
-            t.join(10)
-        got = [r[0][1] if r else None for _, r in threads]
-        if not c.check("round %d: each PC/SC client gets its own client's answer" % rnd,
-                       got == [bytes([0xC0 + i, 0x90, 0x00]) for i in range(3)],
-                       [g.hex() if g else g for g in got]):
-            break
     peers[1].close()
     c.check("closing one client empties only its slot",
             c.pcsc.wait(c.reader(slots[1]), False, 3) and c.pcsc.present(c.reader(slots[0]))
@@ -1065,21 +1075,9 @@ def sc_coalesced(c):
         m = p2.add_reader(b"pair%d" % i)
         ids.append(m.rid)
         p2.insert(m.rid)
-    slots = [c.slot_of("pair%d" % i) for i in range(2)]
-    if not c.check("two readers of one connection in two slots (%s)" % slots,
-                   None not in slots and len(set(slots)) == 2):
-        return c.finish()
-    for s in slots:
-        c.pcsc.wait(c.reader(s), True, 3)
-    for rnd in range(5):
-        runs = [transmit_in_thread(c.reader(s), bytes.fromhex("00B0000001")) for s in slots]
-        for t, _ in runs:
-            t.join(c.timeout * 2)
-        got = [res[0][1] if res else None for _, res in runs]
-        want = [bytes([0x10 + i]) + b"\x90\x00" for i in ids]
-        if not c.check("round %d: answers in one write, in reverse order, each reach their "
-                       "reader" % rnd, got == want, [g.hex() if g else g for g in got]):
-            break
+    parallel_rounds(c, ["pair%d" % i for i in range(2)], "two readers of one connection",
+                    [bytes([0x10 + i]) + b"\x90\x00" for i in ids],
+                    "answers in one write, in reverse order, each reach their reader")
     c.finish()
 
 
