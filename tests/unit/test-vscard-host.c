@@ -32,15 +32,12 @@
 #include <debuglog.h>
 #include <ifdhandler.h>
 
+#include "backends/vscard/proto.h"
+
 #define READERS 4
 #define THREADS 8            /* two per reader: the slot serialises them */
 #define ROUNDS 1500          /* transmits per thread */
-#define HEADER 12
-#define T_APDU 7
-#define T_READER_ADD 3
-#define T_ATR 5
-#define T_ERROR 2
-#define T_INIT 1
+#define HEADER VSCARD_HEADER_SIZE
 
 /* pcscd's log_msg: only errors are configured, and a test that logs one shows it. */
 void log_msg(const int priority, const char *fmt, ...)
@@ -54,27 +51,15 @@ void log_msg(const int priority, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static size_t message(uint8_t *out, uint32_t type, uint32_t id, const uint8_t *data, size_t len)
 {
-	put32(out, type);
-	put32(out + 4, id);
-	put32(out + 8, (uint32_t)len);
-	if (len > 0)
-		memcpy(out + HEADER, data, len);
-	return HEADER + len;
+	return vscard_message_encode(out, HEADER + len, type, id, data, len);
+}
+
+/* The sequence number in an APDU or answer, big-endian as everything here. */
+static uint32_t seq_of(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Writes all of @p buf; false when the host closed the connection. */
@@ -111,9 +96,12 @@ static bool read_message(int fd, uint32_t *type, uint32_t *id, uint8_t *payload,
 
 	if (!read_all(fd, head, sizeof(head)))
 		return false;
-	*type = get32(head);
-	*id = get32(head + 4);
-	*len = get32(head + 8);
+	struct vscard_header h;
+
+	vscard_header_decode(head, &h);
+	*type = h.type;
+	*id = h.reader_id;
+	*len = h.length;
 	return *len <= 300 && read_all(fd, payload, *len);
 }
 
@@ -158,11 +146,11 @@ static void *client_loop(void *arg)
 		do {
 			uint8_t rsp[16];
 
-			if (type != T_APDU || len != 9 || batch == READERS * 2) {
+			if (type != VSCARD_APDU || len != 9 || batch == READERS * 2) {
 				atomic_store(&c->unexpected, true);
 				return NULL;
 			}
-			sizes[batch] = message(answers[batch], T_APDU, id, rsp,
+			sizes[batch] = message(answers[batch], VSCARD_APDU, id, rsp,
 					       answer(id, payload, rsp));
 			batch++;
 		} while (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) &&
@@ -195,30 +183,27 @@ static void client_start(struct client *c, int fd)
 {
 	static const uint8_t atr[] = { 0x3B, 0x02, 0x14, 0x50 };
 	uint8_t buf[64], payload[300];
-	uint8_t init[12];
-	uint32_t type, id;
+	uint32_t type, id, code;
 	size_t len;
 
 	c->fd = fd;
-	memcpy(init, "VSCD", 4);
-	put32(init + 4, 2);
-	put32(init + 8, 0);
-	assert_true(write_all(fd, buf, message(buf, T_INIT, 0, init, sizeof(init))));
+	assert_true(write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)));
 	assert_true(read_message(fd, &type, &id, payload, &len));
-	assert_int_equal(type, T_INIT);
+	assert_int_equal(type, VSCARD_INIT);
 	for (uint32_t r = 0; r < READERS; r++) {
 		char name[16];
 
 		snprintf(name, sizeof(name), "stress%u", r);
-		assert_true(write_all(fd, buf, message(buf, T_READER_ADD, 0, (const uint8_t *)name,
+		assert_true(write_all(fd, buf, message(buf, VSCARD_READER_ADD, 0, (const uint8_t *)name,
 						       strlen(name))));
 		assert_true(read_message(fd, &type, &id, payload, &len));
-		assert_int_equal(type, T_ERROR);
+		assert_int_equal(type, VSCARD_ERROR);
 		assert_int_equal(id, r);
-		assert_true(write_all(fd, buf, message(buf, T_ATR, r, atr, sizeof(atr))));
+		assert_true(write_all(fd, buf, message(buf, VSCARD_ATR, r, atr, sizeof(atr))));
 		assert_true(read_message(fd, &type, &id, payload, &len));
-		assert_int_equal(type, T_ERROR);
-		assert_int_equal(get32(payload), 0);
+		assert_int_equal(type, VSCARD_ERROR);
+		assert_int_equal(vscard_error_decode(payload, len, &code), 0);
+		assert_int_equal(code, 0);
 	}
 	assert_int_equal(pthread_create(&c->thread, NULL, client_loop, c), 0);
 }
@@ -242,10 +227,13 @@ static void *worker_loop(void *arg)
 		DWORD rsp_len = sizeof(rsp);
 		uint32_t seq = (uint32_t)w->index << 24 | i;
 
-		put32(apdu + 5, seq);
+		apdu[5] = (uint8_t)(seq >> 24);
+		apdu[6] = (uint8_t)(seq >> 16);
+		apdu[7] = (uint8_t)(seq >> 8);
+		apdu[8] = (uint8_t)seq;
 		if (IFDHTransmitToICC(w->lun, pci, apdu, sizeof(apdu), rsp, &rsp_len, NULL) !=
 			    IFD_SUCCESS ||
-		    rsp_len != 7 || get32(rsp + 1) != seq || rsp[5] != 0x90 || rsp[6] != 0x00 ||
+		    rsp_len != 7 || seq_of(rsp + 1) != seq || rsp[5] != 0x90 || rsp[6] != 0x00 ||
 		    (w->id_seen >= 0 && rsp[0] != w->id_seen)) {
 			w->failures++;
 			continue;
