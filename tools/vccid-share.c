@@ -140,16 +140,24 @@ static struct options opt = {
 	.retry_max_ms = 30000,
 };
 
+/* "vccid-share: MESSAGE" and @p tail on standard error. */
+static void vmessage(const char *tail, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void vmessage(const char *tail, const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs(tail, stderr);
+}
+
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage("\n", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 #define debugmsg(...) do { if (opt.verbose) logmsg(__VA_ARGS__); } while (0)
@@ -159,11 +167,9 @@ static void usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage(" (see --help)\n", fmt, ap);
 	va_end(ap);
-	fputs(" (see --help)\n", stderr);
 	exit(EXIT_USAGE);
 }
 
