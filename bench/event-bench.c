@@ -96,14 +96,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	memset(&w, 0, sizeof w);
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.changed, NULL);
-	w.reader = reader;
-	w.present = -1;
-	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &w.ctx);
-	if (rv == SCARD_S_SUCCESS)
-		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
 	if (rv != SCARD_S_SUCCESS) {
 		fprintf(stderr, "event-bench: SCardEstablishContext: %s\n", pcsc_stringify_error(rv));
 		return 1;
@@ -114,15 +107,8 @@ int main(int argc, char **argv)
 			pcsc_stringify_error(rv));
 		return 1;
 	}
-	if (pthread_create(&tid, NULL, watch_thread, &w) != 0) {
-		fprintf(stderr, "event-bench: cannot start the watcher\n");
+	if (watch_start(&w, reader, &tid, "event-bench") != 0)
 		return 1;
-	}
-	/* The first answer (from SCARD_STATE_UNAWARE) gives the current state. */
-	pthread_mutex_lock(&w.lock);
-	while (w.seq == 0 && !w.stop)
-		pthread_cond_wait(&w.changed, &w.lock);
-	pthread_mutex_unlock(&w.lock);
 
 	for (r = 0; r < rounds && !watch_stopped(&w); r++) {
 		int step;

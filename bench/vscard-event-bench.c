@@ -107,24 +107,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	memset(&w, 0, sizeof w);
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.changed, NULL);
-	w.reader = reader;
-	w.present = -1;
-	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &w.ctx);
-	if (rv != SCARD_S_SUCCESS) {
-		fprintf(stderr, "vscard-event-bench: SCardEstablishContext: %s\n", pcsc_stringify_error(rv));
+	if (watch_start(&w, reader, &tid, "vscard-event-bench") != 0)
 		return 1;
-	}
-	if (pthread_create(&tid, NULL, watch_thread, &w) != 0) {
-		fprintf(stderr, "vscard-event-bench: cannot start the watcher\n");
-		return 1;
-	}
-	pthread_mutex_lock(&w.lock);
-	while (w.seq == 0 && !w.stop)
-		pthread_cond_wait(&w.changed, &w.lock);
-	pthread_mutex_unlock(&w.lock);
 	if (w.present != 0) {
 		fprintf(stderr, "vscard-event-bench: %s is not empty at the start\n", reader);
 		status = 1;

@@ -3,6 +3,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -46,6 +47,32 @@ void *watch_thread(void *arg)
 	pthread_cond_broadcast(&w->changed);
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
+}
+
+int watch_start(struct watch *w, const char *reader, pthread_t *tid, const char *prog)
+{
+	LONG rv;
+
+	memset(w, 0, sizeof *w);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->changed, NULL);
+	w->reader = reader;
+	w->present = -1;
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &w->ctx);
+	if (rv != SCARD_S_SUCCESS) {
+		fprintf(stderr, "%s: SCardEstablishContext: %s\n", prog, pcsc_stringify_error(rv));
+		return -1;
+	}
+	if (pthread_create(tid, NULL, watch_thread, w) != 0) {
+		fprintf(stderr, "%s: cannot start the watcher\n", prog);
+		return -1;
+	}
+	/* The first answer (from SCARD_STATE_UNAWARE) gives the current state. */
+	pthread_mutex_lock(&w->lock);
+	while (w->seq == 0 && !w->stop)
+		pthread_cond_wait(&w->changed, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	return 0;
 }
 
 uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms)

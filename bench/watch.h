@@ -22,6 +22,12 @@ struct watch {
 
 /** The thread body: pass a struct watch with lock, changed, reader and ctx set up. */
 void *watch_thread(void *arg);
+/**
+ * Sets up @p w for @p reader (its own PC/SC context), starts watch_thread in
+ * *tid and waits for its first answer, which gives the reader's current state.
+ * Returns 0, or -1 after a message prefixed by @p prog.
+ */
+int watch_start(struct watch *w, const char *reader, pthread_t *tid, const char *prog);
 /** Waits until the watcher reports @p want after sequence @p after; returns the
  *  stamp of that report, or 0 on timeout or watcher failure. */
 uint64_t wait_for(struct watch *w, int want, uint64_t after, unsigned long timeout_ms);
