@@ -9,8 +9,8 @@
 #include "backends/cacard/cacard.h"
 #include "backends/vscard/host.h"
 #include "backends/vscard/vscard.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 struct vccid_slotset {
 	char *name;

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ccid-core/config.h"
-#include "ccid-core/slot.h"
+#include "core/config.h"
+#include "core/slot.h"
 
 typedef struct vccid_slotset vccid_slotset;
 

@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/error.h"
+#include "core/slot.h"
 
 static const uint8_t fuzz_t0_atr[] = {
 	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34

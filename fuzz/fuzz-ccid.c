@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ccid-core/ccid.h"
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "ccid/ccid.h"
+#include "core/error.h"
+#include "core/slot.h"
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 

@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/error.h"
+#include "core/slot.h"
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 #include "usb/device.h"

@@ -12,7 +12,7 @@
 
 #include "backends/vscard/host.h"
 #include "backends/vscard/proto.h"
-#include "ccid-core/error.h"
+#include "core/error.h"
 #include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

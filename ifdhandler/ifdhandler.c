@@ -8,10 +8,10 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
-#include "ccid-core/atr.h"
-#include "ccid-core/config.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/atr.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
 #include "control.h"
 #include "registry.h"
 

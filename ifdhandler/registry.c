@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "backends/slotset.h"
-#include "ccid-core/config.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
 
 #ifndef VCCID_DEFAULT_CONFIG
 #define VCCID_DEFAULT_CONFIG "/etc/vccid/vccid.conf"

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ccid-core/slot.h"
+#include "core/slot.h"
 
 #define VCCID_MAX_READERS 16      /* PCSCLITE_MAX_READERS_CONTEXTS */
 

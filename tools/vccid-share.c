@@ -34,7 +34,7 @@
 
 #include "backends/cacard/card-id.h"
 #include "backends/vscard/proto.h"
-#include "ccid-core/error.h"
+#include "core/error.h"
 
 #define PROG "vccid-share"
 #define DEFAULT_NAME "vccid-share"

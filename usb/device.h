@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ccid-core/ccid.h"
-#include "ccid-core/slot.h"
-#include "ccid-core/usb-desc.h"
+#include "ccid/ccid.h"
+#include "core/slot.h"
+#include "ccid/usb-desc.h"
 
 #define VCCID_USB_SETUP_SIZE 8
 

@@ -16,9 +16,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ccid-core/clock.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
 
 /* Linux errno values that travel in RET_SUBMIT (status of the URB). */
 #define URB_ENOMEM (-12)

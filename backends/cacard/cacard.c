@@ -17,8 +17,8 @@
 
 #include <libcacard.h>
 
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 /* vreader_xfr_bytes silently truncates to the buffer it is given. */
 #define CACARD_RESPONSE_MAX (65536 + 2)

@@ -12,10 +12,10 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include "ccid-core/atr.h"
-#include "ccid-core/clock.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/atr.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
 #include "proto.h"
 
 #define HANDSHAKE_MAX_PAYLOAD 64              /* an Init with a few capabilities */

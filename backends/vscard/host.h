@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ccid-core/slot.h"
+#include "core/slot.h"
 
 #define VSCARD_MAX_READERS_PER_CONN 16
 #define VSCARD_NAME_MAX 63

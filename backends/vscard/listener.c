@@ -24,9 +24,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "ccid-core/clock.h"
-#include "ccid-core/error.h"
-#include "ccid-core/log.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
 #include "host.h"
 
 #define MAX_LISTEN_SOCKETS 3

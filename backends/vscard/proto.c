@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "ccid-core/error.h"
+#include "core/error.h"
 
 static const uint8_t vscard_magic[4] = { 'V', 'S', 'C', 'D' };  /* sent raw, not swapped */
 

@@ -3,7 +3,7 @@
 #ifndef VCCID_VSCARD_H
 #define VCCID_VSCARD_H
 
-#include "ccid-core/config.h"
+#include "core/config.h"
 
 /**
  * Starts the listener from the [vscard] group of @p config, or counts one

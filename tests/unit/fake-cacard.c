@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "backends/cacard/cacard.h"
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/error.h"
+#include "core/slot.h"
 
 /* Test hooks, declared again in test-ifdh.c. */
 void fake_cacard_reset(void);

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "ccid-core/apdu.h"
-#include "ccid-core/error.h"
+#include "core/apdu.h"
+#include "core/error.h"
 
 /* Expected data offset when the parser must point into the buffer; NO_DATA for NULL. */
 #define NO_DATA ((size_t)-1)

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "ccid-core/atr.h"
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/atr.h"
+#include "core/error.h"
+#include "core/slot.h"
 
 struct atr_case {
 	const char *name;

@@ -13,10 +13,10 @@
 
 #include <cmocka.h>
 
-#include "ccid-core/ccid.h"
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
-#include "ccid-core/usb-desc.h"
+#include "ccid/ccid.h"
+#include "core/error.h"
+#include "core/slot.h"
+#include "ccid/usb-desc.h"
 
 /* The CAC ATR (T=0 only): TA1 18, TB1 00, TC1 00, no TD1. */
 static const uint8_t cac_atr[] = {

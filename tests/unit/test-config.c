@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <glib.h>
 
-#include "ccid-core/config.h"
-#include "ccid-core/log.h"
+#include "core/config.h"
+#include "core/log.h"
 
 #define FILE_NAME "/etc/vccid/unit-test.conf"
 #define MAX_MSGS 4

@@ -19,8 +19,8 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
-#include "ccid-core/log.h"
-#include "ccid-core/slot.h"
+#include "core/log.h"
+#include "core/slot.h"
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
 

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/error.h"
+#include "core/slot.h"
 #include "usb/device.h"
 
 static const uint8_t cac_atr[] = {

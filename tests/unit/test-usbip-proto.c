@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "ccid-core/error.h"
-#include "ccid-core/slot.h"
+#include "core/error.h"
+#include "core/slot.h"
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
 #include "usb/usbip.h"

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "backends/vscard/proto.h"
-#include "ccid-core/error.h"
+#include "core/error.h"
 
 /* Bytes vscclient sends as its Init, as captured against QEMU 7.2 (FACTS.md). */
 static const uint8_t vscclient_init[] = {
