@@ -1,10 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Fuzz target: the VSCard host state machine (framing, handshake, readers,
- * ATRs, answers) as a client drives it. Input: the byte stream a client
- * sends; the first byte picks the chunk size the bytes arrive in (1-32), so
- * messages are also split across reads. Every message vccid writes back is
- * checked: whole, and only of a type a client expects (Init, Error, FlushComplete).
+ * ATRs, answers) and the transmit's direct read (its own answer, stashing what
+ * is not, handing back), as a client drives them, through the in-memory
+ * transport. Input:
+ *   byte 0: the most bytes one read returns (1-32), so messages are split
+ *           and glued together;
+ *   byte 1: bit 0 transmits read their own answers, bit 1 the client closes
+ *           after its bytes (else it stalls), bits 2-7 the number of steps;
+ *   the steps, 3 bytes each: an operation and a big-endian count of bytes
+ *           the client sends (from the stream) before it. Operations below
+ *           0x80: the transport's thread serves the connection; from 0x80: a
+ *           transmit on slot (bit 0) of an APDU with (bits 1-5) x 8 data bytes
+ *           and a small (bit 6) response buffer;
+ *   the rest: the byte stream the client sends; what the steps did not send
+ *           is sent at the end, and the transport serves it.
+ * Every message vccid writes is checked: whole, and only of a type a client
+ * expects (Init, Error, FlushComplete, and APDU for a transmit).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,61 +26,120 @@
 #include "backends/vscard/proto.h"
 #include "core/error.h"
 #include "fuzz-log.h"
+#include "tests/fixtures/vscard-memio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int check_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
+#define SLOTS 2
+
+static void check_write(const uint8_t *buf, size_t len, void *ctx)
 {
 	struct vscard_header header;
 
-	(void)io;
-	(void)timeout_ms;
+	(void)ctx;
 	if (len < VSCARD_HEADER_SIZE)
 		__builtin_trap();
 	vscard_header_decode(buf, &header);
 	if (header.length != len - VSCARD_HEADER_SIZE)
 		__builtin_trap();
 	if (header.type != VSCARD_INIT && header.type != VSCARD_ERROR &&
-	    header.type != VSCARD_FLUSH_COMPLETE)
+	    header.type != VSCARD_FLUSH_COMPLETE && header.type != VSCARD_APDU)
 		__builtin_trap();
 	if (header.type == VSCARD_ERROR && header.length != 4)
 		__builtin_trap();
-	return VCCID_OK;
+}
+
+static void transmit(vccid_slot *slot, uint8_t step)
+{
+	static uint8_t rsp[VCCID_MAX_RESPONSE];
+	uint8_t cmd[5 + 32 * 8];
+	uint8_t atr[VCCID_MAX_ATR];
+	size_t atr_len = sizeof(atr);
+	size_t data_len = (size_t)((step >> 1) & 0x1F) * 8;
+	size_t rsp_len = (step & 0x40) ? 258 : sizeof(rsp);
+	int rv;
+
+	if (!vccid_slot_present(slot) ||
+	    vccid_slot_power(slot, VCCID_POWER_UP, atr, &atr_len) != VCCID_OK)
+		return;
+	memset(cmd, 0x5A, sizeof(cmd));
+	cmd[0] = 0x00;   /* SELECT, case 3 or case 1 */
+	cmd[1] = 0xA4;
+	cmd[2] = 0x04;
+	cmd[3] = 0x00;
+	cmd[4] = (uint8_t)data_len;
+	rv = vccid_slot_transmit(slot, cmd, data_len > 0 ? 5 + data_len : 4, rsp, &rsp_len);
+	if (rv == VCCID_OK && (rsp_len < 2 || rsp_len > sizeof(rsp)))
+		__builtin_trap();
+}
+
+/* The client sends @p n more bytes of its stream (the memio reads in order). */
+static void client_sends(struct vscard_memio *memio, size_t *unsent, size_t n)
+{
+	if (n > *unsent)
+		n = *unsent;
+	memio->in_len += n;
+	*unsent -= n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct vscard_io io = { .write = check_write, .fd = -1 };
-	vccid_slot *slots[2];
+	struct vscard_memio memio;
+	vccid_slot *slots[SLOTS];
+	const uint8_t *steps;
 	vscard_conn *conn;
-	size_t chunk;
+	size_t n_steps;
+	size_t unsent;
 	size_t i;
 
 	fuzz_enable_logging();
-	if (size == 0)
+	if (size < 2)
 		return 0;
-	chunk = (size_t)(data[0] % 32) + 1;
-	data++;
-	size--;
-	for (i = 0; i < 2; i++) {
+	vscard_memio_init(&memio, (data[1] & 1) != 0, (size_t)(data[0] % 32) + 1);
+	memio.eof_at_end = (data[1] & 2) != 0;
+	memio.on_write = check_write;
+	n_steps = (size_t)(data[1] >> 2);
+	data += 2;
+	size -= 2;
+	if (n_steps > size / 3)
+		n_steps = size / 3;
+	steps = data;
+	vscard_memio_feed(&memio, data + 3 * n_steps, 0);
+	unsent = size - 3 * n_steps;
+	for (i = 0; i < SLOTS; i++) {
 		slots[i] = vccid_slot_new();
 		if (slots[i] == NULL)
 			abort();
 		vscard_host_offer_slot(slots[i], "fuzz", (unsigned)i);
 	}
-	conn = vscard_conn_new(&io, "fuzz", 100);
+	/* A timeout of 0: a transmit whose answer is not there gives up at once. */
+	conn = vscard_conn_new(&memio.io, "fuzz", 0);
 	if (conn == NULL)
 		abort();
-	while (size > 0) {
-		size_t n = size < chunk ? size : chunk;
+	/* The steps, then the transport serves until the client has nothing more. */
+	for (i = 0; i < n_steps + 64 && !vscard_conn_dead(conn); i++) {
+		uint8_t step = 0;
 
-		if (vscard_conn_input(conn, data, n) != VCCID_OK)
+		if (i < n_steps) {
+			step = steps[3 * i];
+			client_sends(&memio, &unsent, (size_t)steps[3 * i + 1] << 8 | steps[3 * i + 2]);
+		} else {
+			client_sends(&memio, &unsent, unsent);
+		}
+		if (step & 0x80) {
+			transmit(slots[step & 1], step);
+		} else if (vscard_conn_read_begin(conn)) {
+			const char *reason = vscard_conn_serve(conn);
+
+			vscard_conn_read_end(conn);
+			if (reason != NULL)
+				break;
+		}
+		if (i >= n_steps && memio.in_len == 0 && !vscard_conn_stashed(conn))
 			break;
-		data += n;
-		size -= n;
 	}
 	vscard_conn_close(conn, "fuzz input ended");
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < SLOTS; i++) {
 		vscard_host_withdraw_slot(slots[i]);
 		if (vccid_slot_present(slots[i]))   /* a closed client leaves no card behind */
 			__builtin_trap();

@@ -3,13 +3,10 @@
 #include "host.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 
 #include "core/atr.h"
@@ -29,11 +26,14 @@
  * CardRemove or EOF right after an APDU waits at most this long. */
 #define DIRECT_LINGER_MS 10
 #define SMALL_APDU_BUFFER 512
+/* Reads per vscard_conn_serve(): a fast peer cannot keep the transport from the others. */
+#define SERVE_MAX_READS 64
 #define VSCARD_ERROR_MAX_PAYLOAD 64   /* an Error carries a 4-byte code */
 
 #define ANSWER_WRITE_TIMEOUT_MS 0
 
-/* Lock order: host_lock, then a slot's locks, then conn->lock (innermost). */
+/* Lock order (README, "Threads and locks"): host_lock, then a slot's locks, then
+ * conn->lock or conn->write_lock, never both. */
 
 struct host_slot {
 	vccid_slot *slot;
@@ -195,27 +195,19 @@ static int remote_power(void *card, enum vccid_power_action action, uint8_t *atr
 	return rv;
 }
 
-/* Reads exactly @p len bytes from the socket before @p deadline_ms; 0 or an error. */
-static int read_exact(int fd, uint8_t *buf, size_t len, long long deadline_ms)
+/* Reads exactly @p len bytes through the transport before @p deadline_ms; 0 or an error. */
+static int read_exact(const struct vscard_io *io, uint8_t *buf, size_t len, long long deadline_ms)
 {
 	while (len > 0) {
-		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+		struct iovec iov = { buf, len };
+		ssize_t n = io->read(io->io, &iov, 1, deadline_ms);
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-		} else if (n == 0) {
+		if (n == 0)
 			return VCCID_EIO;
-		} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			long long left = deadline_ms - vccid_now_ms();
-
-			if (left <= 0)
-				return VCCID_ETIMEDOUT;
-			(void)poll(&pfd, 1, (int)left);
-		} else {
-			return VCCID_EIO;
-		}
+		if (n < 0)
+			return (int)n;
+		buf += n;
+		len -= (size_t)n;
 	}
 	return VCCID_OK;
 }
@@ -230,7 +222,7 @@ enum direct_result {
 };
 
 /* Keeps bytes a transmit took from the socket that were not its answer, for the
- * transport to parse first (vscard_conn_read_stashed); conn->lock held. */
+ * transport to parse first (vscard_conn_serve); conn->lock held. */
 static int stash_locked(vscard_conn *conn, const uint8_t *a, size_t a_len, const uint8_t *b,
 			size_t b_len)
 {
@@ -247,40 +239,28 @@ static int stash_locked(vscard_conn *conn, const uint8_t *a, size_t a_len, const
 }
 
 /*
- * The transmit reads its own answer from the socket, as vpcd does, saving the
- * wake-up of the listener thread: one recvmsg takes the header into @p head and
- * the rest into the caller's response buffer. What is not this reader's answer
- * (another message, a partial header) is stashed for the transport, which
- * parses it before it reads the socket again; EOF and errors stay in the
- * socket for the transport to see.
+ * The transmit reads its own answer, as vpcd does, saving the wake-up of the
+ * transport's thread: one read takes the header into @p head and the rest into
+ * the caller's response buffer. What is not this reader's answer (another
+ * message, a partial header) is stashed for the transport, which parses it
+ * before it reads again; EOF and errors stay with the transport to see.
  */
-static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
-					  long long deadline_ms)
+static enum direct_result read_own_answer(struct remote_reader *reader, long long deadline_ms)
 {
 	vscard_conn *conn = reader->conn;
 	uint8_t head[VSCARD_HEADER_SIZE];
 	struct vscard_header header;
-	struct iovec iov[2] = { { head, sizeof(head) }, { reader->rsp, reader->rsp_cap } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	const struct iovec iov[2] = { { head, sizeof(head) }, { reader->rsp, reader->rsp_cap } };
 	size_t got, extra;
 	ssize_t n;
 	bool ours;
 	int rv;
 
-	for (;;) {
-		/* Blocks until data comes (the socket's SO_RCVTIMEO bounds it). */
-		n = recvmsg(fd, &mh, 0);
-		if (n > 0)
-			break;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (vccid_now_ms() >= deadline_ms)
-				return DIRECT_TIMEOUT;
-			continue;
-		}
+	n = conn->io.read(conn->io.io, iov, 2, deadline_ms);
+	if (n == VCCID_ETIMEDOUT)
+		return DIRECT_TIMEOUT;
+	if (n <= 0)
 		return DIRECT_HAND_BACK;   /* EOF or an error: the transport sees it too */
-	}
 	got = (size_t)n;
 	if (got >= sizeof(head))
 		vscard_header_decode(head, &header);
@@ -297,7 +277,7 @@ static enum direct_result read_own_answer(struct remote_reader *reader, int fd,
 	}
 	got -= sizeof(head);
 	if (got < header.length &&
-	    read_exact(fd, reader->rsp + got, header.length - got, deadline_ms) != VCCID_OK)
+	    read_exact(&conn->io, reader->rsp + got, header.length - got, deadline_ms) != VCCID_OK)
 		return DIRECT_BROKEN;
 	extra = got > header.length ? got - header.length : 0;
 	pthread_mutex_lock(&conn->lock);
@@ -358,7 +338,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 		return VCCID_OK;
 	}
 	/* Read the answer here unless the transport is busy with this socket. */
-	direct = conn->io.fd >= 0 && conn->reader_owner == OWNER_NONE && conn->stash == NULL &&
+	direct = conn->io.transmit_reads && conn->reader_owner == OWNER_NONE && conn->stash == NULL &&
 		 !vscard_conn_mid_message(conn);
 	if (direct)
 		conn->reader_owner = OWNER_TRANSMIT;
@@ -375,7 +355,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 	rv = send_apdu(reader, cmd, cmd_len);
 	if (direct) {
 		enum direct_result result = rv == VCCID_OK
-			? read_own_answer(reader, conn->io.fd, deadline_ms) : DIRECT_HAND_BACK;
+			? read_own_answer(reader, deadline_ms) : DIRECT_HAND_BACK;
 
 		pthread_mutex_lock(&conn->lock);
 		conn->reader_owner = OWNER_NONE;
@@ -583,26 +563,6 @@ bool vscard_conn_stashed(vscard_conn *conn)
 	return stashed;
 }
 
-int vscard_conn_read_stashed(vscard_conn *conn)
-{
-	uint8_t *stash;
-	size_t len;
-	int rv = VCCID_OK;
-
-	pthread_mutex_lock(&conn->lock);
-	stash = conn->stash;
-	len = conn->stash_len;
-	conn->stash = NULL;
-	conn->stash_len = 0;
-	pthread_mutex_unlock(&conn->lock);
-	if (stash != NULL) {
-		rv = vscard_conn_input(conn, stash, len);
-		explicit_bzero(stash, len);
-		free(stash);
-	}
-	return rv;
-}
-
 bool vscard_conn_mid_message(vscard_conn *conn)
 {
 	return conn->framer.used > 0 && !conn->framer.delivered;
@@ -794,12 +754,14 @@ static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const u
 {
 	struct remote_reader *reader;
 	bool delivered = false;
+	size_t cap = 0;
 
 	pthread_mutex_lock(&host_lock);
 	reader = conn_reader(conn, id);
 	if (reader != NULL) {
 		pthread_mutex_lock(&conn->lock);
 		if (reader->pending && !reader->answered) {
+			cap = reader->rsp_cap;
 			if (type == VSCARD_ERROR) {
 				reader->status = VCCID_EIO;   /* its payload is "not meaningful" */
 			} else if (len < 2 || len > reader->rsp_cap) {
@@ -821,6 +783,13 @@ static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const u
 			  conn->peer, vscard_type_name(type), id);
 	else if (type == VSCARD_ERROR)
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer, id);
+	else if (len < 2)
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u answered with %zu byte(s), "
+			  "less than a status word; the transmit fails", conn->peer, id, len);
+	else if (len > cap)
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u answered with %zu bytes, more "
+			  "than the %zu the caller can take; the transmit fails", conn->peer, id, len,
+			  cap);
 }
 
 static int handle_init(vscard_conn *conn, const uint8_t *payload, size_t len)
@@ -889,12 +858,12 @@ static int handle_message(vscard_conn *conn, const struct vscard_header *header,
 	}
 }
 
-uint8_t *vscard_conn_read_space(vscard_conn *conn, size_t *want)
+static uint8_t *conn_read_space(vscard_conn *conn, size_t *want)
 {
 	return vscard_framer_space(&conn->framer, want);
 }
 
-int vscard_conn_read_done(vscard_conn *conn, size_t n)
+static int conn_read_done(vscard_conn *conn, size_t n)
 {
 	struct vscard_header header;
 	const uint8_t *payload;
@@ -919,7 +888,7 @@ int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len)
 {
 	while (len > 0) {
 		size_t want;
-		uint8_t *space = vscard_conn_read_space(conn, &want);
+		uint8_t *space = conn_read_space(conn, &want);
 		size_t n = want < len ? want : len;
 		int rv;
 
@@ -929,9 +898,58 @@ int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len)
 		memcpy(space, data, n);
 		data += n;
 		len -= n;
-		rv = vscard_conn_read_done(conn, n);
+		rv = conn_read_done(conn, n);
 		if (rv != VCCID_OK)
 			return rv;
 	}
 	return VCCID_OK;
+}
+
+/* Parses what a transmit read and left to the transport. */
+static int conn_read_stashed(vscard_conn *conn)
+{
+	uint8_t *stash;
+	size_t len;
+	int rv = VCCID_OK;
+
+	pthread_mutex_lock(&conn->lock);
+	stash = conn->stash;
+	len = conn->stash_len;
+	conn->stash = NULL;
+	conn->stash_len = 0;
+	pthread_mutex_unlock(&conn->lock);
+	if (stash != NULL) {
+		rv = vscard_conn_input(conn, stash, len);
+		explicit_bzero(stash, len);
+		free(stash);
+	}
+	return rv;
+}
+
+const char *vscard_conn_serve(vscard_conn *conn)
+{
+	unsigned i;
+
+	if (conn_read_stashed(conn) != VCCID_OK)
+		return vscard_conn_dead(conn) ? "connection failed" : "protocol error";
+	for (i = 0; i < SERVE_MAX_READS; i++) {
+		struct iovec iov;
+		size_t want;
+		ssize_t n;
+
+		iov.iov_base = conn_read_space(conn, &want);
+		iov.iov_len = want;
+		if (want == 0)
+			return "protocol error";
+		n = conn->io.read(conn->io.io, &iov, 1, 0);
+		if (n == VCCID_ETIMEDOUT)
+			break;   /* all there was */
+		if (n == 0)
+			return "end of stream";
+		if (n < 0)
+			return "read error";
+		if (conn_read_done(conn, (size_t)n) != VCCID_OK)
+			return vscard_conn_dead(conn) ? "connection failed" : "protocol error";
+	}
+	return NULL;
 }

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "core/slot.h"
 
@@ -14,16 +16,30 @@
 
 typedef struct vscard_conn vscard_conn;
 
-/** How a connection reaches its peer; provided by the transport (listener.c). */
+/**
+ * How a connection reaches its peer. Every byte the host sends or receives
+ * goes through these calls: the socket listener (listener.c) implements them,
+ * and so can a TLS transport or an in-memory one in tests. The host itself
+ * makes no system call on the connection.
+ */
 struct vscard_io {
 	/** Writes all of @p buf within @p timeout_ms; 0 or a negative vccid_error. */
 	int (*write)(void *io, const uint8_t *buf, size_t len, int timeout_ms);
+	/**
+	 * Waits until the peer's bytes arrive or @p deadline_ms (vccid_now_ms()
+	 * time) passes, and reads what is there into @p iov; a deadline <= 0
+	 * takes only what is there now. Returns the count (> 0), 0 at end of
+	 * stream, VCCID_ETIMEDOUT when nothing came, or VCCID_EIO.
+	 */
+	ssize_t (*read)(void *io, const struct iovec *iov, size_t iovcnt, long long deadline_ms);
+	/** True: a transmit reads its answer itself (from its own thread, while the
+	 *  transport's thread leaves the connection alone), saving a hand-off per
+	 *  APDU. False: every byte is read by vscard_conn_serve(). */
+	bool transmit_reads;
 	/** Asks the transport to look at this connection (it became dead, or a
-	 *  transmit hands the socket back). */
+	 *  transmit hands reading back). */
 	void (*wake)(void *io);
 	void *io;
-	/** The connected socket, which a transmit may read itself; -1: never. */
-	int fd;
 };
 
 /** Offers @p slot (index @p index of reader @p reader) to remote readers. */
@@ -40,14 +56,19 @@ bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
 vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer,
 			     unsigned timeout_ms);
 /**
- * Feeds bytes read from the peer. Returns 0, or a negative vccid_error when
- * the connection must be closed (protocol violation; logged with the peer).
+ * Feeds bytes the peer sent (tests and fuzzers; transports call
+ * vscard_conn_serve()). Returns 0, or a negative vccid_error when the
+ * connection must be closed (protocol violation; logged with the peer).
  */
 int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len);
-/** Where the transport should read next and how much, to avoid copies. */
-uint8_t *vscard_conn_read_space(vscard_conn *conn, size_t *want);
-/** Accounts @p n bytes read into vscard_conn_read_space(); as vscard_conn_input. */
-int vscard_conn_read_done(vscard_conn *conn, size_t n);
+/**
+ * For the transport's thread when the peer may have sent something: parses
+ * what a transmit stashed, then reads through io->read without waiting (a
+ * bounded number of reads, so a fast peer cannot keep the thread from the
+ * others). Call it between vscard_conn_read_begin() and _read_end(). Returns
+ * NULL, or why the connection must be closed.
+ */
+const char *vscard_conn_serve(vscard_conn *conn);
 bool vscard_conn_handshake_done(vscard_conn *conn);
 /** True when the connection failed (stalled, write error) and must be closed. */
 bool vscard_conn_dead(vscard_conn *conn);
@@ -67,13 +88,10 @@ void vscard_conn_read_end(vscard_conn *conn);
  */
 bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms);
 /**
- * True when a transmit took bytes from the socket that were not its answer:
- * the transport must call vscard_conn_read_stashed() without waiting for the
- * socket to be readable.
+ * True when a transmit took bytes that were not its answer: the transport
+ * must call vscard_conn_serve() without waiting for the peer to send more.
  */
 bool vscard_conn_stashed(vscard_conn *conn);
-/** Parses the stashed bytes (between read_begin and read_end); as vscard_conn_input. */
-int vscard_conn_read_stashed(vscard_conn *conn);
 /** Removes the connection's cards (pcscd sees removal), releases its slots, frees it. */
 void vscard_conn_close(vscard_conn *conn, const char *reason);
 const char *vscard_conn_peer(const vscard_conn *conn);

@@ -90,6 +90,37 @@ static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms
 	return VCCID_OK;
 }
 
+/*
+ * The transport's read (host.h). A transmit waiting for its answer blocks in
+ * the first recvmsg (bounded by the SO_RCVTIMEO that accept_client sets to
+ * the answer timeout), so an answer costs one system call; after that
+ * timeout the rest of the wait is a poll up to the deadline.
+ */
+static ssize_t client_read(void *io, const struct iovec *iov, size_t iovcnt, long long deadline_ms)
+{
+	struct client *client = io;
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
+	int flags = deadline_ms > 0 ? 0 : MSG_DONTWAIT;
+
+	for (;;) {
+		ssize_t n = recvmsg(client->fd, &mh, flags);
+		struct pollfd pfd = { .fd = client->fd, .events = POLLIN };
+		long long left;
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return VCCID_EIO;
+		left = deadline_ms - vccid_now_ms();
+		if (left <= 0)
+			return VCCID_ETIMEDOUT;
+		(void)poll(&pfd, 1, (int)left);
+		flags = MSG_DONTWAIT;
+	}
+}
+
 static void listener_wake(void *io)
 {
 	(void)io;
@@ -160,7 +191,7 @@ static void accept_client(struct listener *l, int listen_fd)
 		return;
 	}
 	/* The socket stays blocking, bounded by SO_RCVTIMEO, for a transmit that waits
-	 * for its answer in recv; the listener itself only uses MSG_DONTWAIT. */
+	 * for its answer in client_read; the listener itself only uses MSG_DONTWAIT. */
 	{
 		struct timeval tv = { .tv_sec = l->cfg.timeout_ms / 1000,
 				      .tv_usec = (suseconds_t)(l->cfg.timeout_ms % 1000) * 1000 };
@@ -178,8 +209,9 @@ static void accept_client(struct listener *l, int listen_fd)
 	client->fd = fd;
 	client->io.write = client_write;
 	client->io.wake = listener_wake;
+	client->io.read = client_read;
+	client->io.transmit_reads = true;
 	client->io.io = client;
-	client->io.fd = fd;
 	client->conn = vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
 	if (client->conn == NULL) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
@@ -215,30 +247,10 @@ static void drop_client(struct listener *l, struct client *client, const char *r
 /* Reads what is there; returns NULL or the reason to drop the client. */
 static const char *read_client(struct client *client)
 {
-	int i;
+	const char *reason = vscard_conn_serve(client->conn);
 
-	/* First what a transmit read from the socket and left to us. */
-	if (vscard_conn_read_stashed(client->conn) != VCCID_OK)
-		return vscard_conn_dead(client->conn) ? "connection failed" : "protocol error";
-	/* Bounded: a fast peer cannot keep the thread from the others. */
-	for (i = 0; i < 64; i++) {
-		size_t want;
-		uint8_t *space = vscard_conn_read_space(client->conn, &want);
-		ssize_t n = recv(client->fd, space, want, MSG_DONTWAIT);
-
-		if (n == 0)
-			return "end of stream";
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return "read error";
-		}
-		if (vscard_conn_read_done(client->conn, (size_t)n) != VCCID_OK)
-			return vscard_conn_dead(client->conn) ? "connection failed"
-							      : "protocol error";
-	}
+	if (reason != NULL)
+		return reason;
 	if (vscard_conn_mid_message(client->conn)) {
 		if (client->partial_since_ms == 0)
 			client->partial_since_ms = vccid_now_ms();
