@@ -18,6 +18,7 @@
  * Every message vccid writes is checked: whole, and only of a type a client
  * expects (Init, Error, FlushComplete, and APDU for a transmit).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,13 +91,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vscard_conn *conn;
 	size_t n_steps;
 	size_t unsent;
+	bool closes;
 	size_t i;
 
 	fuzz_enable_logging();
 	if (size < 2)
 		return 0;
 	vscard_memio_init(&memio, (data[1] & 1) != 0, (size_t)(data[0] % 32) + 1);
-	memio.eof_at_end = (data[1] & 2) != 0;
+	closes = (data[1] & 2) != 0;
 	memio.on_write = check_write;
 	n_steps = (size_t)(data[1] >> 2);
 	data += 2;
@@ -120,11 +122,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < n_steps + 64 && !vscard_conn_dead(conn); i++) {
 		uint8_t step = 0;
 
+		/* It closes a step after its last byte, so a step can meet the end. */
+		memio.eof_at_end = closes && unsent == 0;
 		if (i < n_steps) {
 			step = steps[3 * i];
 			client_sends(&memio, &unsent, (size_t)steps[3 * i + 1] << 8 | steps[3 * i + 2]);
 		} else {
 			client_sends(&memio, &unsent, unsent);
+			memio.eof_at_end = closes;
 		}
 		if (step & 0x80) {
 			transmit(slots[step & 1], step);
