@@ -368,7 +368,7 @@ static bool valid_listen(const char *text)
 static void parse_vscard(struct parse_ctx *ctx)
 {
 	static const char *const known[] = { "listen", "unix-socket", "unix-owner", "unix-mode",
-					     "timeout-ms", "handshake-timeout-ms",
+					     "timeout-ms", "handshake-timeout-ms", "idle-timeout-ms",
 					     "max-connections", "max-pending", "readers", NULL };
 	struct vccid_vscard_config *vs = &ctx->config->vscard;
 	char *text;
@@ -377,6 +377,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 	vs->unix_mode = 0660;
 	vs->timeout_ms = 5000;
 	vs->handshake_timeout_ms = 5000;
+	vs->idle_timeout_ms = 30000;
 	vs->max_connections = 16;
 	vs->max_pending = 4;
 	if (!g_key_file_has_group(ctx->file, GROUP_VSCARD))
@@ -419,6 +420,8 @@ static void parse_vscard(struct parse_ctx *ctx)
 		vs->timeout_ms = value;
 	if (get_uint(ctx, GROUP_VSCARD, "handshake-timeout-ms", 100, 600000, &value))
 		vs->handshake_timeout_ms = value;
+	if (get_uint(ctx, GROUP_VSCARD, "idle-timeout-ms", 100, 3600000, &value))
+		vs->idle_timeout_ms = value;
 	if (get_uint(ctx, GROUP_VSCARD, "max-connections", 1, 1024, &value))
 		vs->max_connections = value;
 	if (get_uint(ctx, GROUP_VSCARD, "max-pending", 1, 1024, &value))

@@ -39,6 +39,7 @@ struct vccid_vscard_config {
 	unsigned unix_mode;          /* default 0660 */
 	unsigned timeout_ms;         /* APDU answer timeout, default 5000 */
 	unsigned handshake_timeout_ms;   /* default 5000 */
+	unsigned idle_timeout_ms;    /* a connection with no reader is closed after it, 30000 */
 	unsigned max_connections;    /* default 16 */
 	unsigned max_pending;        /* connections still in their handshake, default 4 */
 	char **readers;              /* NULL-terminated reader names, or NULL for all */

@@ -4,13 +4,16 @@
  * ATRs, answers) and the transmit's direct read (its own answer, stashing what
  * is not, handing back), as a client drives them, through the in-memory
  * transport. Input:
- *   byte 0: the most bytes one read returns (1-32), so messages are split
- *           and glued together;
+ *   byte 0: bits 0-4 the most bytes one read returns (1-32), so messages
+ *           are split and glued together; bit 7: the client reads only as
+ *           much as the steps let it (else all);
  *   byte 1: bit 0 transmits read their own answers, bit 1 the client closes
  *           after its bytes (else it stalls), bits 2-7 the number of steps;
  *   the steps, 3 bytes each: an operation and a big-endian count of bytes
  *           the client sends (from the stream) before it. Operations below
- *           0x80: the transport's thread serves the connection; from 0x80: a
+ *           0x80: the transport's thread serves the connection, except from 0x40 the
+ *           client reads (bits 0-5) x 8 more bytes and the transport writes
+ *           what waits; from 0x80: a
  *           transmit on slot (bit 0) of an APDU with (bits 1-5) x 8 data bytes
  *           and a small (bit 6) response buffer;
  *   the rest: the byte stream the client sends; what the steps did not send
@@ -98,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	vscard_memio_init(&memio, (data[1] & 1) != 0, (size_t)(data[0] % 32) + 1);
+	if (data[0] & 0x80)
+		memio.write_room = 0;
 	closes = (data[1] & 2) != 0;
 	memio.on_write = check_write;
 	n_steps = (size_t)(data[1] >> 2);
@@ -133,6 +138,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (step & 0x80) {
 			transmit(slots[step & 1], step);
+		} else if (step & 0x40) {
+			if (memio.write_room != SIZE_MAX)
+				memio.write_room += (size_t)(step & 0x3F) * 8;
+			vscard_conn_writable(conn);
 		} else if (vscard_conn_read_begin(conn)) {
 			const char *reason = vscard_conn_serve(conn);
 

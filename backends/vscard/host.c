@@ -17,9 +17,11 @@
 
 #define HANDSHAKE_MAX_PAYLOAD 64              /* an Init with a few capabilities */
 #define READY_MAX_PAYLOAD (65536 + 2 + 64)    /* the largest response, with room */
-/* Answers are written by the listener thread that serves every client: a peer whose
- * socket buffer cannot take one does not read, and waiting for it would stall the others
- * (their APDU answers go unread and their transmits time out). Drop it at once. */
+/* Answers (to Init, ReaderAdd, ATR, Flush, ...) are made on the transport's thread,
+ * which serves every client and must never wait for one: they go to a per-connection
+ * outbox that is written without waiting, and the rest later, when the socket takes
+ * it. A client that lets this much pile up does not read, and is dropped. */
+#define OUTBOX_SIZE 16384
 /* After a transmit read its answer itself, the transport leaves the socket to
  * transmits this long: APDUs come in bursts, and each hand-back would cost a
  * wake-up of the transport thread (on a busy CPU, a delayed APDU). A client's
@@ -30,10 +32,8 @@
 #define SERVE_MAX_READS 64
 #define VSCARD_ERROR_MAX_PAYLOAD 64   /* an Error carries a 4-byte code */
 
-#define ANSWER_WRITE_TIMEOUT_MS 0
-
 /* Lock order (README, "Threads and locks"): host_lock, then a slot's locks, then
- * conn->lock or conn->write_lock, never both. */
+ * conn->write_lock, then conn->lock. The transport's thread only ever tries write_lock. */
 
 struct host_slot {
 	vccid_slot *slot;
@@ -64,17 +64,23 @@ struct remote_reader {
 struct vscard_conn {
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
-	pthread_mutex_t write_lock;    /* one message at a time on the wire */
+	pthread_mutex_t write_lock;    /* one message at a time on the wire; outbox[0..] */
 	struct vscard_io io;
 	char peer[64];
 	unsigned timeout_ms;
 	bool handshake_done;
+	long long idle_since_ms;       /* host_lock; see vscard_conn_idle_since() */
 	bool extended;                 /* the peer takes extended APDUs (vccid capability) */
 	bool dead;                     /* guarded by lock */
 	enum { OWNER_NONE, OWNER_TRANSPORT, OWNER_TRANSMIT } reader_owner;   /* lock */
 	long long linger_until_ms;     /* lock; see DIRECT_LINGER_MS */
 	uint8_t *stash;                /* lock; bytes a transmit read that the transport parses */
 	size_t stash_len;
+	uint8_t *outbox;               /* answers not written yet: appended under lock, */
+	size_t outbox_len;             /* written and consumed under write_lock and lock */
+	bool outbox_blocked;           /* lock; the transport last could not take it all */
+	unsigned sending;              /* lock; transmits writing an APDU */
+	bool skipped;                  /* lock; the transport skipped it for a sender */
 	struct remote_reader *readers[VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
 	struct vscard_framer framer;
 	uint8_t *buf;
@@ -156,23 +162,150 @@ static bool conn_fail_locked(vscard_conn *conn, const char *why)
 	return true;
 }
 
-static int conn_send(vscard_conn *conn, const uint8_t *buf, size_t len, unsigned timeout_ms)
+/* Writes all of @p buf through the transport before @p deadline_ms; write_lock held. */
+static int write_all(vscard_conn *conn, const uint8_t *buf, size_t len, long long deadline_ms)
 {
-	int rv;
+	while (len > 0) {
+		ssize_t n = conn->io.write(conn->io.io, buf, len, deadline_ms);
 
-	pthread_mutex_lock(&conn->write_lock);
-	rv = conn->io.write(conn->io.io, buf, len, (int)timeout_ms);
-	pthread_mutex_unlock(&conn->write_lock);
-	if (rv != VCCID_OK) {
-		bool wake;
+		if (n < 0)
+			return (int)n;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return VCCID_OK;
+}
+
+/*
+ * Writes the outbox; write_lock held. With @p deadline_ms <= 0 it takes only
+ * what the transport takes now and returns VCCID_ETIMEDOUT for the rest.
+ * Appenders write beyond outbox_len, and only the write_lock holder consumes,
+ * so the bytes written need no lock.
+ */
+static int outbox_flush_locked(vscard_conn *conn, long long deadline_ms)
+{
+	for (;;) {
+		size_t len;
+		ssize_t n;
 
 		pthread_mutex_lock(&conn->lock);
-		wake = conn_fail_locked(conn, rv == VCCID_ETIMEDOUT ? "it does not read (write timed out)"
-								    : "write failed");
+		len = conn->outbox_len;
+		if (len == 0)
+			conn->outbox_blocked = false;
+		pthread_mutex_unlock(&conn->lock);
+		if (len == 0)
+			return VCCID_OK;
+		n = conn->io.write(conn->io.io, conn->outbox, len, deadline_ms);
+		if (n < 0)
+			return (int)n;
+		pthread_mutex_lock(&conn->lock);
+		memmove(conn->outbox, conn->outbox + n, conn->outbox_len - (size_t)n);
+		conn->outbox_len -= (size_t)n;
+		pthread_mutex_unlock(&conn->lock);
+	}
+}
+
+/* Fails the connection for @p rv from a write; wakes the transport to drop it. */
+static void conn_write_failed(vscard_conn *conn, int rv)
+{
+	bool wake;
+
+	pthread_mutex_lock(&conn->lock);
+	wake = conn_fail_locked(conn, rv == VCCID_ETIMEDOUT ? "it does not read (write timed out)"
+							    : "write failed");
+	pthread_mutex_unlock(&conn->lock);
+	if (wake && conn->io.wake)
+		conn->io.wake(conn->io.io);
+}
+
+/*
+ * Writes what the outbox holds without waiting, unless another thread holds
+ * write_lock (it writes the outbox when it is done). What the transport does
+ * not take now waits for vscard_conn_wants_write().
+ */
+static void outbox_flush(vscard_conn *conn)
+{
+	for (;;) {
+		bool again, wake;
+		int rv;
+
+		if (pthread_mutex_trylock(&conn->write_lock) != 0)
+			return;
+		rv = outbox_flush_locked(conn, 0);
+		pthread_mutex_unlock(&conn->write_lock);
+		if (rv != VCCID_OK && rv != VCCID_ETIMEDOUT) {
+			conn_write_failed(conn, rv);
+			return;
+		}
+		pthread_mutex_lock(&conn->lock);
+		wake = rv == VCCID_ETIMEDOUT && !conn->outbox_blocked;
+		if (rv == VCCID_ETIMEDOUT)
+			conn->outbox_blocked = true;
+		/* Appended while we held write_lock, by a thread whose trylock failed. */
+		again = rv == VCCID_OK && conn->outbox_len > 0 && !conn->dead;
 		pthread_mutex_unlock(&conn->lock);
 		if (wake && conn->io.wake)
-			conn->io.wake(conn->io.io);
+			conn->io.wake(conn->io.io);   /* the transport now watches for room */
+		if (!again)
+			return;
 	}
+}
+
+/* Queues an answer and writes what the transport takes now; never waits. */
+static int conn_answer(vscard_conn *conn, const uint8_t *msg, size_t len)
+{
+	int rv = VCCID_OK;
+	bool wake = false;
+
+	pthread_mutex_lock(&conn->lock);
+	if (conn->dead) {
+		rv = VCCID_EIO;
+	} else if (conn->outbox_len + len > OUTBOX_SIZE) {
+		wake = conn_fail_locked(conn, "it does not read its answers (outbox full)");
+		rv = VCCID_EIO;
+	} else {
+		memcpy(conn->outbox + conn->outbox_len, msg, len);
+		conn->outbox_len += len;
+	}
+	pthread_mutex_unlock(&conn->lock);
+	if (wake && conn->io.wake)
+		conn->io.wake(conn->io.io);
+	if (rv == VCCID_OK)
+		outbox_flush(conn);
+	return rv;
+}
+
+/*
+ * A transmit writes its APDU, after any answers waiting in the outbox, waiting
+ * up to @p deadline_ms. Meanwhile the transport's thread leaves the connection
+ * alone (vscard_conn_watch), so it never waits on write_lock or on anything
+ * this exchange holds.
+ */
+static int conn_send_apdu(vscard_conn *conn, const uint8_t *msg, size_t len, long long deadline_ms)
+{
+	bool wake;
+	int rv;
+
+	pthread_mutex_lock(&conn->lock);
+	conn->sending++;
+	pthread_mutex_unlock(&conn->lock);
+	pthread_mutex_lock(&conn->write_lock);
+	rv = outbox_flush_locked(conn, deadline_ms);
+	if (rv == VCCID_OK)
+		rv = write_all(conn, msg, len, deadline_ms);
+	pthread_mutex_unlock(&conn->write_lock);
+	pthread_mutex_lock(&conn->lock);
+	conn->sending--;
+	wake = conn->sending == 0 && conn->skipped;
+	if (wake)
+		conn->skipped = false;
+	pthread_mutex_unlock(&conn->lock);
+	if (rv != VCCID_OK)
+		conn_write_failed(conn, rv);
+	else
+		outbox_flush(conn);   /* answers queued while we wrote */
+	if (wake && conn->io.wake)
+		conn->io.wake(conn->io.io);
 	return rv;
 }
 
@@ -292,7 +425,8 @@ static enum direct_result read_own_answer(struct remote_reader *reader, long lon
 	return rv != VCCID_OK ? DIRECT_BROKEN : extra > 0 ? DIRECT_ANSWERED_MORE : DIRECT_ANSWERED;
 }
 
-static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cmd_len)
+static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cmd_len,
+		     long long deadline_ms)
 {
 	uint8_t small[VSCARD_HEADER_SIZE + SMALL_APDU_BUFFER];
 	size_t size = VSCARD_HEADER_SIZE + cmd_len;
@@ -303,7 +437,7 @@ static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cm
 	if (msg == NULL)
 		return VCCID_ENOMEM;
 	msg_len = vscard_message_encode(msg, size, VSCARD_APDU, reader->id, cmd, cmd_len);
-	rv = conn_send(reader->conn, msg, msg_len, reader->conn->timeout_ms);
+	rv = conn_send_apdu(reader->conn, msg, msg_len, deadline_ms);
 	explicit_bzero(msg, size);   /* may hold a PIN */
 	if (msg != small)
 		free(msg);
@@ -352,7 +486,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 
 	vccid_deadline_after(&deadline, conn->timeout_ms);
 	deadline_ms = vccid_now_ms() + conn->timeout_ms;
-	rv = send_apdu(reader, cmd, cmd_len);
+	rv = send_apdu(reader, cmd, cmd_len, deadline_ms);
 	if (direct) {
 		enum direct_result result = rv == VCCID_OK
 			? read_own_answer(reader, deadline_ms) : DIRECT_HAND_BACK;
@@ -481,7 +615,10 @@ vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer, unsig
 	if (conn == NULL)
 		return NULL;
 	conn->buf = malloc(VSCARD_HEADER_SIZE + READY_MAX_PAYLOAD);
-	if (conn->buf == NULL) {
+	conn->outbox = malloc(OUTBOX_SIZE);
+	if (conn->buf == NULL || conn->outbox == NULL) {
+		free(conn->buf);
+		free(conn->outbox);
 		free(conn);
 		return NULL;
 	}
@@ -508,6 +645,30 @@ bool vscard_conn_handshake_done(vscard_conn *conn)
 	return conn->handshake_done;
 }
 
+/* Whether the connection holds a reader now; host_lock held. */
+static void conn_update_idle_locked(vscard_conn *conn)
+{
+	unsigned i;
+
+	for (i = 0; i < VSCARD_MAX_READERS_PER_CONN; i++)
+		if (conn->readers[i] != NULL)
+			break;
+	if (i < VSCARD_MAX_READERS_PER_CONN)
+		conn->idle_since_ms = 0;
+	else if (conn->idle_since_ms == 0)
+		conn->idle_since_ms = vccid_now_ms();
+}
+
+long long vscard_conn_idle_since(vscard_conn *conn)
+{
+	long long since;
+
+	pthread_mutex_lock(&host_lock);
+	since = conn->handshake_done ? conn->idle_since_ms : 0;
+	pthread_mutex_unlock(&host_lock);
+	return since;
+}
+
 bool vscard_conn_dead(vscard_conn *conn)
 {
 	bool dead;
@@ -523,9 +684,11 @@ bool vscard_conn_read_begin(vscard_conn *conn)
 	bool ok;
 
 	pthread_mutex_lock(&conn->lock);
-	ok = conn->reader_owner != OWNER_TRANSMIT;
+	ok = conn->reader_owner != OWNER_TRANSMIT && conn->sending == 0;
 	if (ok)
 		conn->reader_owner = OWNER_TRANSPORT;
+	else if (conn->sending > 0)
+		conn->skipped = true;
 	pthread_mutex_unlock(&conn->lock);
 	return ok;
 }
@@ -544,13 +707,31 @@ bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_m
 
 	pthread_mutex_lock(&conn->lock);
 	watch = conn->dead ||
-		(conn->reader_owner != OWNER_TRANSMIT && now_ms >= conn->linger_until_ms);
+		(conn->reader_owner != OWNER_TRANSMIT && conn->sending == 0 &&
+		 now_ms >= conn->linger_until_ms);
+	if (!watch && conn->sending > 0)
+		conn->skipped = true;   /* the sender wakes the transport when it is done */
 	if (!watch)   /* once per linger period, not per APDU */
 		*recheck_ms = conn->linger_until_ms > now_ms + DIRECT_LINGER_MS
 				      ? conn->linger_until_ms
 				      : now_ms + DIRECT_LINGER_MS;
 	pthread_mutex_unlock(&conn->lock);
 	return watch;
+}
+
+bool vscard_conn_wants_write(vscard_conn *conn)
+{
+	bool wants;
+
+	pthread_mutex_lock(&conn->lock);
+	wants = conn->outbox_blocked && conn->outbox_len > 0 && !conn->dead;
+	pthread_mutex_unlock(&conn->lock);
+	return wants;
+}
+
+void vscard_conn_writable(vscard_conn *conn)
+{
+	outbox_flush(conn);
 }
 
 bool vscard_conn_stashed(vscard_conn *conn)
@@ -594,6 +775,7 @@ void vscard_conn_close(vscard_conn *conn, const char *reason)
 	pthread_cond_destroy(&conn->changed);
 	pthread_mutex_destroy(&conn->write_lock);
 	pthread_mutex_destroy(&conn->lock);
+	free(conn->outbox);
 	free(conn->buf);
 	free(conn);
 }
@@ -603,7 +785,7 @@ static int send_error(vscard_conn *conn, uint32_t reader_id, uint32_t code)
 	uint8_t msg[VSCARD_HEADER_SIZE + 4];
 	size_t len = vscard_error_encode(msg, sizeof(msg), reader_id, code);
 
-	return conn_send(conn, msg, len, ANSWER_WRITE_TIMEOUT_MS);
+	return conn_answer(conn, msg, len);
 }
 
 /* Keeps printable ASCII of a client's reader name. */
@@ -654,6 +836,7 @@ static int handle_reader_add(vscard_conn *conn, const uint8_t *payload, size_t l
 		reader->hslot = hslot;
 		hslot->bound = reader;
 		conn->readers[id] = reader;
+		conn_update_idle_locked(conn);
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: reader '%s' is id %u in slot %u of %s",
 			  conn->peer, reader->name, id, hslot->index, hslot->reader);
 	}
@@ -673,6 +856,7 @@ static int handle_reader_remove(vscard_conn *conn, uint32_t id)
 	if (id < VSCARD_MAX_READERS_PER_CONN && conn->readers[id] != NULL) {
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: reader %u removed", conn->peer, id);
 		reader_destroy(conn->readers[id]);
+		conn_update_idle_locked(conn);
 	}
 	pthread_mutex_unlock(&host_lock);
 	/* Success also for an unknown id: clients send ReaderRemove(0) after an unclean exit. */
@@ -804,13 +988,16 @@ static int handle_init(vscard_conn *conn, const uint8_t *payload, size_t len)
 		return VCCID_EPROTO;
 	}
 	conn->extended = (init.capabilities[0] & VSCARD_CAP_VCCID_EXTENDED) != 0;
+	pthread_mutex_lock(&host_lock);
+	conn->idle_since_ms = vccid_now_ms();
 	conn->handshake_done = true;
+	pthread_mutex_unlock(&host_lock);
 	conn->framer.max_payload = READY_MAX_PAYLOAD;
 	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: Init version %u, %s APDUs", conn->peer,
 		  init.version, conn->extended ? "extended" : "short");
 	msg_len = vscard_init_encode(msg, sizeof(msg), VSCARD_UNDEFINED_READER_ID,
 				     VSCARD_CAP_VCCID_EXTENDED);
-	return conn_send(conn, msg, msg_len, ANSWER_WRITE_TIMEOUT_MS);
+	return conn_answer(conn, msg, msg_len);
 }
 
 static int handle_message(vscard_conn *conn, const struct vscard_header *header,
@@ -843,7 +1030,7 @@ static int handle_message(vscard_conn *conn, const struct vscard_header *header,
 		uint8_t msg[VSCARD_HEADER_SIZE];
 
 		vscard_header_encode(msg, VSCARD_FLUSH_COMPLETE, header->reader_id, 0);
-		return conn_send(conn, msg, sizeof(msg), ANSWER_WRITE_TIMEOUT_MS);
+		return conn_answer(conn, msg, sizeof(msg));
 	}
 	case VSCARD_INIT:
 	case VSCARD_FLUSH_COMPLETE:

@@ -23,8 +23,13 @@ typedef struct vscard_conn vscard_conn;
  * makes no system call on the connection.
  */
 struct vscard_io {
-	/** Writes all of @p buf within @p timeout_ms; 0 or a negative vccid_error. */
-	int (*write)(void *io, const uint8_t *buf, size_t len, int timeout_ms);
+	/**
+	 * Writes what it can of @p buf, waiting for room until @p deadline_ms
+	 * (vccid_now_ms() time); a deadline <= 0 takes only what fits now.
+	 * Returns the count (> 0), VCCID_ETIMEDOUT when nothing fit in time, or
+	 * VCCID_EIO. The host writes whole messages under its own lock.
+	 */
+	ssize_t (*write)(void *io, const uint8_t *buf, size_t len, long long deadline_ms);
 	/**
 	 * Waits until the peer's bytes arrive or @p deadline_ms (vccid_now_ms()
 	 * time) passes, and reads what is there into @p iov; a deadline <= 0
@@ -70,6 +75,9 @@ int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len);
  */
 const char *vscard_conn_serve(vscard_conn *conn);
 bool vscard_conn_handshake_done(vscard_conn *conn);
+/** Since when (vccid_now_ms()) a handshaken connection holds no reader; 0 while it
+ *  holds one or is still in its handshake. */
+long long vscard_conn_idle_since(vscard_conn *conn);
 /** True when the connection failed (stalled, write error) and must be closed. */
 bool vscard_conn_dead(vscard_conn *conn);
 /** True while a message is partly received (a stalled peer shows here). */
@@ -82,11 +90,19 @@ bool vscard_conn_mid_message(vscard_conn *conn);
 bool vscard_conn_read_begin(vscard_conn *conn);
 void vscard_conn_read_end(vscard_conn *conn);
 /**
- * Whether the transport should watch the socket now. When not (a transmit
- * reads it, or did a moment ago and may again), *recheck_ms says when to ask
- * again; a transmit that hands the socket back calls the wake callback.
+ * Whether the transport should read the connection now. When not (a transmit
+ * reads it, or did a moment ago and may again, or a transmit is writing to
+ * it), *recheck_ms says when to ask again; a transmit that hands reading back
+ * or ends its write calls the wake callback.
  */
 bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms);
+/**
+ * True when answers wait for room in the transport (a slow reader): the
+ * transport watches for room and then calls vscard_conn_writable().
+ */
+bool vscard_conn_wants_write(vscard_conn *conn);
+/** Writes what waits in the outbox as far as the transport takes it; never waits. */
+void vscard_conn_writable(vscard_conn *conn);
 /**
  * True when a transmit took bytes that were not its answer: the transport
  * must call vscard_conn_serve() without waiting for the peer to send more.

@@ -30,11 +30,31 @@
 #include "host.h"
 
 #define MAX_LISTEN_SOCKETS 3
+/* A connection still in its handshake, or without a reader, may be closed to make room
+ * for a newcomer once it has waited this long; an honest client is past that by then. */
+#define EVICT_GRACE_MS 500
+/* Refusals are logged at most once per this period and reason, with a count of the others. */
+#define REFUSAL_LOG_PERIOD_MS 1000
+/* After accept() ran out of descriptors, it waits this long before it tries again. */
+#define ACCEPT_PAUSE_MS 100
+
+enum refusal {
+	REFUSED_PENDING,
+	REFUSED_CONNECTIONS,
+	REFUSED_ACCEPT,   /* accept() itself failed: out of descriptors or memory */
+	REFUSAL_KINDS
+};
+
+struct refusal_log {
+	long long last_ms;
+	unsigned suppressed;
+};
 
 struct client {
 	int fd;
 	vscard_conn *conn;
 	struct vscard_io io;
+	char peer_key[64];            /* who it is, for fairness: an address, or unix:uid=U */
 	long long accepted_ms;
 	long long partial_since_ms;   /* 0 when no message is partly received */
 	struct client *next;
@@ -50,6 +70,8 @@ struct listener {
 	char config_path[256];
 	struct client *clients;
 	unsigned n_clients;
+	struct refusal_log refusals[REFUSAL_KINDS];
+	long long accept_paused_until_ms;   /* out of descriptors: accept again after this */
 	atomic_bool stopping;
 };
 
@@ -59,35 +81,28 @@ static pthread_mutex_t listener_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct listener *listener;
 static unsigned listener_users;
 
-/* Writes all of buf before the deadline; the socket is non-blocking. */
-static int client_write(void *io, const uint8_t *buf, size_t len, int timeout_ms)
+/* The transport's write (host.h): what fits, waiting for room until the deadline. */
+static ssize_t client_write(void *io, const uint8_t *buf, size_t len, long long deadline_ms)
 {
 	struct client *client = io;
-	long long deadline = vccid_now_ms() + timeout_ms;
 
-	while (len > 0) {
+	for (;;) {
 		ssize_t n = send(client->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct pollfd pfd = { .fd = client->fd, .events = POLLOUT };
+		long long left;
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
+		if (n > 0)
+			return n;
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = client->fd, .events = POLLOUT };
-			long long left = deadline - vccid_now_ms();
-
-			if (left <= 0)
-				return VCCID_ETIMEDOUT;
-			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-				return VCCID_EIO;
-			continue;
-		}
-		return VCCID_EIO;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return VCCID_EIO;
+		left = deadline_ms - vccid_now_ms();
+		if (deadline_ms <= 0 || left <= 0)
+			return VCCID_ETIMEDOUT;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return VCCID_EIO;
 	}
-	return VCCID_OK;
 }
 
 /*
@@ -158,6 +173,33 @@ static void describe_peer(int fd, const struct sockaddr_storage *addr, socklen_t
 	snprintf(out, size, addr->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
+/* The fairness key of a peer name: its address without the port, or its uid. */
+static void peer_key(const char *peer, char *key, size_t size)
+{
+	const char *end = strncmp(peer, "unix", 4) == 0 ? strstr(peer, ",pid=") : strrchr(peer, ':');
+
+	snprintf(key, size, "%.*s", end != NULL ? (int)(end - peer) : (int)strlen(peer), peer);
+}
+
+/* Logs a refusal, at most once per REFUSAL_LOG_PERIOD_MS and kind, with a count of the rest. */
+static void log_refusal(struct listener *l, enum refusal kind, const char *peer, const char *why)
+{
+	struct refusal_log *r = &l->refusals[kind];
+	long long now = vccid_now_ms();
+
+	if (r->last_ms != 0 && now - r->last_ms < REFUSAL_LOG_PERIOD_MS) {
+		r->suppressed++;
+		return;
+	}
+	if (r->suppressed > 0)
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s (and %u more like it in "
+			  "the last %lld ms)", peer, why, r->suppressed, now - r->last_ms);
+	else
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s", peer, why);
+	r->last_ms = now;
+	r->suppressed = 0;
+}
+
 static unsigned pending_handshakes(const struct listener *l)
 {
 	const struct client *c;
@@ -166,6 +208,74 @@ static unsigned pending_handshakes(const struct listener *l)
 	for (c = l->clients; c != NULL; c = c->next)
 		n += !vscard_conn_handshake_done(c->conn);
 	return n;
+}
+
+/* Since when @p c has been evictable (pending, or with @p idle holding no reader); 0: not. */
+static long long evictable_since(const struct client *c, bool idle)
+{
+	if (idle)
+		return vscard_conn_idle_since(c->conn);
+	return vscard_conn_handshake_done(c->conn) ? 0 : c->accepted_ms;
+}
+
+/*
+ * The connection to close for a newcomer: among those evictable for at least
+ * EVICT_GRACE_MS, one of the peer that holds the most evictable connections,
+ * the one that has waited longest. NULL when there is none.
+ */
+static struct client *eviction_candidate(const struct listener *l, bool idle, long long now)
+{
+	struct client *c, *best = NULL;
+	unsigned best_count = 0;
+	long long best_since = 0;
+
+	for (c = l->clients; c != NULL; c = c->next) {
+		long long since = evictable_since(c, idle);
+		const struct client *d;
+		unsigned count = 0;
+
+		if (since == 0 || now - since < EVICT_GRACE_MS)
+			continue;
+		for (d = l->clients; d != NULL; d = d->next)
+			count += strcmp(d->peer_key, c->peer_key) == 0 && evictable_since(d, idle) != 0;
+		if (best == NULL || count > best_count || (count == best_count && since < best_since)) {
+			best = c;
+			best_count = count;
+			best_since = since;
+		}
+	}
+	return best;
+}
+
+static void drop_client(struct listener *l, struct client *client, const char *reason);
+
+/*
+ * Makes room for a newcomer within max-pending and max-connections, so that no
+ * peer keeps the others out by holding every place with connections that do
+ * nothing. False: the newcomer is refused (and that is logged).
+ */
+static bool make_room(struct listener *l, const char *peer)
+{
+	long long now = vccid_now_ms();
+	struct client *victim;
+
+	if (pending_handshakes(l) >= l->cfg.max_pending) {
+		victim = eviction_candidate(l, false, now);
+		if (victim == NULL) {
+			log_refusal(l, REFUSED_PENDING, peer, "max-pending handshakes reached");
+			return false;
+		}
+		drop_client(l, victim, "closed for a newcomer: no Init yet");
+	}
+	if (l->n_clients >= l->cfg.max_connections) {
+		victim = eviction_candidate(l, true, now);
+		if (victim == NULL) {
+			log_refusal(l, REFUSED_CONNECTIONS, peer, "max-connections reached");
+			return false;
+		}
+		drop_client(l, victim, "closed for a newcomer: it holds no reader");
+	}
+	return true;
 }
 
 static void accept_client(struct listener *l, int listen_fd)
@@ -178,15 +288,17 @@ static void accept_client(struct listener *l, int listen_fd)
 	int fd = accept(listen_fd, (struct sockaddr *)&addr, &len);
 
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			/* The connection stays queued and the socket readable: pause, not spin. */
+			l->accept_paused_until_ms = vccid_now_ms() + ACCEPT_PAUSE_MS;
+			log_refusal(l, REFUSED_ACCEPT, "(not accepted)", strerror(errno));
+		} else if (errno != EAGAIN && errno != EINTR) {
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard accept failed: %s", strerror(errno));
+		}
 		return;
 	}
 	describe_peer(fd, &addr, len, peer, sizeof(peer));
-	if (l->n_clients >= l->cfg.max_connections || pending_handshakes(l) >= l->cfg.max_pending) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s", peer,
-			  l->n_clients >= l->cfg.max_connections ? "max-connections reached"
-								 : "max-pending handshakes reached");
+	if (!make_room(l, peer)) {
 		close(fd);
 		return;
 	}
@@ -207,6 +319,7 @@ static void accept_client(struct listener *l, int listen_fd)
 		return;
 	}
 	client->fd = fd;
+	peer_key(peer, client->peer_key, sizeof(client->peer_key));
 	client->io.write = client_write;
 	client->io.wake = listener_wake;
 	client->io.read = client_read;
@@ -282,6 +395,10 @@ static int check_deadlines(struct listener *l)
 			due = c->partial_since_ms + l->cfg.timeout_ms;
 			if (now >= due)
 				reason = "stalled in the middle of a message";
+		} else if (vscard_conn_idle_since(c->conn) != 0) {
+			due = vscard_conn_idle_since(c->conn) + l->cfg.idle_timeout_ms;
+			if (now >= due)
+				reason = "no reader for idle-timeout-ms";
 		}
 		if (reason != NULL) {
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s dropped: %s",
@@ -310,6 +427,7 @@ static void *listener_loop(void *arg)
 		struct pollfd fds[MAX_LISTEN_SOCKETS + 1 + 1024];
 		struct client *owners[MAX_LISTEN_SOCKETS + 1 + 1024];
 		bool stashed[MAX_LISTEN_SOCKETS + 1 + 1024];
+		bool watching[MAX_LISTEN_SOCKETS + 1 + 1024];
 		size_t n = 0;
 		size_t i;
 		struct client *c;
@@ -320,22 +438,29 @@ static void *listener_loop(void *arg)
 		fds[n++].events = POLLIN;
 		for (i = 0; i < l->n_listen; i++) {
 			fds[n].fd = l->listen_fds[i];
-			fds[n++].events = POLLIN;
+			fds[n++].events = now >= l->accept_paused_until_ms ? POLLIN : 0;
 		}
+		if (now < l->accept_paused_until_ms &&
+		    (timeout < 0 || l->accept_paused_until_ms - now < timeout))
+			timeout = (int)(l->accept_paused_until_ms - now);
 		for (c = l->clients; c != NULL && n < sizeof(fds) / sizeof(fds[0]); c = c->next) {
 			long long recheck;
+			bool reading = vscard_conn_watch(c->conn, now, &recheck);
+			bool writing = vscard_conn_wants_write(c->conn);
 
-			/* A socket a transmit reads itself is left out for a moment. */
-			if (!vscard_conn_watch(c->conn, now, &recheck)) {
+			/* A socket a transmit reads or writes is left out for a moment. */
+			if (!reading) {
 				int wait = recheck > now ? (int)(recheck - now) : 0;
 
 				if (timeout < 0 || wait < timeout)
 					timeout = wait;
-				continue;
+				if (!writing)
+					continue;
 			}
 			fds[n].fd = c->fd;
-			fds[n].events = POLLIN;
-			stashed[n] = vscard_conn_stashed(c->conn);
+			fds[n].events = (short)((reading ? POLLIN : 0) | (writing ? POLLOUT : 0));
+			watching[n] = reading;
+			stashed[n] = reading && vscard_conn_stashed(c->conn);
 			if (stashed[n])
 				timeout = 0;   /* bytes to parse that the socket no longer shows */
 			owners[n++] = c;
@@ -357,7 +482,10 @@ static void *listener_loop(void *arg)
 		for (i = 1 + l->n_listen; i < n; i++) {
 			const char *reason;
 
-			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && !stashed[i])
+			if (fds[i].revents & POLLOUT)
+				vscard_conn_writable(owners[i]->conn);   /* a failure drops it below */
+			if (!watching[i] ||
+			    (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && !stashed[i]))
 				continue;
 			if (!vscard_conn_read_begin(owners[i]->conn))
 				continue;   /* a transmit reads its answer itself */

@@ -22,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -39,16 +40,21 @@
 #define ROUNDS 1500          /* transmits per thread */
 #define HEADER VSCARD_HEADER_SIZE
 
+static atomic_uint refusal_lines;   /* log lines about refused clients */
+
 /* pcscd's log_msg: only errors are configured, and a test that logs one shows it. */
 void log_msg(const int priority, const char *fmt, ...)
 {
+	char line[512];
 	va_list ap;
 
 	(void)priority;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (strstr(line, "refused") != NULL)
+		atomic_fetch_add(&refusal_lines, 1);
+	fprintf(stderr, "%s\n", line);
 }
 
 static size_t message(uint8_t *out, uint32_t type, uint32_t id, const uint8_t *data, size_t len)
@@ -291,33 +297,68 @@ static unsigned free_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* A private directory with a vccid.conf of @p slots slots whose [vscard] listens on
+ * @p port (TCP) or on dir/vscard.sock; its channels opened. */
+struct host_setup {
+	char dir[64], conf[128], sock[128];
+	unsigned slots;
+};
+
+static struct host_setup *open_host;   /* closed by the teardown if a test failed */
+
+static void host_open_with(struct host_setup *h, unsigned slots, unsigned port,
+			   unsigned timeout_ms, const char *extra)
+{
+	char device[160];
+	FILE *f;
+
+	snprintf(h->dir, sizeof(h->dir), "/tmp/vccid-vscard-host.XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	snprintf(h->conf, sizeof(h->conf), "%s/vccid.conf", h->dir);
+	snprintf(h->sock, sizeof(h->sock), "%s/vscard.sock", h->dir);
+	h->slots = slots;
+	f = fopen(h->conf, "w");
+	assert_non_null(f);
+	fprintf(f, "[vccid]\nlog-level = error\n\n[reader:default]\nslots = %u\n\n[vscard]\n"
+		   "timeout-ms = %u\n", slots, timeout_ms);
+	if (port != 0)
+		fprintf(f, "listen = 127.0.0.1:%u\n", port);
+	else
+		fprintf(f, "unix-socket = %s\n", h->sock);
+	fputs(extra, f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(device, sizeof(device), "%s:default", h->conf);
+	for (DWORD s = 0; s < slots; s++)
+		assert_int_equal(IFDHCreateChannelByName(s, device), IFD_SUCCESS);
+	open_host = h;
+}
+
+static void host_open(struct host_setup *h, unsigned slots, unsigned port, unsigned timeout_ms)
+{
+	host_open_with(h, slots, port, timeout_ms, "");
+}
+
+static void host_close(struct host_setup *h)
+{
+	open_host = NULL;
+	for (DWORD s = 0; s < h->slots; s++)
+		assert_int_equal(IFDHCloseChannel(s), IFD_SUCCESS);
+	unlink(h->conf);
+	unlink(h->sock);
+	rmdir(h->dir);
+}
+
 static void stress(bool tcp)
 {
-	char dir[] = "/tmp/vccid-vscard-host.XXXXXX", conf[128], sock[128], device[160];
+	struct host_setup host;
 	struct worker workers[THREADS];
 	pthread_t tids[THREADS];
 	struct client client = { .fd = -1 };
 	unsigned port = tcp ? free_port() : 0;
 	unsigned failures = 0;
-	FILE *f;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(conf, sizeof(conf), "%s/vccid.conf", dir);
-	snprintf(sock, sizeof(sock), "%s/vscard.sock", dir);
-	f = fopen(conf, "w");
-	assert_non_null(f);
-	fprintf(f, "[vccid]\nlog-level = error\n\n[reader:default]\nslots = %d\n\n[vscard]\n"
-		   "timeout-ms = 5000\n", READERS);
-	if (tcp)
-		fprintf(f, "listen = 127.0.0.1:%u\n", port);
-	else
-		fprintf(f, "unix-socket = %s\n", sock);
-	assert_int_equal(fclose(f), 0);
-	snprintf(device, sizeof(device), "%s:default", conf);
-
-	for (DWORD s = 0; s < READERS; s++)
-		assert_int_equal(IFDHCreateChannelByName(s, device), IFD_SUCCESS);
-	client_start(&client, tcp ? connect_tcp(port) : connect_unix(sock));
+	host_open(&host, READERS, port, 5000);
+	client_start(&client, tcp ? connect_tcp(port) : connect_unix(host.sock));
 	for (DWORD s = 0; s < READERS; s++) {
 		UCHAR atr[MAX_ATR_SIZE];
 		DWORD atr_len = sizeof(atr);
@@ -359,11 +400,7 @@ static void stress(bool tcp)
 			usleep(10000);
 		assert_int_equal(IFDHICCPresence(s), IFD_ICC_NOT_PRESENT);
 	}
-	for (DWORD s = 0; s < READERS; s++)
-		assert_int_equal(IFDHCloseChannel(s), IFD_SUCCESS);
-	unlink(conf);
-	unlink(sock);
-	rmdir(dir);
+	host_close(&host);
 }
 
 static void test_stress_unix(void **state)
@@ -378,11 +415,291 @@ static void test_stress_tcp(void **state)
 	stress(true);
 }
 
+/* ------------------------------------------------------------------ a client that stops reading */
+
+#define STUCK_READERS 6
+#define STUCK_TIMEOUT_MS 3000
+
+struct stuck_transmit {
+	DWORD lun;
+	int rv;
+};
+
+/* A 64 KiB APDU that the client never reads: its transmit fails at the timeout. */
+static void *stuck_transmit(void *arg)
+{
+	struct stuck_transmit *t = arg;
+	static uint8_t apdu[7 + 65535];
+	SCARD_IO_HEADER pci = { .Protocol = 1, .Length = 0 };
+	uint8_t rsp[258];
+	DWORD rsp_len = sizeof(rsp);
+
+	apdu[1] = 0xD6;   /* UPDATE BINARY, extended Lc */
+	apdu[5] = 0xFF;
+	apdu[6] = 0xFF;
+	t->rv = (int)IFDHTransmitToICC(t->lun, pci, apdu, sizeof(apdu), rsp, &rsp_len, NULL);
+	return NULL;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Handshake with the extended-APDU capability and @p readers readers with a card each. */
+static void stuck_client_start(int fd, unsigned readers)
+{
+	static const uint8_t atr[] = { 0x3B, 0x02, 0x14, 0x50 };
+	uint8_t buf[64], payload[300];
+	uint32_t type, id;
+	size_t len;
+
+	assert_true(write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0,
+							  VSCARD_CAP_VCCID_EXTENDED)));
+	assert_true(read_message(fd, &type, &id, payload, &len));
+	assert_int_equal(type, VSCARD_INIT);
+	for (uint32_t r = 0; r < readers; r++) {
+		assert_true(write_all(fd, buf, message(buf, VSCARD_READER_ADD, 0,
+						       (const uint8_t *)"stuck", 5)));
+		assert_true(read_message(fd, &type, &id, payload, &len));
+		assert_int_equal(id, r);
+		assert_true(write_all(fd, buf, message(buf, VSCARD_ATR, r, atr, sizeof(atr))));
+		assert_true(read_message(fd, &type, &id, payload, &len));
+		assert_int_equal(type, VSCARD_ERROR);
+	}
+}
+
+/*
+ * A client stops reading while its readers get 64 KiB APDUs, so a transmit blocks
+ * writing to it, and it asks for a Flush meanwhile. Another client must still be
+ * handshaken and get its ReaderAdd answered at once: the listener thread never
+ * waits for the stuck one (it did for the whole timeout, answering the Flush).
+ */
+static void test_stuck_client_does_not_stall_listener(void **state)
+{
+	struct host_setup host;
+	struct stuck_transmit transmits[STUCK_READERS];
+	pthread_t tids[STUCK_READERS];
+	uint8_t buf[64], payload[300];
+	uint32_t type, id;
+	size_t len;
+	long long start, took;
+	int queued = 0;
+	int stuck, other;
+
+	(void)state;
+	host_open(&host, STUCK_READERS + 1, 0, STUCK_TIMEOUT_MS);
+	stuck = connect_unix(host.sock);
+	stuck_client_start(stuck, STUCK_READERS);
+	for (DWORD s = 0; s < STUCK_READERS; s++) {
+		UCHAR atr[MAX_ATR_SIZE];
+		DWORD atr_len = sizeof(atr);
+
+		assert_true(wait_present(s));
+		assert_int_equal(IFDHPowerICC(s, IFD_POWER_UP, atr, &atr_len), IFD_SUCCESS);
+		transmits[s] = (struct stuck_transmit){ .lun = s, .rv = -1 };
+		assert_int_equal(pthread_create(&tids[s], NULL, stuck_transmit, &transmits[s]), 0);
+	}
+	/* Until the socket holds more than its buffer takes: a transmit blocks in its write. */
+	for (int i = 0; i < 200 && queued < 5 * 65536; i++) {
+		struct timespec ts = { 0, 5000000 };
+
+		nanosleep(&ts, NULL);   /* polling the socket's fill level, 1 s at most */
+		assert_int_equal(ioctl(stuck, FIONREAD, &queued), 0);
+	}
+	assert_true(queued >= 3 * 65536);
+	assert_true(write_all(stuck, buf, message(buf, VSCARD_FLUSH, 0, NULL, 0)));
+	usleep(100000);   /* the listener has the Flush to answer before the newcomer comes */
+
+	start = now_ms();
+	other = connect_unix(host.sock);
+	assert_true(write_all(other, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)));
+	assert_true(read_message(other, &type, &id, payload, &len));
+	assert_int_equal(type, VSCARD_INIT);
+	assert_true(write_all(other, buf, message(buf, VSCARD_READER_ADD, 0,
+						  (const uint8_t *)"other", 5)));
+	assert_true(read_message(other, &type, &id, payload, &len));
+	took = now_ms() - start;
+	assert_int_equal(type, VSCARD_ERROR);
+	print_message("another client handshaken in %lld ms while one is stuck (timeout %d ms)\n",
+		      took, STUCK_TIMEOUT_MS);
+	assert_true(took < STUCK_TIMEOUT_MS / 3);
+
+	for (unsigned r = 0; r < STUCK_READERS; r++) {
+		pthread_join(tids[r], NULL);
+		assert_int_not_equal(transmits[r].rv, IFD_SUCCESS);
+	}
+	close(stuck);
+	close(other);
+	host_close(&host);
+}
+
+/* ------------------------------------------------------------------ admission */
+
+struct squatter {
+	const char *sock;
+	atomic_bool stop;
+	atomic_uint connects;
+};
+
+/* Keeps four connections that never send Init, reconnecting as soon as one is closed. */
+static void *squat(void *arg)
+{
+	struct squatter *sq = arg;
+	int fds[4] = { -1, -1, -1, -1 };
+	long long end = now_ms() + 10000;   /* bounded even if the test fails to stop it */
+
+	while (!atomic_load(&sq->stop) && now_ms() < end) {
+		for (int i = 0; i < 4; i++) {
+			struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
+			char byte;
+
+			if (fds[i] >= 0 && poll(&pfd, 1, 0) == 1 && recv(fds[i], &byte, 1, 0) <= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+			if (fds[i] < 0) {
+				fds[i] = connect_unix(sq->sock);
+				atomic_fetch_add(&sq->connects, 1);
+			}
+		}
+		usleep(1000);   /* the reconnect pace of a hostile client, not synchronisation */
+	}
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return NULL;
+}
+
+/* Sends Init and waits (2 s at most) for the host's; true when it came. */
+static bool handshake_within(int fd, int timeout_ms)
+{
+	uint8_t buf[64], payload[300];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint32_t type, id;
+	size_t len;
+
+	if (!write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)))
+		return false;
+	if (poll(&pfd, 1, timeout_ms) != 1 || !(pfd.revents & POLLIN))
+		return false;
+	return read_message(fd, &type, &id, payload, &len) && type == VSCARD_INIT;
+}
+
+/*
+ * Four connections that never send Init and reconnect at once kept every newcomer
+ * out (0 of 12 admitted). Now the oldest of them makes room after a grace period,
+ * and refusals are logged a line per second at most.
+ */
+static void test_pending_squatters_do_not_lock_out(void **state)
+{
+	struct host_setup host;
+	struct squatter sq = { 0 };
+	pthread_t tid;
+	unsigned admitted = 0;
+
+	(void)state;
+	host_open_with(&host, 1, 0, 5000, "max-pending = 4\nhandshake-timeout-ms = 5000\n");
+	sq.sock = host.sock;
+	assert_int_equal(pthread_create(&tid, NULL, squat, &sq), 0);
+	usleep(600000);   /* the squatters hold every place, past the eviction grace */
+	atomic_store(&refusal_lines, 0);
+	for (int i = 0; i < 12; i++) {
+		int fd = connect_unix(host.sock);
+
+		admitted += handshake_within(fd, 2000);
+		close(fd);
+		usleep(150000);   /* newcomers arrive about seven a second */
+	}
+	atomic_store(&sq.stop, true);
+	pthread_join(tid, NULL);
+	print_message("%u of 12 clients admitted while squatters made %u connections; "
+		      "%u refusal log lines\n", admitted, atomic_load(&sq.connects),
+		      atomic_load(&refusal_lines));
+	assert_int_equal(admitted, 12);
+	host_close(&host);
+}
+
+/* A handshaken connection that adds no reader is closed after idle-timeout-ms, and one
+ * that has been readerless past the grace period makes room for a newcomer. */
+static void test_idle_connections(void **state)
+{
+	struct host_setup host;
+	uint8_t byte;
+	struct pollfd pfd;
+	long long start;
+	int idle[2], fd;
+
+	(void)state;
+	host_open_with(&host, 1, 0, 5000, "max-connections = 2\nidle-timeout-ms = 800\n");
+	idle[0] = connect_unix(host.sock);
+	idle[1] = connect_unix(host.sock);
+	assert_true(handshake_within(idle[0], 2000));
+	assert_true(handshake_within(idle[1], 2000));
+	usleep(600000);   /* past the eviction grace, before the idle timeout */
+	fd = connect_unix(host.sock);
+	assert_true(handshake_within(fd, 2000));   /* admitted: a readerless one made room */
+	start = now_ms();
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 3000), 1);
+	assert_true(recv(fd, &byte, 1, 0) <= 0);   /* then it is closed for idling itself */
+	print_message("idle connection closed after %lld ms (idle-timeout-ms 800)\n",
+		      now_ms() - start);
+	assert_true(now_ms() - start >= 700);
+	close(fd);
+	close(idle[0]);
+	close(idle[1]);
+	host_close(&host);
+}
+
+/* Thousands of refused connections give a handful of log lines, each with a count. */
+static void test_refusals_rate_limited(void **state)
+{
+	struct host_setup host;
+	unsigned refused = 0;
+	int holder;
+
+	(void)state;
+	host_open_with(&host, 1, 0, 5000, "max-connections = 1\n");
+	holder = connect_unix(host.sock);   /* holds a reader: nobody may evict it */
+	stuck_client_start(holder, 1);
+	atomic_store(&refusal_lines, 0);
+	for (int i = 0; i < 2000; i++) {
+		int fd = connect_unix(host.sock);
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		char byte;
+
+		if (poll(&pfd, 1, 2000) == 1 && recv(fd, &byte, 1, 0) <= 0)
+			refused++;   /* closed at once */
+		close(fd);
+	}
+	print_message("%u refusals gave %u log lines\n", refused, atomic_load(&refusal_lines));
+	assert_int_equal(refused, 2000);
+	assert_true(atomic_load(&refusal_lines) <= 10);
+	close(holder);
+	host_close(&host);
+}
+
+static int close_open_host(void **state)
+{
+	(void)state;
+	if (open_host != NULL)
+		host_close(open_host);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stress_unix),
-		cmocka_unit_test(test_stress_tcp),
+		cmocka_unit_test_teardown(test_stress_unix, close_open_host),
+		cmocka_unit_test_teardown(test_stress_tcp, close_open_host),
+		cmocka_unit_test_teardown(test_stuck_client_does_not_stall_listener, close_open_host),
+		cmocka_unit_test_teardown(test_pending_squatters_do_not_lock_out, close_open_host),
+		cmocka_unit_test_teardown(test_idle_connections, close_open_host),
+		cmocka_unit_test_teardown(test_refusals_rate_limited, close_open_host),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
