@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/atr.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -235,82 +236,31 @@ static void chain_reset(struct ccid_slot *cs)
 
 /* ------------------------------------------------------------------ protocol parameters */
 
-/* Interface bytes of an ATR, as far as the parameters need them (ISO 7816-3 §8.2.3). */
-struct atr_bytes {
-	int ta1, tc1, tc2;       /* -1 when absent */
-	int first_protocol;
-	int t1_ifsc, t1_bwi_cwi, t1_tc;
-	bool inverse;
-};
-
-static void atr_scan(const uint8_t *atr, size_t len, struct atr_bytes *ab)
-{
-	size_t pos = 2;
-	unsigned group = 1;
-	int protocol = 0;        /* the protocol interface bytes of this group belong to */
-	uint8_t y;
-
-	ab->ta1 = ab->tc1 = ab->tc2 = -1;
-	ab->t1_ifsc = ab->t1_bwi_cwi = ab->t1_tc = -1;
-	ab->first_protocol = PROTOCOL_T0;
-	ab->inverse = len > 0 && atr[0] == 0x3F;
-	if (len < 2)
-		return;
-	y = atr[1] >> 4;
-	while (y != 0 && pos <= len) {
-		int ta = -1, tb = -1, tc = -1;
-
-		if ((y & 1u) && pos < len)
-			ta = atr[pos++];
-		if ((y & 2u) && pos < len)
-			tb = atr[pos++];
-		if ((y & 4u) && pos < len)
-			tc = atr[pos++];
-		if (group == 1) {
-			ab->ta1 = ta;
-			ab->tc1 = tc;
-		} else if (group == 2) {
-			ab->tc2 = tc;
-		} else if (protocol == 1) {
-			/* the first TAi, TBi, TCi (i > 2) after a TD naming T=1 */
-			if (ab->t1_ifsc < 0)
-				ab->t1_ifsc = ta;
-			if (ab->t1_bwi_cwi < 0)
-				ab->t1_bwi_cwi = tb;
-			if (ab->t1_tc < 0)
-				ab->t1_tc = tc;
-		}
-		if ((y & 8u) == 0 || pos >= len)
-			break;
-		protocol = atr[pos] & 0x0F;
-		if (group == 1 && protocol <= PROTOCOL_T1)
-			ab->first_protocol = protocol;
-		y = atr[pos++] >> 4;
-		group++;
-	}
-}
-
 /* Default parameters for the card's ATR (§6.1.7); T=0 defaults without an ATR. */
 static void params_default(struct ccid_slot *cs, const struct vccid_slot_status *st)
 {
-	struct atr_bytes ab;
+	struct vccid_atr atr;
+	uint8_t tccks;
 
-	atr_scan(st->atr, st->atr_len, &ab);
+	/* A slot keeps only checked ATRs; none (card not powered) gives the T=0 defaults. */
+	if (vccid_atr_parse(st->atr, st->atr_len, &atr) != VCCID_OK)
+		vccid_atr_parse(NULL, 0, &atr);   /* every byte absent */
 	memset(cs->params, 0, sizeof(cs->params));
 	cs->params_changes = st->changes;
-	cs->protocol = (uint8_t)ab.first_protocol;
-	cs->params[P_bmFindexDindex] = ab.ta1 >= 0 ? (uint8_t)ab.ta1 : FI_DI_DEFAULT;
-	cs->params[P_bGuardTime] = ab.tc1 >= 0 ? (uint8_t)ab.tc1 : 0;
+	cs->protocol = atr.first_protocol == PROTOCOL_T1 ? PROTOCOL_T1 : PROTOCOL_T0;
+	cs->params[P_bmFindexDindex] = atr.ta[1] >= 0 ? (uint8_t)atr.ta[1] : FI_DI_DEFAULT;
+	cs->params[P_bGuardTime] = atr.tc[1] >= 0 ? (uint8_t)atr.tc[1] : 0;
 	cs->params[P_bClockStop] = 0;
+	tccks = atr.inverse ? TCCKS_INVERSE : 0;
 	if (cs->protocol == PROTOCOL_T0) {
-		cs->params[P_bmTCCKS] = ab.inverse ? TCCKS_INVERSE : 0;
-		cs->params[P_bWaitingInteger] = ab.tc2 >= 0 ? (uint8_t)ab.tc2 : WI_DEFAULT;
+		cs->params[P_bmTCCKS] = tccks;
+		cs->params[P_bWaitingInteger] = atr.tc[2] >= 0 ? (uint8_t)atr.tc[2] : WI_DEFAULT;
 	} else {
-		cs->params[P_bmTCCKS] = (uint8_t)(TCCKS_T1_BASE | (ab.inverse ? TCCKS_INVERSE : 0) |
-						  (ab.t1_tc >= 0 && (ab.t1_tc & 1) ? TCCKS_T1_CRC : 0));
-		cs->params[P_bWaitingInteger] = ab.t1_bwi_cwi >= 0 ? (uint8_t)ab.t1_bwi_cwi
-								   : BWI_CWI_DEFAULT;
-		cs->params[P_bIFSC] = ab.t1_ifsc >= 0 ? (uint8_t)ab.t1_ifsc : IFSC_DEFAULT;
+		cs->params[P_bmTCCKS] = (uint8_t)(TCCKS_T1_BASE | tccks |
+						  (atr.t1_edc >= 0 && (atr.t1_edc & 1) ? TCCKS_T1_CRC : 0));
+		cs->params[P_bWaitingInteger] = atr.t1_bwi_cwi >= 0 ? (uint8_t)atr.t1_bwi_cwi
+								    : BWI_CWI_DEFAULT;
+		cs->params[P_bIFSC] = atr.t1_ifsc >= 0 ? (uint8_t)atr.t1_ifsc : IFSC_DEFAULT;
 		cs->params[P_bNadValue] = 0;
 	}
 }
