@@ -11,12 +11,20 @@
 #include <string.h>
 
 #include "error.h"
+#include "file.h"
 #include "log.h"
 
 #define GROUP_MAIN "vccid"
 #define GROUP_VSCARD "vscard"
 #define PREFIX_READER "reader:"
 #define PREFIX_CARD "card:"
+
+/*
+ * The largest configuration file read. Real ones are a few KiB (a card takes
+ * five lines), so 1 MiB leaves room for thousands of cards while bounding what
+ * pcscd reads, holds and parses at start when a wrong file is named.
+ */
+#define CONFIG_MAX_SIZE (1024 * 1024)
 
 struct parse_ctx {
 	struct vccid_config *config;
@@ -518,11 +526,23 @@ struct vccid_config *vccid_config_load(const char *path)
 	struct vccid_config *config = config_new(path ? path : "(no file)");
 	GKeyFile *file = g_key_file_new();
 	GError *err = NULL;
+	char why[VCCID_FILE_WHY_SIZE];
+	char *data = NULL;
+	size_t len = 0;
+	int rv;
 
-	if (path == NULL || path[0] == '\0')
+	if (path == NULL || path[0] == '\0') {
 		g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "no configuration file given");
-	else
-		g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, &err);
+	} else {
+		/* Not g_key_file_load_from_file(): its open() blocks on a FIFO, hanging pcscd. */
+		rv = vccid_file_read_regular(path, CONFIG_MAX_SIZE, &data, &len, why, sizeof(why));
+		if (rv != VCCID_OK)
+			g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s",
+				    why[0] != '\0' ? why : vccid_strerror(rv));
+		else
+			g_key_file_load_from_data(file, data, len, G_KEY_FILE_NONE, &err);
+		free(data);
+	}
 	return config_load(config, file, err);
 }
 
