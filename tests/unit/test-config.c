@@ -466,6 +466,44 @@ static void test_size_limit(void **state)
 	unlink(path);
 }
 
+/*
+ * A value, group, key or line of any length never pushes the explanation out
+ * of the log line: the long part is shown as its head and tail around "...".
+ */
+static void test_long_names_and_values(void **state)
+{
+	static const struct {
+		const char *before, *after;   /* the text around 4000 'x's */
+		const char *explanation;
+	} longs[] = {
+		{ "[reader:r]\nslots = ", "\n", "' is not a number" },
+		{ "[vscard]\nlisten = ", ":1\n", "' is not HOST:PORT with a port from 1024 to 65535" },
+		{ "[vccid]\nlog-level = ", "\n", "' is not one of critical, error, info" },
+		{ "[reader:", "]\n", "]: reader names are 1-63 letters" },
+		{ "[vccid]\n", " = 1\n", ": unknown key, ignored" },
+		{ "", "\n", "which is not a key-value pair, group, or comment" },
+	};
+	char *xs = g_strnfill(4000, 'x');
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(longs) / sizeof(longs[0]); i++) {
+		char *text = g_strconcat(longs[i].before, xs, longs[i].after, NULL);
+		struct vccid_config *config;
+
+		setup(NULL);
+		config = load(text);
+		if (config->n_errors != 1 || strstr(log_text->str, longs[i].explanation) == NULL ||
+		    strstr(log_text->str, "x...x") == NULL || strlen(log_text->str) > 1000)
+			fail_msg("case %zu: %zu errors; the log line (%zu bytes) lacks \"%s\" or "
+				 "the shortened value:\n%.1200s", i, config->n_errors,
+				 strlen(log_text->str), longs[i].explanation, log_text->str);
+		vccid_config_free(config);
+		g_free(text);
+	}
+	g_free(xs);
+}
+
 static void test_no_path(void **state)
 {
 	struct vccid_config *config = vccid_config_load(NULL);
@@ -612,6 +650,7 @@ int main(void)
 		cmocka_unit_test_setup(test_fifo_refused, setup),
 		cmocka_unit_test_setup(test_directory_refused, setup),
 		cmocka_unit_test_setup(test_size_limit, setup),
+		cmocka_unit_test_setup(test_long_names_and_values, setup),
 		cmocka_unit_test_setup(test_no_path, setup),
 		cmocka_unit_test_setup(test_file_on_disk, setup),
 		cmocka_unit_test_setup(test_vscard_settings, setup),
