@@ -453,8 +453,7 @@ static void test_dwlength_limits(void **state)
 	memset(f->msg + 10, 0, SMALL_ROOM + 1);
 	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 0, 9, 0, 0, 0, f->msg + 10, SMALL_ROOM + 1);
 	expect(run(f, f->small, f->msg, n), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE,
-	       VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_DWLENGTH);
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
 }
 
@@ -487,8 +486,7 @@ static void test_unsupported_commands(void **state)
 
 		snprintf(current_case, sizeof(current_case), "type 0x%02X", table[i].type);
 		expect(run(f, f->ccid, f->msg, n), table[i].answer, ICC_ACTIVE,
-		       VCCID_CCID_CMD_FAILED,
-		       VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
+		       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
 	}
 	assert_int_equal(atomic_load(&f->cards[1].transmits), 0);
 }
@@ -986,8 +984,7 @@ static void test_parameters_t0(void **state)
 	       VCCID_CCID_ERR_ICC_MUTE);
 	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
 	expect(run(f, f->ccid, f->msg, n), VCCID_RDR_to_PC_Parameters, ICC_ABSENT,
-	       VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
