@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/atr.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -156,20 +157,20 @@ static void put_le16(uint8_t *p, uint16_t v)
 static uint8_t response_type(uint8_t bMessageType)
 {
 	switch (bMessageType) {
-	case PC_to_RDR_IccPowerOn:
-	case PC_to_RDR_XfrBlock:
-	case PC_to_RDR_Secure:
-		return RDR_to_PC_DataBlock;
-	case PC_to_RDR_SetParameters:
-	case PC_to_RDR_GetParameters:
-	case PC_to_RDR_ResetParameters:
-		return RDR_to_PC_Parameters;
-	case PC_to_RDR_Escape:
-		return RDR_to_PC_Escape;
-	case PC_to_RDR_SetDataRateAndClockFrequency:
-		return RDR_to_PC_DataRateAndClockFrequency;
+	case VCCID_PC_to_RDR_IccPowerOn:
+	case VCCID_PC_to_RDR_XfrBlock:
+	case VCCID_PC_to_RDR_Secure:
+		return VCCID_RDR_to_PC_DataBlock;
+	case VCCID_PC_to_RDR_SetParameters:
+	case VCCID_PC_to_RDR_GetParameters:
+	case VCCID_PC_to_RDR_ResetParameters:
+		return VCCID_RDR_to_PC_Parameters;
+	case VCCID_PC_to_RDR_Escape:
+		return VCCID_RDR_to_PC_Escape;
+	case VCCID_PC_to_RDR_SetDataRateAndClockFrequency:
+		return VCCID_RDR_to_PC_DataRateAndClockFrequency;
 	default:
-		return RDR_to_PC_SlotStatus;
+		return VCCID_RDR_to_PC_SlotStatus;
 	}
 }
 
@@ -177,13 +178,13 @@ static uint8_t response_type(uint8_t bMessageType)
 static bool takes_no_data(uint8_t bMessageType)
 {
 	switch (bMessageType) {
-	case PC_to_RDR_IccPowerOn:
-	case PC_to_RDR_IccPowerOff:
-	case PC_to_RDR_GetSlotStatus:
-	case PC_to_RDR_GetParameters:
-	case PC_to_RDR_ResetParameters:
-	case PC_to_RDR_IccClock:
-	case PC_to_RDR_Abort:
+	case VCCID_PC_to_RDR_IccPowerOn:
+	case VCCID_PC_to_RDR_IccPowerOff:
+	case VCCID_PC_to_RDR_GetSlotStatus:
+	case VCCID_PC_to_RDR_GetParameters:
+	case VCCID_PC_to_RDR_ResetParameters:
+	case VCCID_PC_to_RDR_IccClock:
+	case VCCID_PC_to_RDR_Abort:
 		return true;
 	default:
 		return false;
@@ -193,13 +194,13 @@ static bool takes_no_data(uint8_t bMessageType)
 static uint8_t icc_status(const struct vccid_slot_status *st)
 {
 	if (!st->present)
-		return CCID_ICC_ABSENT;
-	return st->powered ? CCID_ICC_PRESENT_ACTIVE : CCID_ICC_PRESENT_INACTIVE;
+		return VCCID_CCID_ICC_ABSENT;
+	return st->powered ? VCCID_CCID_ICC_PRESENT_ACTIVE : VCCID_CCID_ICC_PRESENT_INACTIVE;
 }
 
 static void fail(struct reply *r, uint8_t bError)
 {
-	r->bmCommandStatus = CCID_CMD_FAILED;
+	r->bmCommandStatus = VCCID_CCID_CMD_FAILED;
 	r->bError = bError;
 	r->data_len = 0;
 }
@@ -211,9 +212,9 @@ static uint8_t slot_error(int err)
 	case VCCID_ENOCARD:
 	case VCCID_ENOTPOWERED:
 	case VCCID_ETIMEDOUT:
-		return CCID_ERR_ICC_MUTE;
+		return VCCID_CCID_ERR_ICC_MUTE;
 	default:
-		return CCID_ERR_HW_ERROR;
+		return VCCID_CCID_ERR_HW_ERROR;
 	}
 }
 
@@ -235,82 +236,32 @@ static void chain_reset(struct ccid_slot *cs)
 
 /* ------------------------------------------------------------------ protocol parameters */
 
-/* Interface bytes of an ATR, as far as the parameters need them (ISO 7816-3 §8.2.3). */
-struct atr_bytes {
-	int ta1, tc1, tc2;       /* -1 when absent */
-	int first_protocol;
-	int t1_ifsc, t1_bwi_cwi, t1_tc;
-	bool inverse;
-};
-
-static void atr_scan(const uint8_t *atr, size_t len, struct atr_bytes *ab)
-{
-	size_t pos = 2;
-	unsigned group = 1;
-	int protocol = 0;        /* the protocol interface bytes of this group belong to */
-	uint8_t y;
-
-	ab->ta1 = ab->tc1 = ab->tc2 = -1;
-	ab->t1_ifsc = ab->t1_bwi_cwi = ab->t1_tc = -1;
-	ab->first_protocol = PROTOCOL_T0;
-	ab->inverse = len > 0 && atr[0] == 0x3F;
-	if (len < 2)
-		return;
-	y = atr[1] >> 4;
-	while (y != 0 && pos <= len) {
-		int ta = -1, tb = -1, tc = -1;
-
-		if ((y & 1u) && pos < len)
-			ta = atr[pos++];
-		if ((y & 2u) && pos < len)
-			tb = atr[pos++];
-		if ((y & 4u) && pos < len)
-			tc = atr[pos++];
-		if (group == 1) {
-			ab->ta1 = ta;
-			ab->tc1 = tc;
-		} else if (group == 2) {
-			ab->tc2 = tc;
-		} else if (protocol == 1) {
-			/* the first TAi, TBi, TCi (i > 2) after a TD naming T=1 */
-			if (ab->t1_ifsc < 0)
-				ab->t1_ifsc = ta;
-			if (ab->t1_bwi_cwi < 0)
-				ab->t1_bwi_cwi = tb;
-			if (ab->t1_tc < 0)
-				ab->t1_tc = tc;
-		}
-		if ((y & 8u) == 0 || pos >= len)
-			break;
-		protocol = atr[pos] & 0x0F;
-		if (group == 1 && protocol <= PROTOCOL_T1)
-			ab->first_protocol = protocol;
-		y = atr[pos++] >> 4;
-		group++;
-	}
-}
-
 /* Default parameters for the card's ATR (§6.1.7); T=0 defaults without an ATR. */
 static void params_default(struct ccid_slot *cs, const struct vccid_slot_status *st)
 {
-	struct atr_bytes ab;
+	struct vccid_atr atr;
+	uint8_t tccks;
 
-	atr_scan(st->atr, st->atr_len, &ab);
+	/* A slot keeps only checked ATRs; none (card not powered) gives the T=0 defaults. */
+	if (vccid_atr_parse(st->atr, st->atr_len, &atr) != VCCID_OK)
+		vccid_atr_parse(NULL, 0, &atr);   /* every byte absent */
 	memset(cs->params, 0, sizeof(cs->params));
 	cs->params_changes = st->changes;
-	cs->protocol = (uint8_t)ab.first_protocol;
-	cs->params[P_bmFindexDindex] = ab.ta1 >= 0 ? (uint8_t)ab.ta1 : FI_DI_DEFAULT;
-	cs->params[P_bGuardTime] = ab.tc1 >= 0 ? (uint8_t)ab.tc1 : 0;
+	cs->protocol = atr.first_protocol == PROTOCOL_T1 ? PROTOCOL_T1 : PROTOCOL_T0;
+	cs->params[P_bmFindexDindex] = atr.ta[1] >= 0 ? (uint8_t)atr.ta[1] : FI_DI_DEFAULT;
+	cs->params[P_bGuardTime] = atr.tc[1] >= 0 ? (uint8_t)atr.tc[1] : 0;
 	cs->params[P_bClockStop] = 0;
+	tccks = atr.inverse ? TCCKS_INVERSE : 0;
 	if (cs->protocol == PROTOCOL_T0) {
-		cs->params[P_bmTCCKS] = ab.inverse ? TCCKS_INVERSE : 0;
-		cs->params[P_bWaitingInteger] = ab.tc2 >= 0 ? (uint8_t)ab.tc2 : WI_DEFAULT;
+		cs->params[P_bmTCCKS] = tccks;
+		cs->params[P_bWaitingInteger] = atr.tc[2] >= 0 ? (uint8_t)atr.tc[2] : WI_DEFAULT;
 	} else {
-		cs->params[P_bmTCCKS] = (uint8_t)(TCCKS_T1_BASE | (ab.inverse ? TCCKS_INVERSE : 0) |
-						  (ab.t1_tc >= 0 && (ab.t1_tc & 1) ? TCCKS_T1_CRC : 0));
-		cs->params[P_bWaitingInteger] = ab.t1_bwi_cwi >= 0 ? (uint8_t)ab.t1_bwi_cwi
-								   : BWI_CWI_DEFAULT;
-		cs->params[P_bIFSC] = ab.t1_ifsc >= 0 ? (uint8_t)ab.t1_ifsc : IFSC_DEFAULT;
+		if (atr.t1_edc >= 0 && (atr.t1_edc & 1))
+			tccks |= TCCKS_T1_CRC;
+		cs->params[P_bmTCCKS] = (uint8_t)(TCCKS_T1_BASE | tccks);
+		cs->params[P_bWaitingInteger] = atr.t1_bwi_cwi >= 0 ? (uint8_t)atr.t1_bwi_cwi
+								    : BWI_CWI_DEFAULT;
+		cs->params[P_bIFSC] = atr.t1_ifsc >= 0 ? (uint8_t)atr.t1_ifsc : IFSC_DEFAULT;
 		cs->params[P_bNadValue] = 0;
 	}
 }
@@ -338,7 +289,7 @@ static void do_power_on(struct ccid_slot *cs, const uint8_t *msg, struct reply *
 	int rv;
 
 	if (msg[OFF_bPowerSelect] > POWER_SELECT_MAX) {
-		fail(r, CCID_ERR_BAD_POWER_SELECT);
+		fail(r, VCCID_CCID_ERR_BAD_POWER_SELECT);
 		return;
 	}
 	/* Any voltage suits a virtual card. A powered card gets a warm reset,
@@ -380,7 +331,7 @@ static bool card_present(struct ccid_slot *cs, struct vccid_slot_status *st, str
 {
 	vccid_slot_get_status(cs->slot, st);
 	if (!st->present) {
-		fail(r, CCID_ERR_ICC_MUTE);
+		fail(r, VCCID_CCID_ERR_ICC_MUTE);
 		return false;
 	}
 	if (cs->params_changes != st->changes)
@@ -407,32 +358,32 @@ static void do_set_parameters(struct ccid_slot *cs, const uint8_t *msg, size_t d
 	struct vccid_slot_status st;
 
 	if (protocol != PROTOCOL_T0 && protocol != PROTOCOL_T1) {
-		fail(r, CCID_ERR_BAD_PROTOCOL_NUM);
+		fail(r, VCCID_CCID_ERR_BAD_PROTOCOL_NUM);
 		return;
 	}
 	if (data_len != params_size(protocol)) {
-		fail(r, CCID_ERR_BAD_DWLENGTH);
+		fail(r, VCCID_CCID_ERR_BAD_DWLENGTH);
 		return;
 	}
 	if (protocol == PROTOCOL_T0 && (p[P_bmTCCKS] & (uint8_t)~TCCKS_INVERSE) != 0) {
-		fail(r, CCID_ERR_BAD_TCCKS);
+		fail(r, VCCID_CCID_ERR_BAD_TCCKS);
 		return;
 	}
 	if (protocol == PROTOCOL_T1 &&
 	    (p[P_bmTCCKS] & (uint8_t)~(TCCKS_INVERSE | TCCKS_T1_CRC)) != TCCKS_T1_BASE) {
-		fail(r, CCID_ERR_BAD_TCCKS);
+		fail(r, VCCID_CCID_ERR_BAD_TCCKS);
 		return;
 	}
 	if (p[P_bClockStop] > CLOCK_STOP_MAX) {
-		fail(r, CCID_ERR_BAD_CLOCK_STOP);
+		fail(r, VCCID_CCID_ERR_BAD_CLOCK_STOP);
 		return;
 	}
 	if (protocol == PROTOCOL_T1 && (p[P_bIFSC] == 0x00 || p[P_bIFSC] == 0xFF)) {
-		fail(r, CCID_ERR_BAD_IFSC);
+		fail(r, VCCID_CCID_ERR_BAD_IFSC);
 		return;
 	}
 	if (protocol == PROTOCOL_T1 && p[P_bNadValue] != 0) {
-		fail(r, CCID_ERR_BAD_NAD);   /* no NAD support in dwFeatures */
+		fail(r, VCCID_CCID_ERR_BAD_NAD);   /* no NAD support in dwFeatures */
 		return;
 	}
 	if (!card_present(cs, &st, r))
@@ -451,15 +402,15 @@ static void do_icc_clock(const uint8_t *msg, struct reply *r)
 	if (msg[OFF_bClockCommand] == CLOCK_RESTART)
 		return;   /* the clock never stops: nothing to restart */
 	if (msg[OFF_bClockCommand] == CLOCK_STOP)
-		fail(r, CCID_ERR_CMD_NOT_SUPPORTED);   /* no clock stop in dwFeatures */
+		fail(r, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);   /* no clock stop in dwFeatures */
 	else
-		fail(r, CCID_ERR_BAD_CLOCK_COMMAND);
+		fail(r, VCCID_CCID_ERR_BAD_CLOCK_COMMAND);
 }
 
 static void do_set_rate(size_t data_len, struct reply *r, uint8_t *data)
 {
 	if (data_len != RATE_CLOCK_SIZE) {
-		fail(r, CCID_ERR_BAD_DWLENGTH);
+		fail(r, VCCID_CCID_ERR_BAD_DWLENGTH);
 		return;
 	}
 	/* One clock and one rate (bNumClockSupported = bNumDataRatesSupported
@@ -483,9 +434,9 @@ static void send_response_block(vccid_ccid *ccid, struct ccid_slot *cs, struct r
 	cs->rsp_pos += n;
 	r->data_len = n;
 	if (first)
-		r->bSpecific = last ? CCID_CHAIN_BEGIN_AND_END : CCID_CHAIN_BEGIN;
+		r->bSpecific = last ? VCCID_CCID_CHAIN_BEGIN_AND_END : VCCID_CCID_CHAIN_BEGIN;
 	else
-		r->bSpecific = last ? CCID_CHAIN_END : CCID_CHAIN_CONTINUE;
+		r->bSpecific = last ? VCCID_CCID_CHAIN_END : VCCID_CCID_CHAIN_CONTINUE;
 	if (last)
 		chain_reset(cs);
 	else
@@ -524,7 +475,7 @@ static bool chain_card_ok(struct ccid_slot *cs, struct reply *r)
 	if (st.present && st.powered && st.changes == cs->chain_changes)
 		return true;
 	chain_reset(cs);
-	fail(r, CCID_ERR_ICC_MUTE);
+	fail(r, VCCID_CCID_ERR_ICC_MUTE);
 	return false;
 }
 
@@ -539,52 +490,53 @@ static void do_xfr_block(vccid_ccid *ccid, struct ccid_slot *cs, const uint8_t *
 	/* bBWI only stretches a real card's waiting time: nothing to do. */
 	switch (cs->chain) {
 	case CHAIN_NONE:
-		expected = level == CCID_LEVEL_BEGIN_AND_END || level == CCID_LEVEL_BEGIN;
+		expected = level == VCCID_CCID_LEVEL_BEGIN_AND_END ||
+			   level == VCCID_CCID_LEVEL_BEGIN;
 		break;
 	case CHAIN_COMMAND:
-		expected = level == CCID_LEVEL_CONTINUE || level == CCID_LEVEL_END;
+		expected = level == VCCID_CCID_LEVEL_CONTINUE || level == VCCID_CCID_LEVEL_END;
 		break;
 	case CHAIN_RESPONSE:
 	default:
-		expected = level == CCID_LEVEL_RESPONSE_NEXT;
+		expected = level == VCCID_CCID_LEVEL_RESPONSE_NEXT;
 		break;
 	}
 	if (!expected) {
 		VCCID_LOG(VCCID_LOG_INFO, "XfrBlock wLevelParameter 0x%04X out of sequence", level);
 		chain_reset(cs);
-		fail(r, CCID_ERR_BAD_LEVEL_PARAMETER);
+		fail(r, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 		return;
 	}
 
 	switch (level) {
-	case CCID_LEVEL_BEGIN_AND_END:
+	case VCCID_CCID_LEVEL_BEGIN_AND_END:
 		transmit(ccid, cs, block, data_len, r, data);
 		return;
-	case CCID_LEVEL_BEGIN:
+	case VCCID_CCID_LEVEL_BEGIN:
 		vccid_slot_get_status(cs->slot, &st);
 		if (!st.present || !st.powered) {
-			fail(r, CCID_ERR_ICC_MUTE);
+			fail(r, VCCID_CCID_ERR_ICC_MUTE);
 			return;
 		}
 		cs->chain_changes = st.changes;
 		cs->cmd_len = 0;
 		/* fall through */
-	case CCID_LEVEL_CONTINUE:
-	case CCID_LEVEL_END:
+	case VCCID_CCID_LEVEL_CONTINUE:
+	case VCCID_CCID_LEVEL_END:
 		if (cs->chain == CHAIN_COMMAND && !chain_card_ok(cs, r))
 			return;
 		if (data_len > VCCID_MAX_COMMAND - cs->cmd_len) {
 			VCCID_LOG(VCCID_LOG_INFO, "chained command APDU over %d bytes",
 				  VCCID_MAX_COMMAND);
 			chain_reset(cs);
-			fail(r, CCID_ERR_BAD_DWLENGTH);
+			fail(r, VCCID_CCID_ERR_BAD_DWLENGTH);
 			return;
 		}
 		memcpy(cs->cmd + cs->cmd_len, block, data_len);
 		cs->cmd_len += data_len;
-		if (level != CCID_LEVEL_END) {
+		if (level != VCCID_CCID_LEVEL_END) {
 			cs->chain = CHAIN_COMMAND;
-			r->bSpecific = CCID_CHAIN_COMMAND_NEXT;
+			r->bSpecific = VCCID_CCID_CHAIN_COMMAND_NEXT;
 			return;
 		}
 		cs->chain = CHAIN_NONE;
@@ -592,11 +544,11 @@ static void do_xfr_block(vccid_ccid *ccid, struct ccid_slot *cs, const uint8_t *
 		wipe(cs->cmd, cs->cmd_len);
 		cs->cmd_len = 0;
 		return;
-	case CCID_LEVEL_RESPONSE_NEXT:
+	case VCCID_CCID_LEVEL_RESPONSE_NEXT:
 	default:
 		if (data_len != 0) {
 			chain_reset(cs);
-			fail(r, CCID_ERR_BAD_DWLENGTH);
+			fail(r, VCCID_CCID_ERR_BAD_DWLENGTH);
 			return;
 		}
 		if (!chain_card_ok(cs, r))
@@ -611,40 +563,40 @@ static void dispatch(vccid_ccid *ccid, struct ccid_slot *cs, const uint8_t *msg,
 		     struct reply *r, uint8_t *data)
 {
 	switch ((enum vccid_ccid_pc_to_rdr)msg[OFF_bMessageType]) {
-	case PC_to_RDR_IccPowerOn:
+	case VCCID_PC_to_RDR_IccPowerOn:
 		do_power_on(cs, msg, r, data);
 		break;
-	case PC_to_RDR_IccPowerOff:
+	case VCCID_PC_to_RDR_IccPowerOff:
 		do_power_off(cs, r);
 		break;
-	case PC_to_RDR_GetSlotStatus:
+	case VCCID_PC_to_RDR_GetSlotStatus:
 		do_slot_status(cs, r);
 		break;
-	case PC_to_RDR_XfrBlock:
+	case VCCID_PC_to_RDR_XfrBlock:
 		do_xfr_block(ccid, cs, msg, data_len, r, data);
 		break;
-	case PC_to_RDR_GetParameters:
+	case VCCID_PC_to_RDR_GetParameters:
 		do_get_parameters(cs, false, r, data);
 		break;
-	case PC_to_RDR_ResetParameters:
+	case VCCID_PC_to_RDR_ResetParameters:
 		do_get_parameters(cs, true, r, data);
 		break;
-	case PC_to_RDR_SetParameters:
+	case VCCID_PC_to_RDR_SetParameters:
 		do_set_parameters(cs, msg, data_len, r, data);
 		break;
-	case PC_to_RDR_IccClock:
+	case VCCID_PC_to_RDR_IccClock:
 		do_icc_clock(msg, r);
 		break;
-	case PC_to_RDR_SetDataRateAndClockFrequency:
+	case VCCID_PC_to_RDR_SetDataRateAndClockFrequency:
 		do_set_rate(data_len, r, data);
 		break;
-	case PC_to_RDR_Escape:      /* no vendor commands */
-	case PC_to_RDR_Secure:      /* bPINSupport 0: no PIN pad */
-	case PC_to_RDR_T0APDU:      /* no automatic GET RESPONSE / ENVELOPE to reconfigure */
-	case PC_to_RDR_Mechanical:  /* dwMechanical 0 */
-	case PC_to_RDR_Abort:       /* handled before dispatch */
+	case VCCID_PC_to_RDR_Escape:      /* no vendor commands */
+	case VCCID_PC_to_RDR_Secure:      /* bPINSupport 0: no PIN pad */
+	case VCCID_PC_to_RDR_T0APDU:      /* no automatic GET RESPONSE / ENVELOPE to reconfigure */
+	case VCCID_PC_to_RDR_Mechanical:  /* dwMechanical 0 */
+	case VCCID_PC_to_RDR_Abort:       /* handled before dispatch */
 	default:
-		fail(r, CCID_ERR_CMD_NOT_SUPPORTED);
+		fail(r, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
 		break;
 	}
 }
@@ -764,20 +716,20 @@ int vccid_ccid_bulk_out(vccid_ccid *ccid, const uint8_t *msg, size_t len,
 	if ((size_t)dwLength != len - VCCID_CCID_HEADER_SIZE ||
 	    dwLength > ccid->max_message - VCCID_CCID_HEADER_SIZE ||
 	    (dwLength != 0 && takes_no_data(msg[OFF_bMessageType]))) {
-		fail(&r, CCID_ERR_BAD_DWLENGTH);
+		fail(&r, VCCID_CCID_ERR_BAD_DWLENGTH);
 		if (msg[OFF_bSlot] >= ccid->n_slots)
 			r.icc_absent = true;
 		goto answer;
 	}
 	if (msg[OFF_bSlot] >= ccid->n_slots) {
-		fail(&r, CCID_ERR_BAD_SLOT);
+		fail(&r, VCCID_CCID_ERR_BAD_SLOT);
 		r.icc_absent = true;
 		goto answer;
 	}
 	cs = &ccid->slots[msg[OFF_bSlot]];
 
 	pthread_mutex_lock(&cs->lock);
-	if (msg[OFF_bMessageType] == PC_to_RDR_Abort) {
+	if (msg[OFF_bMessageType] == VCCID_PC_to_RDR_Abort) {
 		/* Ends an abort (§5.3.1); never waits for the slot. */
 		cs->abort_pending = false;
 		if (cs->busy)
@@ -790,12 +742,12 @@ int vccid_ccid_bulk_out(vccid_ccid *ccid, const uint8_t *msg, size_t len,
 	}
 	if (cs->abort_pending) {
 		pthread_mutex_unlock(&cs->lock);
-		fail(&r, CCID_ERR_CMD_ABORTED);
+		fail(&r, VCCID_CCID_ERR_CMD_ABORTED);
 		goto answer;
 	}
 	if (cs->busy) {
 		pthread_mutex_unlock(&cs->lock);
-		fail(&r, CCID_ERR_CMD_SLOT_BUSY);
+		fail(&r, VCCID_CCID_ERR_CMD_SLOT_BUSY);
 		goto answer;
 	}
 	cs->busy = true;
@@ -812,7 +764,7 @@ int vccid_ccid_bulk_out(vccid_ccid *ccid, const uint8_t *msg, size_t len,
 	}
 	if (cs->abort_hit) {
 		cs->abort_hit = false;
-		fail(&r, CCID_ERR_CMD_ABORTED);
+		fail(&r, VCCID_CCID_ERR_CMD_ABORTED);
 		r.bSpecific = 0;
 	}
 	cs->busy = false;
@@ -821,12 +773,12 @@ int vccid_ccid_bulk_out(vccid_ccid *ccid, const uint8_t *msg, size_t len,
 answer:
 	/* bmICCStatus as it is after the command. */
 	if (r.icc_absent) {
-		write_header(out, msg, &r, CCID_ICC_ABSENT);
+		write_header(out, msg, &r, VCCID_CCID_ICC_ABSENT);
 	} else {
 		vccid_slot_get_status(ccid->slots[msg[OFF_bSlot]].slot, &st);
 		write_header(out, msg, &r, icc_status(&st));
 	}
-	if (r.bmCommandStatus != CCID_CMD_OK)
+	if (r.bmCommandStatus != VCCID_CCID_CMD_OK)
 		VCCID_LOG(VCCID_LOG_INFO, "PC_to_RDR 0x%02X slot %u seq %u failed: bError 0x%02X%s",
 			  msg[OFF_bMessageType], msg[OFF_bSlot], msg[OFF_bSeq], r.bError,
 			  ran ? "" : " (not run)");
@@ -844,13 +796,13 @@ int vccid_ccid_time_extension(vccid_ccid *ccid, const uint8_t *msg, size_t len, 
 		*out_len = 0;
 	if (ccid == NULL || msg == NULL || out == NULL || out_len == NULL)
 		return VCCID_EINVAL;
-	if (len < VCCID_CCID_HEADER_SIZE || msg[OFF_bMessageType] != PC_to_RDR_XfrBlock ||
+	if (len < VCCID_CCID_HEADER_SIZE || msg[OFF_bMessageType] != VCCID_PC_to_RDR_XfrBlock ||
 	    msg[OFF_bSlot] >= ccid->n_slots)
 		return VCCID_EPROTO;
 	if (out_size < VCCID_CCID_HEADER_SIZE)
 		return VCCID_ENOSPC;
-	r.bMessageType = RDR_to_PC_DataBlock;
-	r.bmCommandStatus = CCID_CMD_TIME_EXTENSION;
+	r.bMessageType = VCCID_RDR_to_PC_DataBlock;
+	r.bmCommandStatus = VCCID_CCID_CMD_TIME_EXTENSION;
 	r.bError = bwi;
 	vccid_slot_get_status(ccid->slots[msg[OFF_bSlot]].slot, &st);
 	write_header(out, msg, &r, icc_status(&st));
@@ -936,7 +888,7 @@ static bool notify_build(vccid_ccid *ccid, bool all, uint8_t *out, size_t out_si
 	if (ccid == NULL || out == NULL || out_len == NULL || out_size < size)
 		return false;
 	memset(out, 0, size);
-	out[0] = RDR_to_PC_NotifySlotChange;
+	out[0] = VCCID_RDR_to_PC_NotifySlotChange;
 	pthread_mutex_lock(&ccid->notify_lock);
 	for (i = 0; i < ccid->n_slots; i++) {
 		struct ccid_slot *cs = &ccid->slots[i];

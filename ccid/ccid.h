@@ -28,43 +28,43 @@
 
 /* Command pipe, bulk-out (CCID 1.1 §6.1). */
 enum vccid_ccid_pc_to_rdr {
-	PC_to_RDR_SetParameters = 0x61,
-	PC_to_RDR_IccPowerOn = 0x62,
-	PC_to_RDR_IccPowerOff = 0x63,
-	PC_to_RDR_GetSlotStatus = 0x65,
-	PC_to_RDR_Secure = 0x69,
-	PC_to_RDR_T0APDU = 0x6A,
-	PC_to_RDR_Escape = 0x6B,
-	PC_to_RDR_GetParameters = 0x6C,
-	PC_to_RDR_ResetParameters = 0x6D,
-	PC_to_RDR_IccClock = 0x6E,
-	PC_to_RDR_XfrBlock = 0x6F,
-	PC_to_RDR_Mechanical = 0x71,
-	PC_to_RDR_Abort = 0x72,
-	PC_to_RDR_SetDataRateAndClockFrequency = 0x73,
+	VCCID_PC_to_RDR_SetParameters = 0x61,
+	VCCID_PC_to_RDR_IccPowerOn = 0x62,
+	VCCID_PC_to_RDR_IccPowerOff = 0x63,
+	VCCID_PC_to_RDR_GetSlotStatus = 0x65,
+	VCCID_PC_to_RDR_Secure = 0x69,
+	VCCID_PC_to_RDR_T0APDU = 0x6A,
+	VCCID_PC_to_RDR_Escape = 0x6B,
+	VCCID_PC_to_RDR_GetParameters = 0x6C,
+	VCCID_PC_to_RDR_ResetParameters = 0x6D,
+	VCCID_PC_to_RDR_IccClock = 0x6E,
+	VCCID_PC_to_RDR_XfrBlock = 0x6F,
+	VCCID_PC_to_RDR_Mechanical = 0x71,
+	VCCID_PC_to_RDR_Abort = 0x72,
+	VCCID_PC_to_RDR_SetDataRateAndClockFrequency = 0x73,
 };
 
 /* Response pipe, bulk-in (§6.2), and interrupt-in (§6.3). */
 enum vccid_ccid_rdr_to_pc {
-	RDR_to_PC_NotifySlotChange = 0x50,
-	RDR_to_PC_HardwareError = 0x51,
-	RDR_to_PC_DataBlock = 0x80,
-	RDR_to_PC_SlotStatus = 0x81,
-	RDR_to_PC_Parameters = 0x82,
-	RDR_to_PC_Escape = 0x83,
-	RDR_to_PC_DataRateAndClockFrequency = 0x84,
+	VCCID_RDR_to_PC_NotifySlotChange = 0x50,
+	VCCID_RDR_to_PC_HardwareError = 0x51,
+	VCCID_RDR_to_PC_DataBlock = 0x80,
+	VCCID_RDR_to_PC_SlotStatus = 0x81,
+	VCCID_RDR_to_PC_Parameters = 0x82,
+	VCCID_RDR_to_PC_Escape = 0x83,
+	VCCID_RDR_to_PC_DataRateAndClockFrequency = 0x84,
 };
 
 /* bStatus = bmICCStatus | bmCommandStatus << 6 (§6.2.6, Table 6.2-3). */
 enum vccid_ccid_icc_status {
-	CCID_ICC_PRESENT_ACTIVE = 0,
-	CCID_ICC_PRESENT_INACTIVE = 1,
-	CCID_ICC_ABSENT = 2,
+	VCCID_CCID_ICC_PRESENT_ACTIVE = 0,
+	VCCID_CCID_ICC_PRESENT_INACTIVE = 1,
+	VCCID_CCID_ICC_ABSENT = 2,
 };
 enum vccid_ccid_command_status {
-	CCID_CMD_OK = 0,
-	CCID_CMD_FAILED = 1,
-	CCID_CMD_TIME_EXTENSION = 2,
+	VCCID_CCID_CMD_OK = 0,
+	VCCID_CCID_CMD_FAILED = 1,
+	VCCID_CCID_CMD_TIME_EXTENSION = 2,
 };
 
 /*
@@ -73,67 +73,67 @@ enum vccid_ccid_command_status {
  * ones the engine reports.
  */
 enum vccid_ccid_error {
-	CCID_ERR_CMD_NOT_SUPPORTED = 0x00,
-	CCID_ERR_BAD_DWLENGTH = 0x01,        /* offset of dwLength */
-	CCID_ERR_BAD_SLOT = 0x05,            /* offset of bSlot: slot does not exist */
-	CCID_ERR_BAD_POWER_SELECT = 0x07,    /* offset of bPowerSelect */
-	CCID_ERR_BAD_PROTOCOL_NUM = 0x07,    /* offset of bProtocolNum */
-	CCID_ERR_BAD_CLOCK_COMMAND = 0x07,   /* offset of bClockCommand */
-	CCID_ERR_BAD_LEVEL_PARAMETER = 0x08, /* offset of wLevelParameter */
-	CCID_ERR_BAD_TCCKS = 0x0B,           /* offset of bmTCCKST0/bmTCCKST1 */
-	CCID_ERR_BAD_CLOCK_STOP = 0x0E,      /* offset of bClockStop */
-	CCID_ERR_BAD_IFSC = 0x0F,            /* offset of bIFSC */
-	CCID_ERR_BAD_NAD = 0x10,             /* offset of bNadValue */
-	CCID_ERR_CMD_SLOT_BUSY = 0xE0,
-	CCID_ERR_PIN_CANCELLED = 0xEF,
-	CCID_ERR_PIN_TIMEOUT = 0xF0,
-	CCID_ERR_BUSY_WITH_AUTO_SEQUENCE = 0xF2,
-	CCID_ERR_DEACTIVATED_PROTOCOL = 0xF3,
-	CCID_ERR_PROCEDURE_BYTE_CONFLICT = 0xF4,
-	CCID_ERR_ICC_CLASS_NOT_SUPPORTED = 0xF5,
-	CCID_ERR_ICC_PROTOCOL_NOT_SUPPORTED = 0xF6,
-	CCID_ERR_BAD_ATR_TCK = 0xF7,
-	CCID_ERR_BAD_ATR_TS = 0xF8,
-	CCID_ERR_HW_ERROR = 0xFB,
-	CCID_ERR_XFR_OVERRUN = 0xFC,
-	CCID_ERR_XFR_PARITY_ERROR = 0xFD,
-	CCID_ERR_ICC_MUTE = 0xFE,
-	CCID_ERR_CMD_ABORTED = 0xFF,
+	VCCID_CCID_ERR_CMD_NOT_SUPPORTED = 0x00,
+	VCCID_CCID_ERR_BAD_DWLENGTH = 0x01,        /* offset of dwLength */
+	VCCID_CCID_ERR_BAD_SLOT = 0x05,            /* offset of bSlot: slot does not exist */
+	VCCID_CCID_ERR_BAD_POWER_SELECT = 0x07,    /* offset of bPowerSelect */
+	VCCID_CCID_ERR_BAD_PROTOCOL_NUM = 0x07,    /* offset of bProtocolNum */
+	VCCID_CCID_ERR_BAD_CLOCK_COMMAND = 0x07,   /* offset of bClockCommand */
+	VCCID_CCID_ERR_BAD_LEVEL_PARAMETER = 0x08, /* offset of wLevelParameter */
+	VCCID_CCID_ERR_BAD_TCCKS = 0x0B,           /* offset of bmTCCKST0/bmTCCKST1 */
+	VCCID_CCID_ERR_BAD_CLOCK_STOP = 0x0E,      /* offset of bClockStop */
+	VCCID_CCID_ERR_BAD_IFSC = 0x0F,            /* offset of bIFSC */
+	VCCID_CCID_ERR_BAD_NAD = 0x10,             /* offset of bNadValue */
+	VCCID_CCID_ERR_CMD_SLOT_BUSY = 0xE0,
+	VCCID_CCID_ERR_PIN_CANCELLED = 0xEF,
+	VCCID_CCID_ERR_PIN_TIMEOUT = 0xF0,
+	VCCID_CCID_ERR_BUSY_WITH_AUTO_SEQUENCE = 0xF2,
+	VCCID_CCID_ERR_DEACTIVATED_PROTOCOL = 0xF3,
+	VCCID_CCID_ERR_PROCEDURE_BYTE_CONFLICT = 0xF4,
+	VCCID_CCID_ERR_ICC_CLASS_NOT_SUPPORTED = 0xF5,
+	VCCID_CCID_ERR_ICC_PROTOCOL_NOT_SUPPORTED = 0xF6,
+	VCCID_CCID_ERR_BAD_ATR_TCK = 0xF7,
+	VCCID_CCID_ERR_BAD_ATR_TS = 0xF8,
+	VCCID_CCID_ERR_HW_ERROR = 0xFB,
+	VCCID_CCID_ERR_XFR_OVERRUN = 0xFC,
+	VCCID_CCID_ERR_XFR_PARITY_ERROR = 0xFD,
+	VCCID_CCID_ERR_ICC_MUTE = 0xFE,
+	VCCID_CCID_ERR_CMD_ABORTED = 0xFF,
 };
 
 /* wLevelParameter of PC_to_RDR_XfrBlock at the extended APDU level (§6.1.4). */
 enum vccid_ccid_level {
-	CCID_LEVEL_BEGIN_AND_END = 0x0000,  /* the command APDU begins and ends here */
-	CCID_LEVEL_BEGIN = 0x0001,          /* begins here, continues in the next XfrBlock */
-	CCID_LEVEL_END = 0x0002,            /* continues a command APDU and ends it */
-	CCID_LEVEL_CONTINUE = 0x0003,       /* continues a command APDU, another block follows */
-	CCID_LEVEL_RESPONSE_NEXT = 0x0010,  /* empty: send the next block of the response */
+	VCCID_CCID_LEVEL_BEGIN_AND_END = 0x0000,  /* the command APDU begins and ends here */
+	VCCID_CCID_LEVEL_BEGIN = 0x0001,          /* begins here, continues in the next XfrBlock */
+	VCCID_CCID_LEVEL_END = 0x0002,            /* continues a command APDU and ends it */
+	VCCID_CCID_LEVEL_CONTINUE = 0x0003,       /* continues a command APDU, more follow */
+	VCCID_CCID_LEVEL_RESPONSE_NEXT = 0x0010,  /* empty: send the next block of the response */
 };
 
 /* bChainParameter of RDR_to_PC_DataBlock (§6.2.1). */
 enum vccid_ccid_chain {
-	CCID_CHAIN_BEGIN_AND_END = 0x00,
-	CCID_CHAIN_BEGIN = 0x01,
-	CCID_CHAIN_END = 0x02,
-	CCID_CHAIN_CONTINUE = 0x03,
-	CCID_CHAIN_COMMAND_NEXT = 0x10,     /* empty: send the next block of the command */
+	VCCID_CCID_CHAIN_BEGIN_AND_END = 0x00,
+	VCCID_CCID_CHAIN_BEGIN = 0x01,
+	VCCID_CCID_CHAIN_END = 0x02,
+	VCCID_CCID_CHAIN_CONTINUE = 0x03,
+	VCCID_CCID_CHAIN_COMMAND_NEXT = 0x10,     /* empty: send the next block of the command */
 };
 
 /* dwFeatures bits (§5.1). */
 enum vccid_ccid_feature {
-	CCID_FEAT_AUTO_CONF_ATR = 0x00000002,
-	CCID_FEAT_AUTO_ACTIVATION = 0x00000004,
-	CCID_FEAT_AUTO_VOLTAGE = 0x00000008,
-	CCID_FEAT_AUTO_CLOCK = 0x00000010,
-	CCID_FEAT_AUTO_BAUD = 0x00000020,
-	CCID_FEAT_AUTO_PPS_PROP = 0x00000040,
-	CCID_FEAT_AUTO_PPS_CUR = 0x00000080,
-	CCID_FEAT_CLOCK_STOP = 0x00000100,
-	CCID_FEAT_NAD_OTHER_THAN_00 = 0x00000200,
-	CCID_FEAT_AUTO_IFSD = 0x00000400,
-	CCID_FEAT_TPDU = 0x00010000,
-	CCID_FEAT_SHORT_APDU = 0x00020000,
-	CCID_FEAT_EXTENDED_APDU = 0x00040000,
+	VCCID_CCID_FEAT_AUTO_CONF_ATR = 0x00000002,
+	VCCID_CCID_FEAT_AUTO_ACTIVATION = 0x00000004,
+	VCCID_CCID_FEAT_AUTO_VOLTAGE = 0x00000008,
+	VCCID_CCID_FEAT_AUTO_CLOCK = 0x00000010,
+	VCCID_CCID_FEAT_AUTO_BAUD = 0x00000020,
+	VCCID_CCID_FEAT_AUTO_PPS_PROP = 0x00000040,
+	VCCID_CCID_FEAT_AUTO_PPS_CUR = 0x00000080,
+	VCCID_CCID_FEAT_CLOCK_STOP = 0x00000100,
+	VCCID_CCID_FEAT_NAD_OTHER_THAN_00 = 0x00000200,
+	VCCID_CCID_FEAT_AUTO_IFSD = 0x00000400,
+	VCCID_CCID_FEAT_TPDU = 0x00010000,
+	VCCID_CCID_FEAT_SHORT_APDU = 0x00020000,
+	VCCID_CCID_FEAT_EXTENDED_APDU = 0x00040000,
 };
 
 /*
@@ -149,10 +149,10 @@ enum vccid_ccid_feature {
  * Not claimed: AUTO_ACTIVATION (a card is powered only by IccPowerOn), clock
  * stop, NAD, IFSD (T=1 blocks never cross the wire).
  */
-#define VCCID_CCID_FEATURES (CCID_FEAT_AUTO_CONF_ATR | CCID_FEAT_AUTO_VOLTAGE | \
-			     CCID_FEAT_AUTO_CLOCK | CCID_FEAT_AUTO_BAUD | \
-			     CCID_FEAT_AUTO_PPS_PROP | CCID_FEAT_AUTO_PPS_CUR | \
-			     CCID_FEAT_EXTENDED_APDU)
+#define VCCID_CCID_FEATURES (VCCID_CCID_FEAT_AUTO_CONF_ATR | VCCID_CCID_FEAT_AUTO_VOLTAGE | \
+			     VCCID_CCID_FEAT_AUTO_CLOCK | VCCID_CCID_FEAT_AUTO_BAUD | \
+			     VCCID_CCID_FEAT_AUTO_PPS_PROP | VCCID_CCID_FEAT_AUTO_PPS_CUR | \
+			     VCCID_CCID_FEAT_EXTENDED_APDU)
 
 /* The fixed clock and data rate a virtual card "runs" at: 3.58 MHz, F=372, D=1. */
 #define VCCID_CCID_CLOCK_KHZ 3580u
@@ -193,7 +193,7 @@ size_t vccid_ccid_message_size(const uint8_t *hdr, size_t len);
  * vccid_ccid_max_message_length()). Exchanges with the card happen inside
  * this call, so it blocks as long as the card takes. Calls for different
  * slots may run in parallel on different threads; a second call for a busy
- * slot is answered at once with CCID_ERR_CMD_SLOT_BUSY.
+ * slot is answered at once with VCCID_CCID_ERR_CMD_SLOT_BUSY.
  *
  * Returns 0 when an answer was written (also for failed commands: see its
  * bStatus/bError), VCCID_EPROTO when @p len < 10 (nothing to answer: no

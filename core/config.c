@@ -11,12 +11,51 @@
 #include <string.h>
 
 #include "error.h"
+#include "file.h"
 #include "log.h"
 
 #define GROUP_MAIN "vccid"
 #define GROUP_VSCARD "vscard"
 #define PREFIX_READER "reader:"
 #define PREFIX_CARD "card:"
+
+/*
+ * The largest configuration file read. Real ones are a few KiB (a card takes
+ * five lines), so 1 MiB leaves room for thousands of cards while bounding what
+ * pcscd reads, holds and parses at start when a wrong file is named.
+ */
+#define CONFIG_MAX_SIZE (1024 * 1024)
+
+/*
+ * A log line ends after about 1000 bytes (core/log.c), and names and values
+ * come from the file at any length: a message shows at most SHOWN_MAX bytes of
+ * each (SHOWN_PATH_MAX of the path, SHOWN_DETAIL_MAX of a GLib message that
+ * quotes a line), with "..." in the middle, so the explanation is never cut.
+ */
+enum { SHOWN_MAX = 96, SHOWN_PATH_MAX = 256, SHOWN_DETAIL_MAX = 400 };
+
+/* @p text whole, or its head and tail around "..." in caller-owned @p buf (max + 4 bytes). */
+static const char *shown(char *buf, size_t max, const char *text)
+{
+	size_t len = strlen(text);
+	size_t head = max / 2;
+	size_t tail = max - head - 3;
+
+	if (len <= max)
+		return text;
+	/* Cut on UTF-8 character boundaries. */
+	while (head > 0 && ((unsigned char)text[head] & 0xC0) == 0x80)
+		head--;
+	while (tail > 0 && ((unsigned char)text[len - tail] & 0xC0) == 0x80)
+		tail--;
+	memcpy(buf, text, head);
+	memcpy(buf + head, "...", 3);
+	memcpy(buf + head + 3, text + len - tail, tail + 1);
+	return buf;
+}
+
+/* A file's name or value as a message shows it; the buffer lives until the end of the block. */
+#define SHOW(text) shown((char[SHOWN_MAX + 4]){ 0 }, SHOWN_MAX, (text))
 
 struct parse_ctx {
 	struct vccid_config *config;
@@ -30,18 +69,21 @@ static void config_error(struct parse_ctx *ctx, const char *group, const char *k
 			 const char *fmt, ...)
 {
 	char problem[512];
+	char path_buf[SHOWN_PATH_MAX + 4];
+	const char *path;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(problem, sizeof(problem), fmt, ap);
 	va_end(ap);
 	ctx->config->n_errors++;
+	path = shown(path_buf, SHOWN_PATH_MAX, ctx->config->path);
 	if (group && key)
-		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s] %s: %s", ctx->config->path, group, key, problem);
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s] %s: %s", path, SHOW(group), SHOW(key), problem);
 	else if (group)
-		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s]: %s", ctx->config->path, group, problem);
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [%s]: %s", path, SHOW(group), problem);
 	else
-		VCCID_LOG(VCCID_LOG_ERROR, "%s: %s", ctx->config->path, problem);
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: %s", path, problem);
 }
 
 int vccid_log_level_parse(const char *text)
@@ -95,7 +137,7 @@ static bool get_uint(struct parse_ctx *ctx, const char *group, const char *key,
 	errno = 0;
 	n = strtoul(text, &end, 10);
 	if (text[0] == '\0' || text[0] == '-' || errno != 0 || *end != '\0')
-		config_error(ctx, group, key, "'%s' is not a number", text);
+		config_error(ctx, group, key, "'%s' is not a number", SHOW(text));
 	else if (n < min || n > max)
 		config_error(ctx, group, key, "%lu is out of range (%u to %u)", n, min, max);
 	else {
@@ -120,7 +162,7 @@ static bool get_bool(struct parse_ctx *ctx, const char *group, const char *key, 
 		 g_ascii_strcasecmp(text, "no") == 0)
 		value = false;
 	else
-		config_error(ctx, group, key, "'%s' is not true or false; using %s", text,
+		config_error(ctx, group, key, "'%s' is not true or false; using %s", SHOW(text),
 			     fallback ? "true" : "false");
 	g_free(text);
 	return value;
@@ -172,7 +214,7 @@ static void parse_main(struct parse_ctx *ctx)
 		if (n < 0)
 			config_error(ctx, GROUP_MAIN, "log-level",
 				     "'%s' is not one of critical, error, info, debug, apdu or 0-4",
-				     level);
+				     SHOW(level));
 		else {
 			config->log_level = (enum vccid_log_level)n;
 			config->log_level_set = true;
@@ -317,7 +359,8 @@ static void parse_card(struct parse_ctx *ctx, const char *group)
 		card.reader = g_strdup(VCCID_DEFAULT_READER);
 	reader = find_reader(config, card.reader);
 	if (reader == NULL) {
-		config_error(ctx, group, "reader", "no [reader:%s] group; card ignored", card.reader);
+		config_error(ctx, group, "reader", "no [reader:%s] group; card ignored",
+			     SHOW(card.reader));
 		ok = false;
 	}
 	if (!g_key_file_has_key(ctx->file, group, "slot", NULL)) {
@@ -387,7 +430,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 	vs->unix_socket = get_string(ctx, GROUP_VSCARD, "unix-socket");
 	if (vs->unix_socket != NULL && vs->unix_socket[0] != '/') {
 		config_error(ctx, GROUP_VSCARD, "unix-socket", "'%s' is not an absolute path",
-			     vs->unix_socket);
+			     SHOW(vs->unix_socket));
 		g_clear_pointer(&vs->unix_socket, g_free);
 	}
 	text = get_string(ctx, GROUP_VSCARD, "listen");
@@ -399,7 +442,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 	} else if (!valid_listen(text)) {
 		config_error(ctx, GROUP_VSCARD, "listen",
 			     "'%s' is not HOST:PORT with a port from 1024 to 65535; no TCP listener",
-			     text);
+			     SHOW(text));
 		g_free(text);
 	} else {
 		vs->listen = text;
@@ -411,7 +454,8 @@ static void parse_vscard(struct parse_ctx *ctx)
 		unsigned long mode = strtoul(text, &end, 8);
 
 		if (text[0] == '\0' || *end != '\0' || mode > 0777)
-			config_error(ctx, GROUP_VSCARD, "unix-mode", "'%s' is not an octal mode", text);
+			config_error(ctx, GROUP_VSCARD, "unix-mode", "'%s' is not an octal mode",
+				     SHOW(text));
 		else
 			vs->unix_mode = (unsigned)mode;
 		g_free(text);
@@ -439,7 +483,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 			}
 			if (find_reader(ctx->config, names[i]) == NULL)
 				config_error(ctx, GROUP_VSCARD, "readers", "no [reader:%s] group",
-					     names[i]);
+					     SHOW(names[i]));
 			names[n++] = names[i];
 		}
 		names[n] = NULL;
@@ -505,9 +549,12 @@ static struct vccid_config *config_load(struct vccid_config *config, GKeyFile *f
 					GError *err)
 {
 	struct parse_ctx ctx = { config, file };
+	char detail[SHOWN_DETAIL_MAX + 4];
 
 	if (err != NULL) {
-		config_error(&ctx, NULL, NULL, "cannot be read: %s", err->message);
+		/* GLib quotes the offending line whole; its explanation follows it. */
+		config_error(&ctx, NULL, NULL, "cannot be read: %s",
+			     shown(detail, SHOWN_DETAIL_MAX, err->message));
 		g_error_free(err);
 	} else {
 		parse_file(&ctx);
@@ -521,11 +568,23 @@ struct vccid_config *vccid_config_load(const char *path)
 	struct vccid_config *config = config_new(path ? path : "(no file)");
 	GKeyFile *file = g_key_file_new();
 	GError *err = NULL;
+	char why[VCCID_FILE_WHY_SIZE];
+	char *data = NULL;
+	size_t len = 0;
+	int rv;
 
-	if (path == NULL || path[0] == '\0')
+	if (path == NULL || path[0] == '\0') {
 		g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "no configuration file given");
-	else
-		g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, &err);
+	} else {
+		/* Not g_key_file_load_from_file(): its open() blocks on a FIFO, hanging pcscd. */
+		rv = vccid_file_read_regular(path, CONFIG_MAX_SIZE, &data, &len, why, sizeof(why));
+		if (rv != VCCID_OK)
+			g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s",
+				    why[0] != '\0' ? why : vccid_strerror(rv));
+		else
+			g_key_file_load_from_data(file, data, len, G_KEY_FILE_NONE, &err);
+		free(data);
+	}
 	return config_load(config, file, err);
 }
 

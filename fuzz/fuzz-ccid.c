@@ -44,23 +44,28 @@ enum {
 	EVENT_NOTIFY_ALL = 0xFFF5,
 };
 
+/*
+ * The answer type of each command (CCID 1.1 §6.2), written here again on
+ * purpose: this table is the oracle the engine's own (ccid.c response_type)
+ * is checked against, so it must not be shared with it. Keep it independent.
+ */
 static uint8_t expected_type(uint8_t bMessageType)
 {
 	switch (bMessageType) {
-	case PC_to_RDR_IccPowerOn:
-	case PC_to_RDR_XfrBlock:
-	case PC_to_RDR_Secure:
-		return RDR_to_PC_DataBlock;
-	case PC_to_RDR_SetParameters:
-	case PC_to_RDR_GetParameters:
-	case PC_to_RDR_ResetParameters:
-		return RDR_to_PC_Parameters;
-	case PC_to_RDR_Escape:
-		return RDR_to_PC_Escape;
-	case PC_to_RDR_SetDataRateAndClockFrequency:
-		return RDR_to_PC_DataRateAndClockFrequency;
+	case VCCID_PC_to_RDR_IccPowerOn:
+	case VCCID_PC_to_RDR_XfrBlock:
+	case VCCID_PC_to_RDR_Secure:
+		return VCCID_RDR_to_PC_DataBlock;
+	case VCCID_PC_to_RDR_SetParameters:
+	case VCCID_PC_to_RDR_GetParameters:
+	case VCCID_PC_to_RDR_ResetParameters:
+		return VCCID_RDR_to_PC_Parameters;
+	case VCCID_PC_to_RDR_Escape:
+		return VCCID_RDR_to_PC_Escape;
+	case VCCID_PC_to_RDR_SetDataRateAndClockFrequency:
+		return VCCID_RDR_to_PC_DataRateAndClockFrequency;
 	default:
-		return RDR_to_PC_SlotStatus;
+		return VCCID_RDR_to_PC_SlotStatus;
 	}
 }
 
@@ -84,9 +89,10 @@ static void check_answer(const uint8_t *msg, size_t len, int rv, const uint8_t *
 		__builtin_trap();
 	if ((out[7] & 0x3C) != 0 || (out[7] & 0x03) == 0x03 || out[7] >> 6 == 0x03)
 		__builtin_trap();
-	if (out[7] >> 6 == CCID_CMD_FAILED && dwLength != 0)
+	if (out[7] >> 6 == VCCID_CCID_CMD_FAILED && dwLength != 0)
 		__builtin_trap();
-	if (msg[5] >= 2 && (out[7] >> 6 != CCID_CMD_FAILED || (out[7] & 0x03) != CCID_ICC_ABSENT))
+	if (msg[5] >= 2 && (out[7] >> 6 != VCCID_CCID_CMD_FAILED ||
+			    (out[7] & 0x03) != VCCID_CCID_ICC_ABSENT))
 		__builtin_trap();
 }
 
@@ -97,7 +103,7 @@ static void check_notify(bool sent, const uint8_t *out, size_t out_len)
 			__builtin_trap();
 		return;
 	}
-	if (out_len != 2 || out[0] != RDR_to_PC_NotifySlotChange || (out[1] & 0xF0) != 0)
+	if (out_len != 2 || out[0] != VCCID_RDR_to_PC_NotifySlotChange || (out[1] & 0xF0) != 0)
 		__builtin_trap();
 }
 

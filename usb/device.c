@@ -34,9 +34,9 @@
 #define USB_DT_DEVICE_QUALIFIER 0x06
 #define USB_DT_OTHER_SPEED_CONFIG 0x07
 /* CCID 1.1 §5.3 class requests */
-#define CCID_REQ_ABORT 0x01
-#define CCID_REQ_GET_CLOCK_FREQUENCIES 0x02
-#define CCID_REQ_GET_DATA_RATES 0x03
+#define VCCID_CCID_REQ_ABORT 0x01
+#define VCCID_CCID_REQ_GET_CLOCK_FREQUENCIES 0x02
+#define VCCID_CCID_REQ_GET_DATA_RATES 0x03
 
 #define BULK_PACKET_FULL 64
 #define BULK_PACKET_HIGH 512
@@ -443,17 +443,17 @@ static int class_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in, s
 	if ((setup[0] & USB_RECIP_MASK) != USB_RECIP_INTERFACE)
 		return VCCID_ENOTSUP;
 	switch (setup[1]) {
-	case CCID_REQ_ABORT:
+	case VCCID_CCID_REQ_ABORT:
 		/* wValue: bSeq in the high byte, bSlot in the low byte (CCID §5.3.1). */
 		if (setup[0] & USB_DIR_IN)
 			return VCCID_ENOTSUP;
 		return vccid_ccid_abort(dev->ccid, (uint8_t)value, (uint8_t)(value >> 8)) == VCCID_OK
 			       ? VCCID_OK
 			       : VCCID_EINVAL;
-	case CCID_REQ_GET_CLOCK_FREQUENCIES:
+	case VCCID_CCID_REQ_GET_CLOCK_FREQUENCIES:
 		put_le32(word, VCCID_CCID_CLOCK_KHZ);
 		return reply(word, sizeof(word), length, in, in_size, in_len);
-	case CCID_REQ_GET_DATA_RATES:
+	case VCCID_CCID_REQ_GET_DATA_RATES:
 		put_le32(word, VCCID_CCID_DATA_RATE);
 		return reply(word, sizeof(word), length, in, in_size, in_len);
 	default:

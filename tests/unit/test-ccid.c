@@ -238,8 +238,8 @@ static const uint8_t *run(struct fixture *f, vccid_ccid *c, const uint8_t *m, si
 	assert_int_equal(le32(f->out + 1), f->out_len - 10);
 	assert_int_equal(f->out[5], m[5]);
 	assert_int_equal(f->out[6], m[6]);
-	assert_true(f->out[0] >= RDR_to_PC_DataBlock &&
-		    f->out[0] <= RDR_to_PC_DataRateAndClockFrequency);
+	assert_true(f->out[0] >= VCCID_RDR_to_PC_DataBlock &&
+		    f->out[0] <= VCCID_RDR_to_PC_DataRateAndClockFrequency);
 	return f->out;
 }
 
@@ -255,15 +255,15 @@ static const uint8_t *cmd(struct fixture *f, vccid_ccid *c, uint8_t type, uint8_
 static const uint8_t *xfr(struct fixture *f, vccid_ccid *c, uint8_t slot, uint8_t seq,
 			  uint16_t level, const uint8_t *apdu, size_t len)
 {
-	size_t n = mkmsg(f->msg, PC_to_RDR_XfrBlock, slot, seq, 0, (uint8_t)level,
+	size_t n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, slot, seq, 0, (uint8_t)level,
 			 (uint8_t)(level >> 8), apdu, len);
 
 	return run(f, c, f->msg, n);
 }
 
-#define ICC_ACTIVE CCID_ICC_PRESENT_ACTIVE
-#define ICC_INACTIVE CCID_ICC_PRESENT_INACTIVE
-#define ICC_ABSENT CCID_ICC_ABSENT
+#define ICC_ACTIVE VCCID_CCID_ICC_PRESENT_ACTIVE
+#define ICC_INACTIVE VCCID_CCID_ICC_PRESENT_INACTIVE
+#define ICC_ABSENT VCCID_CCID_ICC_ABSENT
 
 /* Checks an answer's type and bStatus/bError; reports the caller's line on failure. */
 #define expect(o, type, icc, status, err) expect_at(o, type, icc, status, err, __LINE__)
@@ -272,14 +272,14 @@ static void expect_at(const uint8_t *o, uint8_t type, uint8_t icc, uint8_t statu
 		      int line)
 {
 	if (o[0] != type || (o[7] & 0x03) != icc || o[7] >> 6 != status ||
-	    (status == CCID_CMD_FAILED && o[8] != err))
+	    (status == VCCID_CCID_CMD_FAILED && o[8] != err))
 		print_error("line %d%s%s: answer %02X status %02X error %02X\n", line,
 			    current_case[0] ? ", case " : "", current_case, o[0], o[7], o[8]);
 	assert_int_equal(o[0], type);
 	assert_int_equal(o[7] & 0x03, icc);
 	assert_int_equal(o[7] >> 6, status);
 	assert_int_equal(o[7] & 0x3C, 0);
-	if (status == CCID_CMD_FAILED) {
+	if (status == VCCID_CCID_CMD_FAILED) {
 		assert_int_equal(o[8], err);
 		assert_int_equal(le32(o + 1), 0);
 	}
@@ -287,9 +287,9 @@ static void expect_at(const uint8_t *o, uint8_t type, uint8_t icc, uint8_t statu
 
 static void power_on(struct fixture *f, vccid_ccid *c, uint8_t slot)
 {
-	const uint8_t *o = cmd(f, c, PC_to_RDR_IccPowerOn, slot, 0x11, 0);
+	const uint8_t *o = cmd(f, c, VCCID_PC_to_RDR_IccPowerOn, slot, 0x11, 0);
 
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 }
 
 /* ------------------------------------------------------------------ construction */
@@ -322,7 +322,9 @@ static void test_new_bad_args(void **state)
 
 static void test_message_size(void **state)
 {
-	static const uint8_t hdr[10] = { PC_to_RDR_XfrBlock, 0x05, 0x01, 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t hdr[10] = {
+		VCCID_PC_to_RDR_XfrBlock, 0x05, 0x01, 0, 0, 0, 0, 0, 0, 0
+	};
 
 	(void)state;
 	assert_int_equal(vccid_ccid_message_size(hdr, 9), 0);
@@ -337,7 +339,7 @@ static void test_short_message(void **state)
 	struct fixture *f = *state;
 	size_t len;
 
-	mkmsg(f->msg, PC_to_RDR_GetSlotStatus, 0, 1, 0, 0, 0, NULL, 0);
+	mkmsg(f->msg, VCCID_PC_to_RDR_GetSlotStatus, 0, 1, 0, 0, 0, NULL, 0);
 	for (len = 0; len < 10; len++) {
 		f->out_len = 99;
 		assert_int_equal(vccid_ccid_bulk_out(f->ccid, f->msg, len, f->out,
@@ -367,25 +369,25 @@ static const struct {
 	uint8_t type;
 	uint8_t answer;
 } command_types[] = {
-	{ PC_to_RDR_IccPowerOn, RDR_to_PC_DataBlock },
-	{ PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock },
-	{ PC_to_RDR_Secure, RDR_to_PC_DataBlock },
-	{ PC_to_RDR_IccPowerOff, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_GetSlotStatus, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_IccClock, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_T0APDU, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_Mechanical, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_Abort, RDR_to_PC_SlotStatus },
-	{ PC_to_RDR_SetParameters, RDR_to_PC_Parameters },
-	{ PC_to_RDR_GetParameters, RDR_to_PC_Parameters },
-	{ PC_to_RDR_ResetParameters, RDR_to_PC_Parameters },
-	{ PC_to_RDR_Escape, RDR_to_PC_Escape },
-	{ PC_to_RDR_SetDataRateAndClockFrequency, RDR_to_PC_DataRateAndClockFrequency },
-	{ 0x00, RDR_to_PC_SlotStatus },          /* unknown types */
-	{ 0x50, RDR_to_PC_SlotStatus },
-	{ 0x64, RDR_to_PC_SlotStatus },
-	{ 0x80, RDR_to_PC_SlotStatus },
-	{ 0xFF, RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_IccPowerOn, VCCID_RDR_to_PC_DataBlock },
+	{ VCCID_PC_to_RDR_XfrBlock, VCCID_RDR_to_PC_DataBlock },
+	{ VCCID_PC_to_RDR_Secure, VCCID_RDR_to_PC_DataBlock },
+	{ VCCID_PC_to_RDR_IccPowerOff, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_GetSlotStatus, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_IccClock, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_T0APDU, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_Mechanical, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_Abort, VCCID_RDR_to_PC_SlotStatus },
+	{ VCCID_PC_to_RDR_SetParameters, VCCID_RDR_to_PC_Parameters },
+	{ VCCID_PC_to_RDR_GetParameters, VCCID_RDR_to_PC_Parameters },
+	{ VCCID_PC_to_RDR_ResetParameters, VCCID_RDR_to_PC_Parameters },
+	{ VCCID_PC_to_RDR_Escape, VCCID_RDR_to_PC_Escape },
+	{ VCCID_PC_to_RDR_SetDataRateAndClockFrequency, VCCID_RDR_to_PC_DataRateAndClockFrequency },
+	{ 0x00, VCCID_RDR_to_PC_SlotStatus },          /* unknown types */
+	{ 0x50, VCCID_RDR_to_PC_SlotStatus },
+	{ 0x64, VCCID_RDR_to_PC_SlotStatus },
+	{ 0x80, VCCID_RDR_to_PC_SlotStatus },
+	{ 0xFF, VCCID_RDR_to_PC_SlotStatus },
 };
 
 static void test_header_errors(void **state)
@@ -403,24 +405,24 @@ static void test_header_errors(void **state)
 		/* dwLength says more than was sent */
 		n = mkmsg(f->msg, t, 0, (uint8_t)i, 0, 0, 0, data, 4);
 		f->msg[1] = 5;
-		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_DWLENGTH);
+		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_DWLENGTH);
 		/* dwLength says less */
 		f->msg[1] = 3;
-		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_DWLENGTH);
+		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_DWLENGTH);
 		/* dwLength with the high bytes set */
 		f->msg[1] = 4;
 		f->msg[4] = 0x80;
-		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_DWLENGTH);
+		expect(run(f, f->ccid, f->msg, n), a, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_DWLENGTH);
 		/* bad bSlot: "slot does not exist", bmICCStatus absent */
 		n = mkmsg(f->msg, t, 2, (uint8_t)(i + 100), 0, 0, 0, NULL, 0);
-		expect(run(f, f->ccid, f->msg, n), a, ICC_ABSENT, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_SLOT);
+		expect(run(f, f->ccid, f->msg, n), a, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_SLOT);
 		f->msg[5] = 0xFF;
-		expect(run(f, f->ccid, f->msg, n), a, ICC_ABSENT, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_SLOT);
+		expect(run(f, f->ccid, f->msg, n), a, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_SLOT);
 	}
 }
 
@@ -428,13 +430,13 @@ static void test_header_errors(void **state)
 static void test_dwlength_limits(void **state)
 {
 	static const uint8_t no_data[][2] = {
-		{ PC_to_RDR_IccPowerOn, RDR_to_PC_DataBlock },
-		{ PC_to_RDR_IccPowerOff, RDR_to_PC_SlotStatus },
-		{ PC_to_RDR_GetSlotStatus, RDR_to_PC_SlotStatus },
-		{ PC_to_RDR_GetParameters, RDR_to_PC_Parameters },
-		{ PC_to_RDR_ResetParameters, RDR_to_PC_Parameters },
-		{ PC_to_RDR_IccClock, RDR_to_PC_SlotStatus },
-		{ PC_to_RDR_Abort, RDR_to_PC_SlotStatus },
+		{ VCCID_PC_to_RDR_IccPowerOn, VCCID_RDR_to_PC_DataBlock },
+		{ VCCID_PC_to_RDR_IccPowerOff, VCCID_RDR_to_PC_SlotStatus },
+		{ VCCID_PC_to_RDR_GetSlotStatus, VCCID_RDR_to_PC_SlotStatus },
+		{ VCCID_PC_to_RDR_GetParameters, VCCID_RDR_to_PC_Parameters },
+		{ VCCID_PC_to_RDR_ResetParameters, VCCID_RDR_to_PC_Parameters },
+		{ VCCID_PC_to_RDR_IccClock, VCCID_RDR_to_PC_SlotStatus },
+		{ VCCID_PC_to_RDR_Abort, VCCID_RDR_to_PC_SlotStatus },
 	};
 	struct fixture *f = *state;
 	uint8_t data[1] = { 0 };
@@ -442,16 +444,16 @@ static void test_dwlength_limits(void **state)
 
 	for (i = 0; i < sizeof(no_data) / sizeof(no_data[0]); i++) {
 		n = mkmsg(f->msg, no_data[i][0], 1, 7, 0, 0, 0, data, 1);
-		expect(run(f, f->ccid, f->msg, n), no_data[i][1], ICC_ABSENT, CCID_CMD_FAILED,
-		       CCID_ERR_BAD_DWLENGTH);
+		expect(run(f, f->ccid, f->msg, n), no_data[i][1], ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_BAD_DWLENGTH);
 	}
 	/* One byte over dwMaxCCIDMessageLength */
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);
 	memset(f->msg + 10, 0, SMALL_ROOM + 1);
-	n = mkmsg(f->msg, PC_to_RDR_XfrBlock, 0, 9, 0, 0, 0, f->msg + 10, SMALL_ROOM + 1);
-	expect(run(f, f->small, f->msg, n), RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED,
-	       CCID_ERR_BAD_DWLENGTH);
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 0, 9, 0, 0, 0, f->msg + 10, SMALL_ROOM + 1);
+	expect(run(f, f->small, f->msg, n), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE,
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
 }
 
@@ -461,17 +463,17 @@ static void test_unsupported_commands(void **state)
 		uint8_t type, answer;
 		size_t len;
 	} table[] = {
-		{ PC_to_RDR_Escape, RDR_to_PC_Escape, 3 },
-		{ PC_to_RDR_Escape, RDR_to_PC_Escape, 0 },
-		{ PC_to_RDR_Secure, RDR_to_PC_DataBlock, 0 },
-		{ PC_to_RDR_Secure, RDR_to_PC_DataBlock, 20 },
-		{ PC_to_RDR_T0APDU, RDR_to_PC_SlotStatus, 0 },
-		{ PC_to_RDR_Mechanical, RDR_to_PC_SlotStatus, 0 },
-		{ 0x00, RDR_to_PC_SlotStatus, 0 },
-		{ 0x60, RDR_to_PC_SlotStatus, 0 },
-		{ 0x70, RDR_to_PC_SlotStatus, 5 },
-		{ 0x81, RDR_to_PC_SlotStatus, 0 },
-		{ 0xFE, RDR_to_PC_SlotStatus, 0 },
+		{ VCCID_PC_to_RDR_Escape, VCCID_RDR_to_PC_Escape, 3 },
+		{ VCCID_PC_to_RDR_Escape, VCCID_RDR_to_PC_Escape, 0 },
+		{ VCCID_PC_to_RDR_Secure, VCCID_RDR_to_PC_DataBlock, 0 },
+		{ VCCID_PC_to_RDR_Secure, VCCID_RDR_to_PC_DataBlock, 20 },
+		{ VCCID_PC_to_RDR_T0APDU, VCCID_RDR_to_PC_SlotStatus, 0 },
+		{ VCCID_PC_to_RDR_Mechanical, VCCID_RDR_to_PC_SlotStatus, 0 },
+		{ 0x00, VCCID_RDR_to_PC_SlotStatus, 0 },
+		{ 0x60, VCCID_RDR_to_PC_SlotStatus, 0 },
+		{ 0x70, VCCID_RDR_to_PC_SlotStatus, 5 },
+		{ 0x81, VCCID_RDR_to_PC_SlotStatus, 0 },
+		{ 0xFE, VCCID_RDR_to_PC_SlotStatus, 0 },
 	};
 	struct fixture *f = *state;
 	uint8_t data[20] = { 0 };
@@ -483,8 +485,8 @@ static void test_unsupported_commands(void **state)
 		size_t n = mkmsg(f->msg, table[i].type, 1, (uint8_t)i, 0, 0, 0, data, table[i].len);
 
 		snprintf(current_case, sizeof(current_case), "type 0x%02X", table[i].type);
-		expect(run(f, f->ccid, f->msg, n), table[i].answer, ICC_ACTIVE, CCID_CMD_FAILED,
-		       CCID_ERR_CMD_NOT_SUPPORTED);
+		expect(run(f, f->ccid, f->msg, n), table[i].answer, ICC_ACTIVE,
+		       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
 	}
 	assert_int_equal(atomic_load(&f->cards[1].transmits), 0);
 }
@@ -498,30 +500,33 @@ static void test_power_on(void **state)
 	uint8_t sel;
 
 	/* Empty slot: ICC_MUTE, absent */
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 0, 1, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ABSENT, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 
 	insert(f, 0, FAKE_OK);
 	for (sel = 0; sel <= 3; sel++) {
-		o = cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 0, (uint8_t)(2 + sel), sel);
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+		o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, (uint8_t)(2 + sel), sel);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		assert_int_equal(le32(o + 1), sizeof(cac_atr));
 		assert_memory_equal(o + 10, cac_atr, sizeof(cac_atr));
-		assert_int_equal(o[9], CCID_CHAIN_BEGIN_AND_END);
+		assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
 		/* the first powers up, later ones are warm resets */
 		assert_int_equal(f->cards[0].last_action, sel == 0 ? VCCID_POWER_UP
 								  : VCCID_POWER_RESET);
 	}
 	/* bPowerSelect 4 is no voltage: offset 7 */
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 0, 9, 4);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_POWER_SELECT);
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 0, 9, 0xFF);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, 7);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 9, 4);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_POWER_SELECT);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 9, 0xFF);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, 7);
 
 	/* A card that fails to power: HW_ERROR, inactive */
 	insert(f, 1, FAKE_POWER_FAIL);
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 1, 10, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_HW_ERROR);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 1, 10, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_HW_ERROR);
 }
 
 static void test_power_on_bad_atr(void **state)
@@ -532,8 +537,8 @@ static void test_power_on_bad_atr(void **state)
 	f->cards[0].atr = bad_atr;
 	f->cards[0].atr_len = sizeof(bad_atr);
 	insert(f, 0, FAKE_OK);
-	expect(cmd(f, f->ccid, PC_to_RDR_IccPowerOn, 0, 1, 0), RDR_to_PC_DataBlock, ICC_INACTIVE,
-	       CCID_CMD_FAILED, CCID_ERR_HW_ERROR);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 1, 0), VCCID_RDR_to_PC_DataBlock,
+	       ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
 }
 
 static void test_power_off_and_status(void **state)
@@ -541,35 +546,35 @@ static void test_power_off_and_status(void **state)
 	struct fixture *f = *state;
 	const uint8_t *o;
 
-	o = cmd(f, f->ccid, PC_to_RDR_GetSlotStatus, 0, 1, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ABSENT, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetSlotStatus, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], 0);   /* bClockStatus: running */
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOff, 0, 2, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ABSENT, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOff, 0, 2, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
 
 	insert(f, 0, FAKE_OK);
-	expect(cmd(f, f->ccid, PC_to_RDR_GetSlotStatus, 0, 3, 0), RDR_to_PC_SlotStatus,
-	       ICC_INACTIVE, CCID_CMD_OK, 0);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_GetSlotStatus, 0, 3, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	power_on(f, f->ccid, 0);
-	expect(cmd(f, f->ccid, PC_to_RDR_GetSlotStatus, 0, 4, 0), RDR_to_PC_SlotStatus,
-	       ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_GetSlotStatus, 0, 4, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	/* slot 1 is independent */
-	expect(cmd(f, f->ccid, PC_to_RDR_GetSlotStatus, 1, 5, 0), RDR_to_PC_SlotStatus,
-	       ICC_ABSENT, CCID_CMD_OK, 0);
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOff, 0, 6, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_INACTIVE, CCID_CMD_OK, 0);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_GetSlotStatus, 1, 5, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOff, 0, 6, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(f->cards[0].last_action, VCCID_POWER_DOWN);
-	o = cmd(f, f->ccid, PC_to_RDR_IccPowerOff, 0, 7, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_INACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOff, 0, 7, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	/* removal shows at once */
 	power_on(f, f->ccid, 0);
 	assert_int_equal(vccid_slot_remove(f->slots[0]), VCCID_OK);
-	expect(cmd(f, f->ccid, PC_to_RDR_GetSlotStatus, 0, 8, 0), RDR_to_PC_SlotStatus,
-	       ICC_ABSENT, CCID_CMD_OK, 0);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_GetSlotStatus, 0, 8, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
 	/* a power-off that fails in the card */
 	insert(f, 1, FAKE_POWER_FAIL);
-	expect(cmd(f, f->ccid, PC_to_RDR_IccPowerOff, 1, 9, 0), RDR_to_PC_SlotStatus,
-	       ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_HW_ERROR);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOff, 1, 9, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
 }
 
 static void test_sequence_numbers(void **state)
@@ -582,7 +587,8 @@ static void test_sequence_numbers(void **state)
 		uint8_t slot = (uint8_t)(seq & 1);
 
 		/* run() checks bSeq and bSlot are echoed */
-		cmd(f, f->ccid, seq % 3 ? PC_to_RDR_GetSlotStatus : PC_to_RDR_IccPowerOn, slot,
+		cmd(f, f->ccid,
+		    seq % 3 ? VCCID_PC_to_RDR_GetSlotStatus : VCCID_PC_to_RDR_IccPowerOn, slot,
 		    (uint8_t)seq, 0);
 	}
 }
@@ -599,25 +605,28 @@ static void test_xfr_block(void **state)
 	size_t i;
 
 	o = xfr(f, f->ccid, 0, 1, 0, select, sizeof(select));
-	expect(o, RDR_to_PC_DataBlock, ICC_ABSENT, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 	insert(f, 0, FAKE_OK);
 	o = xfr(f, f->ccid, 0, 2, 0, select, sizeof(select));
-	expect(o, RDR_to_PC_DataBlock, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
 
 	power_on(f, f->ccid, 0);
 	o = xfr(f, f->ccid, 0, 3, 0, select, sizeof(select));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 4);
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN_AND_END);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
 	assert_int_equal(o[10], 0);
 	assert_int_equal(o[11], sizeof(select));
 	assert_int_equal(o[12], 0x90);
 	assert_int_equal(f->cards[0].last_hash, fnv1a(select, sizeof(select)));
 
 	/* bBWI is ignored */
-	i = mkmsg(f->msg, PC_to_RDR_XfrBlock, 0, 4, 0x05, 0, 0, select, sizeof(select));
-	expect(run(f, f->ccid, f->msg, i), RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	i = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 0, 4, 0x05, 0, 0, select, sizeof(select));
+	expect(run(f, f->ccid, f->msg, i), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE,
+	       VCCID_CCID_CMD_OK, 0);
 
 	/* An answer of exactly 64 bytes (one full-speed packet) */
 	o = xfr(f, f->ccid, 0, 5, 0, read54, sizeof(read54));
@@ -628,7 +637,7 @@ static void test_xfr_block(void **state)
 	/* A malformed APDU never reaches the card: 67 00 */
 	i = atomic_load(&f->cards[0].transmits);
 	o = xfr(f, f->ccid, 0, 6, 0, malformed, sizeof(malformed));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 2);
 	assert_int_equal(o[10], 0x67);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), (int)i);
@@ -640,7 +649,8 @@ static void test_xfr_block(void **state)
 	insert(f, 1, FAKE_TRANSMIT_FAIL);
 	power_on(f, f->ccid, 1);
 	o = xfr(f, f->ccid, 1, 8, 0, select, sizeof(select));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_HW_ERROR);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_HW_ERROR);
 }
 
 /* Without chaining, the default engine moves a whole extended APDU each way. */
@@ -665,16 +675,16 @@ static void test_xfr_block_extended_whole(void **state)
 		apdu[i] = (uint8_t)i;
 	apdu[VCCID_MAX_COMMAND - 2] = apdu[VCCID_MAX_COMMAND - 1] = 0;
 	o = xfr(f, f->ccid, 0, 1, 0, apdu, VCCID_MAX_COMMAND);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(f->cards[0].last_len, VCCID_MAX_COMMAND);
 	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, VCCID_MAX_COMMAND));
 	free(apdu);
 
 	/* 65535 data bytes + 90 00 in one DataBlock */
 	o = xfr(f, f->ccid, 0, 2, 0, read_max, sizeof(read_max));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 65535 + 2);
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN_AND_END);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
 	assert_int_equal(o[10 + 65535], 0x90);
 }
 
@@ -697,18 +707,18 @@ static void test_chain_command(void **state)
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);
 
-	o = xfr(f, f->small, 0, 1, CCID_LEVEL_BEGIN, apdu, SMALL_ROOM);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = xfr(f, f->small, 0, 1, VCCID_CCID_LEVEL_BEGIN, apdu, SMALL_ROOM);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 0);
-	assert_int_equal(o[9], CCID_CHAIN_COMMAND_NEXT);
-	o = xfr(f, f->small, 0, 2, CCID_LEVEL_CONTINUE, apdu + SMALL_ROOM, SMALL_ROOM);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
-	assert_int_equal(o[9], CCID_CHAIN_COMMAND_NEXT);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_COMMAND_NEXT);
+	o = xfr(f, f->small, 0, 2, VCCID_CCID_LEVEL_CONTINUE, apdu + SMALL_ROOM, SMALL_ROOM);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_COMMAND_NEXT);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
-	o = xfr(f, f->small, 0, 3, CCID_LEVEL_END, apdu + 2 * SMALL_ROOM,
+	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_END, apdu + 2 * SMALL_ROOM,
 		sizeof(apdu) - 2 * SMALL_ROOM);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN_AND_END);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 1);
 	assert_int_equal(f->cards[0].last_len, sizeof(apdu));
 	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
@@ -716,16 +726,18 @@ static void test_chain_command(void **state)
 	assert_int_equal(o[11], 600 & 0xFF);
 
 	/* a block may not exceed dwMaxCCIDMessageLength - 10 */
-	xfr(f, f->small, 0, 4, CCID_LEVEL_BEGIN, apdu, SMALL_ROOM);
-	o = xfr(f, f->small, 0, 5, CCID_LEVEL_END, apdu + SMALL_ROOM, sizeof(apdu) - SMALL_ROOM);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_DWLENGTH);
+	xfr(f, f->small, 0, 4, VCCID_CCID_LEVEL_BEGIN, apdu, SMALL_ROOM);
+	o = xfr(f, f->small, 0, 5, VCCID_CCID_LEVEL_END, apdu + SMALL_ROOM,
+		sizeof(apdu) - SMALL_ROOM);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_DWLENGTH);
 
 	/* the default engine takes chains too: two blocks (01, 02) */
-	o = xfr(f, f->ccid, 0, 6, CCID_LEVEL_BEGIN, apdu, 300);
-	assert_int_equal(o[9], CCID_CHAIN_COMMAND_NEXT);
-	o = xfr(f, f->ccid, 0, 7, CCID_LEVEL_END, apdu + 300, sizeof(apdu) - 300);
+	o = xfr(f, f->ccid, 0, 6, VCCID_CCID_LEVEL_BEGIN, apdu, 300);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_COMMAND_NEXT);
+	o = xfr(f, f->ccid, 0, 7, VCCID_CCID_LEVEL_END, apdu + 300, sizeof(apdu) - 300);
 	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 }
 
 /* A 600-byte response in three DataBlocks: 01, 03, 02, each after an empty 10h XfrBlock. */
@@ -733,19 +745,19 @@ static void test_chain_response(void **state)
 {
 	struct fixture *f = *state;
 	uint8_t read600[] = { 0x00, 0xB0, (600 - 2) >> 8, (600 - 2) & 0xFF, 0x00 };
-	static const uint8_t expected_chain[] = { CCID_CHAIN_BEGIN, CCID_CHAIN_CONTINUE,
-						  CCID_CHAIN_END };
+	static const uint8_t expected_chain[] = { VCCID_CCID_CHAIN_BEGIN, VCCID_CCID_CHAIN_CONTINUE,
+						  VCCID_CCID_CHAIN_END };
 	uint8_t got[600];
 	size_t pos = 0, i;
 	const uint8_t *o;
 
 	insert(f, 1, FAKE_OK);
 	power_on(f, f->small, 1);
-	o = xfr(f, f->small, 1, 1, CCID_LEVEL_BEGIN_AND_END, read600, sizeof(read600));
+	o = xfr(f, f->small, 1, 1, VCCID_CCID_LEVEL_BEGIN_AND_END, read600, sizeof(read600));
 	for (i = 0; i < 3; i++) {
 		size_t n = le32(o + 1);
 
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		assert_int_equal(o[9], expected_chain[i]);
 		assert_true(n <= SMALL_ROOM);
 		assert_true(pos + n <= sizeof(got));
@@ -753,9 +765,10 @@ static void test_chain_response(void **state)
 		pos += n;
 		if (i < 2) {
 			/* meanwhile other commands are fine */
-			expect(cmd(f, f->small, PC_to_RDR_GetSlotStatus, 1, 50, 0),
-			       RDR_to_PC_SlotStatus, ICC_ACTIVE, CCID_CMD_OK, 0);
-			o = xfr(f, f->small, 1, (uint8_t)(2 + i), CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+			expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 1, 50, 0),
+			       VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+			o = xfr(f, f->small, 1, (uint8_t)(2 + i), VCCID_CCID_LEVEL_RESPONSE_NEXT,
+				NULL, 0);
 		}
 	}
 	assert_int_equal(pos, 600);
@@ -764,21 +777,22 @@ static void test_chain_response(void **state)
 	assert_int_equal(got[598], 0x90);
 	assert_int_equal(atomic_load(&f->cards[1].transmits), 1);
 	/* nothing left to send */
-	o = xfr(f, f->small, 1, 9, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	o = xfr(f, f->small, 1, 9, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* exactly one block: 261 bytes, no chaining */
 	read600[2] = (SMALL_ROOM - 2) >> 8;
 	read600[3] = (SMALL_ROOM - 2) & 0xFF;
 	o = xfr(f, f->small, 1, 10, 0, read600, sizeof(read600));
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN_AND_END);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
 	assert_int_equal(le32(o + 1), SMALL_ROOM);
 	/* one byte more: two blocks, the second of one byte */
 	read600[3] = (SMALL_ROOM - 1) & 0xFF;
 	o = xfr(f, f->small, 1, 11, 0, read600, sizeof(read600));
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN);
-	o = xfr(f, f->small, 1, 12, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	assert_int_equal(o[9], CCID_CHAIN_END);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
+	o = xfr(f, f->small, 1, 12, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_END);
 	assert_int_equal(le32(o + 1), 1);
 	assert_int_equal(o[10], 0x00);
 }
@@ -802,16 +816,16 @@ static void test_chain_both(void **state)
 	apdu[398] = apdu[399] = 0;   /* Le 0000: 65536 */
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);
-	xfr(f, f->small, 0, 1, CCID_LEVEL_BEGIN, apdu, 200);
-	o = xfr(f, f->small, 0, 2, CCID_LEVEL_END, apdu + 200, 200);
+	xfr(f, f->small, 0, 1, VCCID_CCID_LEVEL_BEGIN, apdu, 200);
+	o = xfr(f, f->small, 0, 2, VCCID_CCID_LEVEL_END, apdu + 200, 200);
 	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
 	for (i = 0; ; i++) {
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		total += le32(o + 1);
-		if (o[9] == CCID_CHAIN_END)
+		if (o[9] == VCCID_CCID_CHAIN_END)
 			break;
-		assert_true(o[9] == (i == 0 ? CCID_CHAIN_BEGIN : CCID_CHAIN_CONTINUE));
-		o = xfr(f, f->small, 0, (uint8_t)(3 + i), CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+		assert_true(o[9] == (i == 0 ? VCCID_CCID_CHAIN_BEGIN : VCCID_CCID_CHAIN_CONTINUE));
+		o = xfr(f, f->small, 0, (uint8_t)(3 + i), VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
 	}
 	assert_int_equal(total, 402);
 }
@@ -828,19 +842,20 @@ static void test_chain_errors(void **state)
 		size_t second_len;
 		uint8_t error;
 	} table[] = {
-		{ "END without BEGIN", 0xFFFF, CCID_LEVEL_END, 7, CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "CONTINUE without BEGIN", 0xFFFF, CCID_LEVEL_CONTINUE, 7,
-		  CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "RESPONSE_NEXT with no response", 0xFFFF, CCID_LEVEL_RESPONSE_NEXT, 0,
-		  CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "unknown level 0x0004", 0xFFFF, 0x0004, 7, CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "unknown level 0x0100", 0xFFFF, 0x0100, 7, CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "BEGIN_AND_END inside a command chain", CCID_LEVEL_BEGIN,
-		  CCID_LEVEL_BEGIN_AND_END, 7, CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "BEGIN inside a command chain", CCID_LEVEL_BEGIN, CCID_LEVEL_BEGIN, 7,
-		  CCID_ERR_BAD_LEVEL_PARAMETER },
-		{ "RESPONSE_NEXT inside a command chain", CCID_LEVEL_BEGIN,
-		  CCID_LEVEL_RESPONSE_NEXT, 0, CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "END without BEGIN", 0xFFFF, VCCID_CCID_LEVEL_END, 7,
+		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "CONTINUE without BEGIN", 0xFFFF, VCCID_CCID_LEVEL_CONTINUE, 7,
+		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "RESPONSE_NEXT with no response", 0xFFFF, VCCID_CCID_LEVEL_RESPONSE_NEXT, 0,
+		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "unknown level 0x0004", 0xFFFF, 0x0004, 7, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "unknown level 0x0100", 0xFFFF, 0x0100, 7, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "BEGIN_AND_END inside a command chain", VCCID_CCID_LEVEL_BEGIN,
+		  VCCID_CCID_LEVEL_BEGIN_AND_END, 7, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "BEGIN inside a command chain", VCCID_CCID_LEVEL_BEGIN, VCCID_CCID_LEVEL_BEGIN, 7,
+		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "RESPONSE_NEXT inside a command chain", VCCID_CCID_LEVEL_BEGIN,
+		  VCCID_CCID_LEVEL_RESPONSE_NEXT, 0, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
 	};
 	struct fixture *f = *state;
 	uint8_t *big;
@@ -853,53 +868,61 @@ static void test_chain_errors(void **state)
 		snprintf(current_case, sizeof(current_case), "%s", table[i].name);
 		if (table[i].first != 0xFFFF)
 			expect(xfr(f, f->small, 0, 1, table[i].first, part, sizeof(part)),
-			       RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+			       VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		o = xfr(f, f->small, 0, 2, table[i].second, part, table[i].second_len);
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, table[i].error);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+		       table[i].error);
 		/* the chain is gone: a plain APDU works */
 		o = xfr(f, f->small, 0, 3, 0, select, sizeof(select));
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	}
 
 	/* a response chain interrupted by a new APDU */
 	o = xfr(f, f->small, 0, 4, 0, read600, sizeof(read600));
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
 	o = xfr(f, f->small, 0, 5, 0, select, sizeof(select));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
-	o = xfr(f, f->small, 0, 6, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	o = xfr(f, f->small, 0, 6, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* RESPONSE_NEXT carrying data */
 	o = xfr(f, f->small, 0, 7, 0, read600, sizeof(read600));
-	o = xfr(f, f->small, 0, 8, CCID_LEVEL_RESPONSE_NEXT, select, 1);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_DWLENGTH);
+	o = xfr(f, f->small, 0, 8, VCCID_CCID_LEVEL_RESPONSE_NEXT, select, 1);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_DWLENGTH);
 
 	/* a command chain longer than the longest APDU */
 	big = calloc(1, SMALL_ROOM);
 	assert_non_null(big);
-	o = xfr(f, f->small, 0, 9, CCID_LEVEL_BEGIN, big, SMALL_ROOM);
+	o = xfr(f, f->small, 0, 9, VCCID_CCID_LEVEL_BEGIN, big, SMALL_ROOM);
 	for (sent = SMALL_ROOM; sent + SMALL_ROOM <= VCCID_MAX_COMMAND; sent += SMALL_ROOM) {
-		o = xfr(f, f->small, 0, 10, CCID_LEVEL_CONTINUE, big, SMALL_ROOM);
-		expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+		o = xfr(f, f->small, 0, 10, VCCID_CCID_LEVEL_CONTINUE, big, SMALL_ROOM);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	}
-	o = xfr(f, f->small, 0, 11, CCID_LEVEL_END, big, SMALL_ROOM);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_DWLENGTH);
+	o = xfr(f, f->small, 0, 11, VCCID_CCID_LEVEL_END, big, SMALL_ROOM);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_DWLENGTH);
 	free(big);
 
 	/* power cycles drop chains */
-	xfr(f, f->small, 0, 12, CCID_LEVEL_BEGIN, part, sizeof(part));
+	xfr(f, f->small, 0, 12, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
 	power_on(f, f->small, 0);
-	o = xfr(f, f->small, 0, 13, CCID_LEVEL_END, part, 1);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	o = xfr(f, f->small, 0, 13, VCCID_CCID_LEVEL_END, part, 1);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	o = xfr(f, f->small, 0, 14, 0, read600, sizeof(read600));
-	expect(cmd(f, f->small, PC_to_RDR_IccPowerOff, 0, 15, 0), RDR_to_PC_SlotStatus,
-	       ICC_INACTIVE, CCID_CMD_OK, 0);
-	o = xfr(f, f->small, 0, 16, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_IccPowerOff, 0, 15, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
+	o = xfr(f, f->small, 0, 16, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* BEGIN on an unpowered card */
-	o = xfr(f, f->small, 0, 17, CCID_LEVEL_BEGIN, part, sizeof(part));
-	expect(o, RDR_to_PC_DataBlock, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	o = xfr(f, f->small, 0, 17, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 }
 
 /* A card removed (and another inserted) mid-chain ends the chain with ICC_MUTE. */
@@ -912,22 +935,23 @@ static void test_chain_card_swap(void **state)
 
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);
-	xfr(f, f->small, 0, 1, CCID_LEVEL_BEGIN, part, sizeof(part));
+	xfr(f, f->small, 0, 1, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
 	assert_int_equal(vccid_slot_remove(f->slots[0]), VCCID_OK);
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);   /* drops the chain itself */
-	xfr(f, f->small, 0, 2, CCID_LEVEL_BEGIN, part, sizeof(part));
+	xfr(f, f->small, 0, 2, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
 	assert_int_equal(vccid_slot_remove(f->slots[0]), VCCID_OK);
 	insert(f, 0, FAKE_OK);
 	/* the new card is not powered: the chain cannot go on */
-	o = xfr(f, f->small, 0, 3, CCID_LEVEL_END, part, 1);
-	expect(o, RDR_to_PC_DataBlock, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_END, part, 1);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 
 	/* response chain, card swapped behind the engine's back, new card powered
 	 * through the slot directly */
 	power_on(f, f->small, 0);
 	o = xfr(f, f->small, 0, 4, 0, read600, sizeof(read600));
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
 	assert_int_equal(vccid_slot_remove(f->slots[0]), VCCID_OK);
 	insert(f, 0, FAKE_OK);
 	{
@@ -937,8 +961,9 @@ static void test_chain_card_swap(void **state)
 		assert_int_equal(vccid_slot_power(f->slots[0], VCCID_POWER_UP, atr, &atr_len),
 				 VCCID_OK);
 	}
-	o = xfr(f, f->small, 0, 5, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
+	o = xfr(f, f->small, 0, 5, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 }
 
 /* ------------------------------------------------------------------ parameters */
@@ -951,38 +976,40 @@ static void test_parameters_t0(void **state)
 	const uint8_t *o;
 	size_t n;
 
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 0, 1, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_ABSENT, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
-	o = cmd(f, f->ccid, PC_to_RDR_ResetParameters, 0, 1, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_ABSENT, CCID_CMD_FAILED, CCID_ERR_ICC_MUTE);
-	n = mkmsg(f->msg, PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
-	expect(run(f, f->ccid, f->msg, n), RDR_to_PC_Parameters, ICC_ABSENT, CCID_CMD_FAILED,
-	       CCID_ERR_ICC_MUTE);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_ResetParameters, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
+	expect(run(f, f->ccid, f->msg, n), VCCID_RDR_to_PC_Parameters, ICC_ABSENT,
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 0, 3, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 3, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], 0);   /* bProtocolNum T=0 */
 	assert_int_equal(le32(o + 1), 5);
 	assert_memory_equal(o + 10, cac_params, sizeof(cac_params));
 
-	n = mkmsg(f->msg, PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
 	o = run(f, f->ccid, f->msg, n);
-	expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_memory_equal(o + 10, set_t0, sizeof(set_t0));
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 0, 4, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 4, 0);
 	assert_memory_equal(o + 10, set_t0, sizeof(set_t0));
-	o = cmd(f, f->ccid, PC_to_RDR_ResetParameters, 0, 5, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_ResetParameters, 0, 5, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_memory_equal(o + 10, cac_params, sizeof(cac_params));
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 0, 6, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 6, 0);
 	assert_memory_equal(o + 10, cac_params, sizeof(cac_params));
 
 	/* a present card that was never powered gets the T=0 defaults */
 	insert(f, 1, FAKE_OK);
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 1, 7, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_INACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 1, 7, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[10], 0x11);
 	assert_int_equal(o[13], 0x0A);
 }
@@ -997,8 +1024,8 @@ static void test_parameters_t1(void **state)
 	f->cards[0].atr_len = sizeof(t1_atr);
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
-	o = cmd(f, f->ccid, PC_to_RDR_GetParameters, 0, 1, 0);
-	expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], 1);
 	assert_int_equal(le32(o + 1), 7);
 	assert_memory_equal(o + 10, t1_params, sizeof(t1_params));
@@ -1017,24 +1044,27 @@ static void test_set_parameters_errors(void **state)
 		{ "T=0 inverse ok", 0, { 0x11, 0x02, 0x00, 0x0A, 0x03 }, 5, 0 },
 		{ "T=1 ok", 1, { 0x11, 0x11, 0x00, 0x4D, 0x00, 0x20, 0x00 }, 7, 0 },
 		{ "T=1 CRC inverse ok", 1, { 0x11, 0x13, 0x00, 0x4D, 0x00, 0xFE, 0x00 }, 7, 0 },
-		{ "protocol 2", 2, { 0x11, 0x00, 0x00, 0x0A, 0x00 }, 5, CCID_ERR_BAD_PROTOCOL_NUM },
-		{ "protocol FF", 0xFF, { 0 }, 0, CCID_ERR_BAD_PROTOCOL_NUM },
+		{ "protocol 2", 2, { 0x11, 0x00, 0x00, 0x0A, 0x00 }, 5,
+		  VCCID_CCID_ERR_BAD_PROTOCOL_NUM },
+		{ "protocol FF", 0xFF, { 0 }, 0, VCCID_CCID_ERR_BAD_PROTOCOL_NUM },
 		{ "T=0 with 7 bytes", 0, { 0x11, 0x00, 0x00, 0x0A, 0x00, 0, 0 }, 7,
-		  CCID_ERR_BAD_DWLENGTH },
-		{ "T=0 with 4 bytes", 0, { 0x11, 0x00, 0x00, 0x0A }, 4, CCID_ERR_BAD_DWLENGTH },
+		  VCCID_CCID_ERR_BAD_DWLENGTH },
+		{ "T=0 with 4 bytes", 0, { 0x11, 0x00, 0x00, 0x0A }, 4,
+		  VCCID_CCID_ERR_BAD_DWLENGTH },
 		{ "T=1 with 5 bytes", 1, { 0x11, 0x10, 0x00, 0x4D, 0x00 }, 5,
-		  CCID_ERR_BAD_DWLENGTH },
-		{ "T=0 bmTCCKST0 01", 0, { 0x11, 0x01, 0x00, 0x0A, 0x00 }, 5, CCID_ERR_BAD_TCCKS },
+		  VCCID_CCID_ERR_BAD_DWLENGTH },
+		{ "T=0 bmTCCKST0 01", 0, { 0x11, 0x01, 0x00, 0x0A, 0x00 }, 5,
+		  VCCID_CCID_ERR_BAD_TCCKS },
 		{ "T=1 bmTCCKST1 00", 1, { 0x11, 0x00, 0x00, 0x4D, 0x00, 0x20, 0x00 }, 7,
-		  CCID_ERR_BAD_TCCKS },
+		  VCCID_CCID_ERR_BAD_TCCKS },
 		{ "T=0 bClockStop 4", 0, { 0x11, 0x00, 0x00, 0x0A, 0x04 }, 5,
-		  CCID_ERR_BAD_CLOCK_STOP },
+		  VCCID_CCID_ERR_BAD_CLOCK_STOP },
 		{ "T=1 bIFSC 00", 1, { 0x11, 0x10, 0x00, 0x4D, 0x00, 0x00, 0x00 }, 7,
-		  CCID_ERR_BAD_IFSC },
+		  VCCID_CCID_ERR_BAD_IFSC },
 		{ "T=1 bIFSC FF", 1, { 0x11, 0x10, 0x00, 0x4D, 0x00, 0xFF, 0x00 }, 7,
-		  CCID_ERR_BAD_IFSC },
+		  VCCID_CCID_ERR_BAD_IFSC },
 		{ "T=1 NAD 01", 1, { 0x11, 0x10, 0x00, 0x4D, 0x00, 0x20, 0x01 }, 7,
-		  CCID_ERR_BAD_NAD },
+		  VCCID_CCID_ERR_BAD_NAD },
 	};
 	struct fixture *f = *state;
 	size_t i;
@@ -1042,19 +1072,20 @@ static void test_set_parameters_errors(void **state)
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
 	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		size_t n = mkmsg(f->msg, PC_to_RDR_SetParameters, 0, (uint8_t)i, table[i].protocol,
-				 0, 0, table[i].data, table[i].len);
+		size_t n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, (uint8_t)i,
+				 table[i].protocol, 0, 0, table[i].data, table[i].len);
 		const uint8_t *o;
 
 		snprintf(current_case, sizeof(current_case), "%s", table[i].name);
 		o = run(f, f->ccid, f->msg, n);
 		if (table[i].error == 0) {
-			expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_OK, 0);
+			expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 			assert_int_equal(o[9], table[i].protocol);
 			assert_int_equal(le32(o + 1), table[i].len);
 			assert_memory_equal(o + 10, table[i].data, table[i].len);
 		} else {
-			expect(o, RDR_to_PC_Parameters, ICC_ACTIVE, CCID_CMD_FAILED, table[i].error);
+			expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+			       table[i].error);
 		}
 	}
 }
@@ -1067,23 +1098,25 @@ static void test_clock_and_rate(void **state)
 	size_t n;
 
 	insert(f, 0, FAKE_OK);
-	o = cmd(f, f->ccid, PC_to_RDR_IccClock, 0, 1, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_INACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccClock, 0, 1, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], 0);
-	o = cmd(f, f->ccid, PC_to_RDR_IccClock, 0, 2, 1);
-	expect(o, RDR_to_PC_SlotStatus, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_CMD_NOT_SUPPORTED);
-	o = cmd(f, f->ccid, PC_to_RDR_IccClock, 0, 3, 2);
-	expect(o, RDR_to_PC_SlotStatus, ICC_INACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_CLOCK_COMMAND);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccClock, 0, 2, 1);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
+	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccClock, 0, 3, 2);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_CLOCK_COMMAND);
 
-	n = mkmsg(f->msg, PC_to_RDR_SetDataRateAndClockFrequency, 0, 4, 0, 0, 0, rate, 8);
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetDataRateAndClockFrequency, 0, 4, 0, 0, 0, rate, 8);
 	o = run(f, f->ccid, f->msg, n);
-	expect(o, RDR_to_PC_DataRateAndClockFrequency, ICC_INACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataRateAndClockFrequency, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 8);
 	assert_int_equal(le32(o + 10), VCCID_CCID_CLOCK_KHZ);
 	assert_int_equal(le32(o + 14), VCCID_CCID_DATA_RATE);
-	n = mkmsg(f->msg, PC_to_RDR_SetDataRateAndClockFrequency, 0, 5, 0, 0, 0, rate, 7);
-	expect(run(f, f->ccid, f->msg, n), RDR_to_PC_DataRateAndClockFrequency, ICC_INACTIVE,
-	       CCID_CMD_FAILED, CCID_ERR_BAD_DWLENGTH);
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetDataRateAndClockFrequency, 0, 5, 0, 0, 0, rate, 7);
+	expect(run(f, f->ccid, f->msg, n), VCCID_RDR_to_PC_DataRateAndClockFrequency, ICC_INACTIVE,
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 }
 
 /* ------------------------------------------------------------------ threads, abort */
@@ -1128,7 +1161,7 @@ static void start_blocked_xfr(struct fixture *f, struct bg_call *c, pthread_t *t
 {
 	c->f = f;
 	c->ccid = f->small;
-	c->len = mkmsg(c->msg, PC_to_RDR_XfrBlock, 0, seq, 0, 0, 0, select_apdu,
+	c->len = mkmsg(c->msg, VCCID_PC_to_RDR_XfrBlock, 0, seq, 0, 0, 0, select_apdu,
 		       sizeof(select_apdu));
 	assert_int_equal(pthread_create(thread, NULL, bg_run, c), 0);
 	gate_wait_entered(&f->cards[0]);
@@ -1153,30 +1186,30 @@ static void test_busy_slot(void **state)
 	for (i = 0; i < sizeof(command_types) / sizeof(command_types[0]); i++) {
 		uint8_t t = command_types[i].type;
 		uint8_t data[8] = { 0x11, 0, 0, 0x0A, 0, 0, 0, 0 };
-		size_t len = t == PC_to_RDR_SetDataRateAndClockFrequency ? 8
-			     : t == PC_to_RDR_SetParameters ? 5 : 0;
+		size_t len = t == VCCID_PC_to_RDR_SetDataRateAndClockFrequency ? 8
+			     : t == VCCID_PC_to_RDR_SetParameters ? 5 : 0;
 		size_t n;
 
-		if (t == PC_to_RDR_Abort)
+		if (t == VCCID_PC_to_RDR_Abort)
 			continue;   /* never busy: see test_abort_busy */
 		n = mkmsg(f->msg, t, 0, (uint8_t)i, 0, 0, 0, data, len);
 		o = run(f, f->small, f->msg, n);
-		expect(o, command_types[i].answer, ICC_ACTIVE, CCID_CMD_FAILED,
-		       CCID_ERR_CMD_SLOT_BUSY);
+		expect(o, command_types[i].answer, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_CMD_SLOT_BUSY);
 	}
 	/* the other slot works meanwhile */
 	o = xfr(f, f->small, 1, 7, 0, select_apdu, sizeof(select_apdu));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
 	gate_open(&f->cards[0]);
 	pthread_join(thread, NULL);
 	assert_int_equal(c->rv, VCCID_OK);
-	expect(c->out, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(c->out[6], 0x42);
 	assert_int_equal(atomic_load(&f->cards[0].transmits), 1);
 	/* and the slot is free again */
-	o = cmd(f, f->small, PC_to_RDR_GetSlotStatus, 0, 8, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 8, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	free(c);
 }
 
@@ -1193,32 +1226,36 @@ static void test_abort(void **state)
 
 	/* control ABORT: commands fail until PC_to_RDR_Abort */
 	o = xfr(f, f->small, 0, 1, 0, read600, sizeof(read600));
-	assert_int_equal(o[9], CCID_CHAIN_BEGIN);
+	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 2), VCCID_OK);
-	o = cmd(f, f->small, PC_to_RDR_GetSlotStatus, 0, 3, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_CMD_ABORTED);
-	o = xfr(f, f->small, 0, 3, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_CMD_ABORTED);
+	o = cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 3, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_CMD_ABORTED);
+	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_CMD_ABORTED);
 	/* the other slot is not affected */
-	expect(cmd(f, f->small, PC_to_RDR_GetSlotStatus, 1, 3, 0), RDR_to_PC_SlotStatus,
-	       ICC_ABSENT, CCID_CMD_OK, 0);
-	o = cmd(f, f->small, PC_to_RDR_Abort, 0, 2, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 1, 3, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
+	o = cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 2, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	/* the response chain was dropped */
-	o = xfr(f, f->small, 0, 4, CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	o = xfr(f, f->small, 0, 4, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	o = xfr(f, f->small, 0, 5, 0, select_apdu, sizeof(select_apdu));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
 	/* PC_to_RDR_Abort alone also drops a chain and succeeds */
-	xfr(f, f->small, 0, 6, CCID_LEVEL_BEGIN, select_apdu, 4);
-	expect(cmd(f, f->small, PC_to_RDR_Abort, 0, 7, 0), RDR_to_PC_SlotStatus, ICC_ACTIVE,
-	       CCID_CMD_OK, 0);
-	o = xfr(f, f->small, 0, 8, CCID_LEVEL_END, select_apdu + 4, 3);
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_BAD_LEVEL_PARAMETER);
+	xfr(f, f->small, 0, 6, VCCID_CCID_LEVEL_BEGIN, select_apdu, 4);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 7, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	o = xfr(f, f->small, 0, 8, VCCID_CCID_LEVEL_END, select_apdu + 4, 3);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	/* on an empty slot too */
-	expect(cmd(f, f->small, PC_to_RDR_Abort, 1, 9, 0), RDR_to_PC_SlotStatus, ICC_ABSENT,
-	       CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 1, 9, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
 }
 
 /* ABORT for the command in progress: its answer becomes CMD_ABORTED. */
@@ -1235,16 +1272,17 @@ static void test_abort_busy(void **state)
 	start_blocked_xfr(f, c, &thread, 0x30);
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 0x30), VCCID_OK);
 	/* PC_to_RDR_Abort is answered while the slot is busy */
-	o = cmd(f, f->small, PC_to_RDR_Abort, 0, 0x30, 0);
-	expect(o, RDR_to_PC_SlotStatus, ICC_ACTIVE, CCID_CMD_OK, 0);
+	o = cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 0x30, 0);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	gate_open(&f->cards[0]);
 	pthread_join(thread, NULL);
 	assert_int_equal(c->rv, VCCID_OK);
-	expect(c->out, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_CMD_ABORTED);
+	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_CMD_ABORTED);
 	assert_int_equal(c->out[6], 0x30);
 	/* the slot works again */
 	o = xfr(f, f->small, 0, 0x31, 0, select_apdu, sizeof(select_apdu));
-	expect(o, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
 	/* an ABORT for another bSeq leaves the command in progress alone */
 	f->cards[0].entered = false;
@@ -1253,11 +1291,12 @@ static void test_abort_busy(void **state)
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 0x41), VCCID_OK);
 	gate_open(&f->cards[0]);
 	pthread_join(thread, NULL);
-	expect(c->out, RDR_to_PC_DataBlock, ICC_ACTIVE, CCID_CMD_OK, 0);
-	expect(cmd(f, f->small, PC_to_RDR_GetSlotStatus, 0, 0x42, 0), RDR_to_PC_SlotStatus,
-	       ICC_ACTIVE, CCID_CMD_FAILED, CCID_ERR_CMD_ABORTED);
-	expect(cmd(f, f->small, PC_to_RDR_Abort, 0, 0x41, 0), RDR_to_PC_SlotStatus, ICC_ACTIVE,
-	       CCID_CMD_OK, 0);
+	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 0x42, 0),
+	       VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_ABORTED);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 0x41, 0), VCCID_RDR_to_PC_SlotStatus,
+	       ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	free(c);
 }
 
@@ -1268,25 +1307,26 @@ static void test_time_extension(void **state)
 	size_t n, out_len = 7;
 
 	insert(f, 1, FAKE_OK);
-	n = mkmsg(f->msg, PC_to_RDR_XfrBlock, 1, 0x77, 0, 0, 0, select_apdu, sizeof(select_apdu));
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 1, 0x77, 0, 0, 0, select_apdu,
+		  sizeof(select_apdu));
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, n, 3, out, sizeof(out),
 						   &out_len), VCCID_OK);
 	assert_int_equal(out_len, 10);
-	assert_int_equal(out[0], RDR_to_PC_DataBlock);
+	assert_int_equal(out[0], VCCID_RDR_to_PC_DataBlock);
 	assert_int_equal(le32(out + 1), 0);
 	assert_int_equal(out[5], 1);
 	assert_int_equal(out[6], 0x77);
-	assert_int_equal(out[7], CCID_CMD_TIME_EXTENSION << 6 | ICC_INACTIVE);
+	assert_int_equal(out[7], VCCID_CCID_CMD_TIME_EXTENSION << 6 | ICC_INACTIVE);
 	assert_int_equal(out[8], 3);
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, n, 3, out, 9, &out_len),
 			 VCCID_ENOSPC);
 	assert_int_equal(out_len, 0);
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, 9, 3, out, 16, &out_len),
 			 VCCID_EPROTO);
-	f->msg[0] = PC_to_RDR_IccPowerOn;
+	f->msg[0] = VCCID_PC_to_RDR_IccPowerOn;
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, n, 3, out, 16, &out_len),
 			 VCCID_EPROTO);
-	f->msg[0] = PC_to_RDR_XfrBlock;
+	f->msg[0] = VCCID_PC_to_RDR_XfrBlock;
 	f->msg[5] = 2;
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, n, 3, out, 16, &out_len),
 			 VCCID_EPROTO);
@@ -1305,7 +1345,7 @@ static void test_notify(void **state)
 	assert_int_equal(out_len, 0);
 	assert_true(vccid_ccid_notify_all(f->ccid, out, sizeof(out), &out_len));
 	assert_int_equal(out_len, 2);
-	assert_int_equal(out[0], RDR_to_PC_NotifySlotChange);
+	assert_int_equal(out[0], VCCID_RDR_to_PC_NotifySlotChange);
 	assert_int_equal(out[1], 0x00);
 
 	insert(f, 1, FAKE_OK);
@@ -1416,12 +1456,12 @@ static void test_class_descriptor(void **state)
 	assert_int_equal(le32(d + 32), 0);
 	assert_int_equal(le32(d + 36), 0);
 	features = le32(d + 40);
-	assert_int_equal(features & 0x00070000, CCID_FEAT_EXTENDED_APDU);
-	assert_true(features & CCID_FEAT_AUTO_PPS_PROP);    /* libccid: no SetParameters */
-	assert_true(features & CCID_FEAT_AUTO_VOLTAGE);     /* libccid: bPowerSelect 0 */
-	assert_false(features & CCID_FEAT_AUTO_ACTIVATION); /* IccPowerOn powers */
-	assert_false(features & CCID_FEAT_CLOCK_STOP);      /* IccClock stop fails */
-	assert_false(features & CCID_FEAT_NAD_OTHER_THAN_00);
+	assert_int_equal(features & 0x00070000, VCCID_CCID_FEAT_EXTENDED_APDU);
+	assert_true(features & VCCID_CCID_FEAT_AUTO_PPS_PROP);    /* libccid: no SetParameters */
+	assert_true(features & VCCID_CCID_FEAT_AUTO_VOLTAGE);     /* libccid: bPowerSelect 0 */
+	assert_false(features & VCCID_CCID_FEAT_AUTO_ACTIVATION); /* IccPowerOn powers */
+	assert_false(features & VCCID_CCID_FEAT_CLOCK_STOP);      /* IccClock stop fails */
+	assert_false(features & VCCID_CCID_FEAT_NAD_OTHER_THAN_00);
 	assert_int_equal(le32(d + 44), vccid_ccid_max_message_length(f->ccid));
 	assert_int_equal(le32(d + 44), 65554);
 	assert_int_equal(d[48], 0xFF);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests of the configuration loader: a full valid file, every error path and its message. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -376,6 +378,132 @@ static void test_unreadable_file(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* A load that blocks ends the test binary, with a line that says which. */
+static void hang_guard(int sig)
+{
+	static const char msg[] = "test-config: a configuration load blocked for 5 s\n";
+
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(2);
+	_exit(1);
+}
+
+/* Loads @p path under a 5 s guard; expects one refusal that names the path and @p why. */
+static void load_refused(const char *path, const char *why)
+{
+	struct sigaction sa;
+	struct vccid_config *config;
+	char *msg = g_strdup_printf("cannot be read: %s", why);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = hang_guard;
+	assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+	alarm(5);
+	config = vccid_config_load(path);
+	alarm(0);
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 1);
+	assert_int_equal(log_lines, 1);
+	assert_logged(path, msg);
+	/* The refused file leaves the defaults: the reader still comes up. */
+	assert_non_null(vccid_config_find_reader(config, VCCID_DEFAULT_READER));
+	assert_int_equal(config->n_cards, 0);
+	vccid_config_free(config);
+	g_free(msg);
+}
+
+/* A FIFO nobody writes to: open() without O_NONBLOCK waits for a writer for ever. */
+static void test_fifo_refused(void **state)
+{
+	char dir[] = "/tmp/vccid-test-config-XXXXXX";
+	char *path;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = g_build_filename(dir, "vccid.conf", NULL);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	load_refused(path, "it is a FIFO, not a regular file");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	g_free(path);
+}
+
+static void test_directory_refused(void **state)
+{
+	char dir[] = "/tmp/vccid-test-config-XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	load_refused(dir, "it is a directory, not a regular file");
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* 1 MiB is read; one byte more is refused before reading (a sparse file: nothing is written). */
+static void test_size_limit(void **state)
+{
+	char path[] = "/tmp/vccid-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	struct vccid_config *config;
+	char blank[1024];
+	size_t i;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+	load_refused(path, "it is larger than 1048576 bytes");
+	/* At the limit the file is read and parsed: here, 1 MiB of blank lines. */
+	assert_int_equal(ftruncate(fd, 0), 0);
+	memset(blank, '\n', sizeof(blank));
+	for (i = 0; i < 1024; i++)
+		assert_int_equal(write(fd, blank, sizeof(blank)), (ssize_t)sizeof(blank));
+	close(fd);
+	setup(NULL);
+	config = vccid_config_load(path);
+	assert_non_null(config);
+	assert_int_equal(config->n_errors, 0);
+	vccid_config_free(config);
+	unlink(path);
+}
+
+/*
+ * A value, group, key or line of any length never pushes the explanation out
+ * of the log line: the long part is shown as its head and tail around "...".
+ */
+static void test_long_names_and_values(void **state)
+{
+	static const struct {
+		const char *before, *after;   /* the text around 4000 'x's */
+		const char *explanation;
+	} longs[] = {
+		{ "[reader:r]\nslots = ", "\n", "' is not a number" },
+		{ "[vscard]\nlisten = ", ":1\n", "' is not HOST:PORT with a port from 1024 to 65535" },
+		{ "[vccid]\nlog-level = ", "\n", "' is not one of critical, error, info" },
+		{ "[reader:", "]\n", "]: reader names are 1-63 letters" },
+		{ "[vccid]\n", " = 1\n", ": unknown key, ignored" },
+		{ "", "\n", "which is not a key-value pair, group, or comment" },
+	};
+	char *xs = g_strnfill(4000, 'x');
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(longs) / sizeof(longs[0]); i++) {
+		char *text = g_strconcat(longs[i].before, xs, longs[i].after, NULL);
+		struct vccid_config *config;
+
+		setup(NULL);
+		config = load(text);
+		if (config->n_errors != 1 || strstr(log_text->str, longs[i].explanation) == NULL ||
+		    strstr(log_text->str, "x...x") == NULL || strlen(log_text->str) > 1000)
+			fail_msg("case %zu: %zu errors; the log line (%zu bytes) lacks \"%s\" or "
+				 "the shortened value:\n%.1200s", i, config->n_errors,
+				 strlen(log_text->str), longs[i].explanation, log_text->str);
+		vccid_config_free(config);
+		g_free(text);
+	}
+	g_free(xs);
+}
+
 static void test_no_path(void **state)
 {
 	struct vccid_config *config = vccid_config_load(NULL);
@@ -519,6 +647,10 @@ int main(void)
 		cmocka_unit_test_setup(test_inserted_values, setup),
 		cmocka_unit_test_setup(test_nonexistent_file, setup),
 		cmocka_unit_test_setup(test_unreadable_file, setup),
+		cmocka_unit_test_setup(test_fifo_refused, setup),
+		cmocka_unit_test_setup(test_directory_refused, setup),
+		cmocka_unit_test_setup(test_size_limit, setup),
+		cmocka_unit_test_setup(test_long_names_and_values, setup),
 		cmocka_unit_test_setup(test_no_path, setup),
 		cmocka_unit_test_setup(test_file_on_disk, setup),
 		cmocka_unit_test_setup(test_vscard_settings, setup),

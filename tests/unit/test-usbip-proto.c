@@ -523,7 +523,9 @@ static void test_conn_urbs(void **state)
 	static const uint8_t get_dev[8] = { 0x80, 0x06, 0x00, 0x01, 0, 0, 18, 0 };
 	static const uint8_t bad_desc[8] = { 0x80, 0x06, 0x00, 0x09, 0, 0, 18, 0 };
 	static const uint8_t set_conf[8] = { 0x00, 0x09, 0x01, 0x00, 0, 0, 0, 0 };
-	static const uint8_t power_on[10] = { PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x11, 0, 0, 0 };
+	static const uint8_t power_on[10] = {
+		VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x11, 0, 0, 0
+	};
 	uint8_t buf[256];
 	struct vccid_usbip_ret r;
 	size_t n;
@@ -575,7 +577,7 @@ static void test_conn_urbs(void **state)
 	assert_int_equal(vccid_usbip_conn_pump(f->conn, 2000), 1);
 	r = one_ret(f, 10 + sizeof(cac_atr));
 	assert_int_equal(r.seqnum, 6);
-	assert_int_equal(f->out[48], RDR_to_PC_DataBlock);
+	assert_int_equal(f->out[48], VCCID_RDR_to_PC_DataBlock);
 	assert_int_equal(f->out[48 + 6], 0x11);
 	assert_memory_equal(f->out + 58, cac_atr, sizeof(cac_atr));
 
@@ -608,7 +610,9 @@ static void test_conn_urbs(void **state)
 static void test_conn_answer_split(void **state)
 {
 	struct conn_fixture *f = *state;
-	static const uint8_t power_on[10] = { PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x01, 0, 0, 0 };
+	static const uint8_t power_on[10] = {
+		VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x01, 0, 0, 0
+	};
 	uint8_t buf[128];
 	size_t n;
 
