@@ -134,7 +134,8 @@ static int listen_tcp(const struct vccid_addr *addr, const struct vccid_net_list
 		(void)vccid_addr_format(addr, text, sizeof(text));
 		VCCID_LOG(VCCID_LOG_ERROR, "%s listens on ALL interfaces (%s) as configured: %s has "
 			  "no authentication, anyone who reaches it can %s", o->label, text,
-			  o->label, o->exposes != NULL ? o->exposes : "use it");
+			  o->protocol != NULL ? o->protocol : o->label,
+			  o->exposes != NULL ? o->exposes : "use it");
 	}
 	*fd_out = fd;
 	return VCCID_OK;

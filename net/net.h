@@ -19,6 +19,7 @@
 
 struct vccid_net_listen_opts {
 	const char *label;        /* log prefix: "VSCard", "usbip" */
+	const char *protocol;     /* named in the all-interfaces warning (NULL: label) */
 	const char *exposes;      /* said when listening on all interfaces: "add cards" */
 	unsigned unix_mode;       /* unix sockets: mode of the socket file */
 	const char *unix_owner;   /* unix sockets: "USER[:GROUP]", or NULL to keep ours */
