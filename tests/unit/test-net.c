@@ -35,6 +35,19 @@ static void capture_sink(enum vccid_log_level level, const char *line)
 	snprintf(logged + used, sizeof(logged) - used, "%s\n", line);
 }
 
+/* vccid_net_listen() with its log lines in logged[]. */
+static int listen_logged(const struct vccid_addr *addr, const struct vccid_net_listen_opts *o,
+			 int *fd)
+{
+	int rv;
+
+	logged[0] = '\0';
+	vccid_log_set_sink(capture_sink);
+	rv = vccid_net_listen(addr, o, fd);
+	vccid_log_set_sink(NULL);
+	return rv;
+}
+
 static const struct vccid_net_listen_opts opts = {
 	.label = "Test", .exposes = "do things", .unix_mode = 0600,
 };
@@ -144,12 +157,8 @@ static void test_ipv6_peer_name(void **state)
 	memset(&addr, 0, sizeof(addr));
 	addr.kind = VCCID_ADDR_IPV6;
 	strcpy(addr.host, "::1");
-	vccid_log_set_sink(capture_sink);
-	if (vccid_net_listen(&addr, &opts, &lfd) != VCCID_OK) {
-		vccid_log_set_sink(NULL);
+	if (listen_logged(&addr, &opts, &lfd) != VCCID_OK)
 		skip();   /* no IPv6 loopback here */
-	}
-	vccid_log_set_sink(NULL);
 	addr.port = local_port(lfd);
 	assert_int_equal(vccid_net_connect(&addr, 2000, -1, &cfd, NULL, 0), VCCID_OK);
 	sfd = accept_one(lfd, peer, sizeof(peer));
@@ -169,19 +178,13 @@ static void test_all_interfaces_warning(void **state)
 	memset(&addr, 0, sizeof(addr));
 	addr.kind = VCCID_ADDR_IPV4;
 	strcpy(addr.host, "0.0.0.0");
-	logged[0] = '\0';
-	vccid_log_set_sink(capture_sink);
-	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_OK);
-	vccid_log_set_sink(NULL);
+	assert_int_equal(listen_logged(&addr, &opts, &lfd), VCCID_OK);
 	assert_non_null(strstr(logged, "Test listens on ALL interfaces (0.0.0.0:0)"));
 	assert_non_null(strstr(logged, "anyone who reaches it can do things"));
 	close(lfd);
 	/* Loopback: no warning. */
 	addr = loopback_any_port();
-	logged[0] = '\0';
-	vccid_log_set_sink(capture_sink);
-	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_OK);
-	vccid_log_set_sink(NULL);
+	assert_int_equal(listen_logged(&addr, &opts, &lfd), VCCID_OK);
 	assert_string_equal(logged, "");
 	close(lfd);
 }
@@ -194,10 +197,7 @@ static void test_tcp_port_taken(void **state)
 	(void)state;
 	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_OK);
 	addr.port = local_port(lfd);
-	logged[0] = '\0';
-	vccid_log_set_sink(capture_sink);
-	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd2), VCCID_EIO);
-	vccid_log_set_sink(NULL);
+	assert_int_equal(listen_logged(&addr, &opts, &lfd2), VCCID_EIO);
 	assert_non_null(strstr(logged, "Test cannot listen on 127.0.0.1:"));
 	assert_non_null(strstr(logged, "Address already in use"));
 	close(lfd);
@@ -370,10 +370,7 @@ static void test_unix_live_refused(void **state)
 	make_path(path, sizeof(path), "live.sock");
 	addr = unix_addr(path);
 	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_OK);
-	logged[0] = '\0';
-	vccid_log_set_sink(capture_sink);
-	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd2), VCCID_ECONFIG);
-	vccid_log_set_sink(NULL);
+	assert_int_equal(listen_logged(&addr, &opts, &lfd2), VCCID_ECONFIG);
 	assert_int_equal(lfd2, -1);
 	assert_non_null(strstr(logged, "Test cannot listen on unix:"));
 	assert_non_null(strstr(logged, "in use by another program"));
@@ -420,10 +417,7 @@ static void test_unix_regular_file_untouched(void **state)
 	fputs("keep me", f);
 	fclose(f);
 	addr = unix_addr(path);
-	logged[0] = '\0';
-	vccid_log_set_sink(capture_sink);
-	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_ECONFIG);
-	vccid_log_set_sink(NULL);
+	assert_int_equal(listen_logged(&addr, &opts, &lfd), VCCID_ECONFIG);
 	assert_non_null(strstr(logged, "exists and is not a socket"));
 	f = fopen(path, "r");
 	assert_non_null(f);
@@ -456,10 +450,7 @@ static void test_unix_unknown_owner(void **state)
 	addr = unix_addr(path);
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		o.unix_owner = rows[i].owner;
-		logged[0] = '\0';
-		vccid_log_set_sink(capture_sink);
-		assert_int_equal(vccid_net_listen(&addr, &o, &lfd), VCCID_ECONFIG);
-		vccid_log_set_sink(NULL);
+		assert_int_equal(listen_logged(&addr, &o, &lfd), VCCID_ECONFIG);
 		assert_non_null(strstr(logged, rows[i].reason));
 		assert_null(strstr(logged, "Success"));
 		assert_int_not_equal(lstat(path, &st), 0);   /* nothing left behind */
