@@ -28,7 +28,8 @@ struct vccid_net_listen_opts {
 /**
  * Listens on @p addr; *fd gets a non-blocking CLOEXEC listening socket.
  * TCP: SO_REUSEADDR; a name is resolved and the first address that binds is
- * used; 0.0.0.0 and [::] work but log a warning (no authentication).
+ * used; 0.0.0.0 and [::] work but log a warning (no authentication). Port 0,
+ * which the parser never gives, lets the kernel pick one (getsockname).
  * Unix: a socket file left at the path is replaced only when nothing answers
  * on it (stale); a live one ("in use by another program") and any other kind
  * of file are refused and left alone. The file then gets unix_mode and
