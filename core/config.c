@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "error.h"
 #include "file.h"
 #include "log.h"
@@ -394,18 +395,22 @@ static void parse_card(struct parse_ctx *ctx, const char *group)
 	config->cards[config->n_cards++] = card;
 }
 
-/* Parses "HOST:PORT" or "[V6]:PORT" loosely; the listener resolves it. */
-static bool valid_listen(const char *text)
+/*
+ * A TCP address (core/addr.h) with a port from 1024: the listener runs inside
+ * pcscd, and vccid keeps it off the privileged ports. NULL or the reason.
+ */
+static const char *check_listen(const char *text)
 {
-	const char *colon = strrchr(text, ':');
-	char *end;
-	unsigned long port;
+	struct vccid_addr addr;
+	const char *why = NULL;
 
-	if (colon == NULL || colon == text)
-		return false;
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	return errno == 0 && *end == '\0' && colon[1] != '\0' && port >= 1024 && port <= 65535;
+	if (vccid_addr_parse(text, 0, &addr, &why) != VCCID_OK)
+		return why;
+	if (addr.kind == VCCID_ADDR_UNIX)
+		return "a unix socket goes in unix-socket";
+	if (addr.port < 1024)
+		return "the port must be from 1024 to 65535";
+	return NULL;
 }
 
 static void parse_vscard(struct parse_ctx *ctx)
@@ -414,6 +419,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 					     "timeout-ms", "handshake-timeout-ms", "idle-timeout-ms",
 					     "max-connections", "max-pending", "readers", NULL };
 	struct vccid_vscard_config *vs = &ctx->config->vscard;
+	const char *why;
 	char *text;
 	unsigned value;
 
@@ -439,10 +445,10 @@ static void parse_vscard(struct parse_ctx *ctx)
 			vs->listen = g_strdup(VCCID_VSCARD_DEFAULT_LISTEN);
 	} else if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
 		g_free(text);
-	} else if (!valid_listen(text)) {
+	} else if ((why = check_listen(text)) != NULL) {
 		config_error(ctx, GROUP_VSCARD, "listen",
-			     "'%s' is not HOST:PORT with a port from 1024 to 65535; no TCP listener",
-			     SHOW(text));
+			     "'%s' is not HOST:PORT with a port from 1024 to 65535 (%s); "
+			     "no TCP listener", SHOW(text), why);
 		g_free(text);
 	} else {
 		vs->listen = text;

@@ -35,7 +35,7 @@
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 #include "usb/device.h"
-#include "usb/usbip.h"
+#include "usb/usbip-conn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

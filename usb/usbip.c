@@ -1,645 +1,29 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The USB/IP server of the vccid USB reader: TCP listener, management requests, URB loop over vccid_usbdev. */
+/* The USB/IP server of the vccid USB reader: one socket-free usbip-conn per TCP connection, over net/. */
 #include "usbip.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
-
-/* Linux errno values that travel in RET_SUBMIT (status of the URB). */
-#define URB_ENOMEM (-12)
-
-/* USB 2.0 §9.4, §9.6 */
-#define USB_DIR_IN 0x80
-#define USB_REQ_GET_DESCRIPTOR 0x06
-#define USB_DT_DEVICE 0x01
-#define USB_DT_CONFIG 0x02
-#define USB_DT_INTERFACE 0x04
+#include "net/net.h"
+#include "usb/usbip-conn.h"
 
 enum {
-	EP_CONTROL = 0,
-	EP_BULK_OUT = VCCID_USB_EP_BULK_OUT & 0x0F,
-	EP_BULK_IN = VCCID_USB_EP_BULK_IN & 0x0F,
-	EP_INTERRUPT_IN = VCCID_USB_EP_INTERRUPT_IN & 0x0F,
-};
-
-enum {
-	MAX_PENDING = 256,          /* queued IN URBs per endpoint */
-	WORKER_WAIT_MS = 200,       /* an IN worker looks at unlinks and stops this often */
-	CONTROL_IN_MAX = 4096,      /* every descriptor vccid has fits */
 	POLL_MS = 200,              /* *stop is looked at this often */
 	MAX_CLIENTS = 8,            /* connections at once, the importer included */
 	MGMT_TIMEOUT_MS = 10000,    /* a management request must arrive within this */
-	SEND_TIMEOUT_S = 10,        /* a peer that does not read is dropped */
+	SEND_TIMEOUT_MS = 10000,    /* a peer that does not read is dropped */
 	READ_CHUNK = 64 * 1024,
 };
-
-struct pending {
-	uint32_t seqnum;
-	uint32_t length;
-};
-
-struct in_ep {
-	vccid_usbip_conn *conn;
-	unsigned ep;
-	struct pending urbs[MAX_PENDING];   /* FIFO in submission order */
-	size_t n_urbs;
-	uint8_t *buf;                       /* taken from the device, not yet sent */
-	size_t buf_size;
-	size_t len, off;
-	pthread_cond_t wake;                /* a URB was queued, or the connection stops */
-	pthread_t thread;
-	bool started;
-};
-
-enum conn_state { CONN_MANAGEMENT, CONN_IMPORTED, CONN_DEAD };
-
-struct vccid_usbip_conn {
-	struct vccid_usbip_conn_params p;
-	struct vccid_usbip_device record;
-	char peer[INET6_ADDRSTRLEN + 16];
-	enum conn_state state;
-	uint8_t *in;                /* reassembly of requests */
-	size_t in_len, in_size;
-	uint8_t *control_in;
-	pthread_mutex_t lock;       /* queues, IN buffers, and every send */
-	bool stopping;
-	bool failed;
-	bool was_imported;          /* the device must be reset when this connection goes */
-	struct in_ep eps[2];        /* bulk-in, interrupt-in */
-};
-
-/* ------------------------------------------------------------------ sending */
-
-/* conn->lock held. */
-static int send_locked(vccid_usbip_conn *conn, const struct iovec *iov, int iovcnt)
-{
-	int rv;
-
-	if (conn->failed)
-		return VCCID_EIO;
-	rv = conn->p.send(conn->p.opaque, iov, iovcnt);
-	if (rv != 0) {
-		if (!conn->failed)
-			VCCID_LOG(VCCID_LOG_ERROR, "usbip %s: cannot send a reply: connection dropped",
-				  conn->peer);
-		conn->failed = true;
-	}
-	return rv;
-}
-
-/* RET_SUBMIT with @p len bytes of IN data; @p actual_length differs for OUT URBs. */
-static int send_ret_submit(vccid_usbip_conn *conn, uint32_t seqnum, int32_t status,
-			   uint32_t actual_length, const uint8_t *data, size_t len)
-{
-	uint8_t hdr[VCCID_USBIP_HEADER_SIZE];
-	struct iovec iov[2] = {
-		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
-		{ .iov_base = (void *)data, .iov_len = len },
-	};
-
-	vccid_usbip_ret_submit_encode(hdr, seqnum, status, actual_length, 0);
-	return send_locked(conn, iov, len > 0 ? 2 : 1);
-}
-
-static int send_bytes(vccid_usbip_conn *conn, const uint8_t *data, size_t len)
-{
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	int rv;
-
-	pthread_mutex_lock(&conn->lock);
-	rv = send_locked(conn, &iov, 1);
-	pthread_mutex_unlock(&conn->lock);
-	return rv;
-}
-
-/* ------------------------------------------------------------------ IN endpoints */
-
-/* Completes the oldest URB of @p e with buffered bytes; conn->lock held. */
-static int complete_head(struct in_ep *e)
-{
-	struct pending urb = e->urbs[0];
-	size_t n = e->len - e->off;
-	int rv;
-
-	if (n > urb.length)
-		n = urb.length;
-	/* An answer longer than the URB continues in the next one, as on a real bus. */
-	rv = send_ret_submit(e->conn, urb.seqnum, 0, (uint32_t)n, e->buf + e->off, n);
-	explicit_bzero(e->buf + e->off, n);
-	e->off += n;
-	if (e->off == e->len)
-		e->off = e->len = 0;
-	e->n_urbs--;
-	memmove(&e->urbs[0], &e->urbs[1], e->n_urbs * sizeof(e->urbs[0]));
-	return rv;
-}
-
-/* Takes the next answer or notification from the device, outside conn->lock. */
-static int fetch(struct in_ep *e, int timeout_ms)
-{
-	vccid_usbdev *dev = e->conn->p.dev;
-	size_t n = 0;
-	bool zlp;
-	int rv;
-
-	/* No zero-length packet in USB/IP: a URB that ends short ends the transfer. */
-	if (e->ep == EP_BULK_IN)
-		rv = vccid_usbdev_bulk_in(dev, e->buf, e->buf_size, &n, &zlp, timeout_ms);
-	else
-		rv = vccid_usbdev_interrupt_in(dev, e->buf, e->buf_size, &n, timeout_ms);
-	if (rv == VCCID_OK) {
-		e->len = n;
-		e->off = 0;
-	}
-	return rv;
-}
-
-static void *in_worker(void *arg)
-{
-	struct in_ep *e = arg;
-	vccid_usbip_conn *conn = e->conn;
-
-	pthread_mutex_lock(&conn->lock);
-	while (!conn->stopping) {
-		if (e->n_urbs == 0) {
-			pthread_cond_wait(&e->wake, &conn->lock);
-			continue;
-		}
-		if (e->len > e->off) {
-			(void)complete_head(e);
-			continue;
-		}
-		/* The buffer is empty: only this thread fills it. */
-		pthread_mutex_unlock(&conn->lock);
-		(void)fetch(e, WORKER_WAIT_MS);
-		pthread_mutex_lock(&conn->lock);
-	}
-	pthread_mutex_unlock(&conn->lock);
-	return NULL;
-}
-
-size_t vccid_usbip_conn_pump(vccid_usbip_conn *conn, int timeout_ms)
-{
-	size_t done = 0;
-	size_t i;
-
-	if (conn->p.threads || conn->state != CONN_IMPORTED)
-		return 0;
-	for (i = 0; i < 2; i++) {
-		struct in_ep *e = &conn->eps[i];
-
-		pthread_mutex_lock(&conn->lock);
-		while (e->n_urbs > 0 && !conn->failed) {
-			if (e->len > e->off) {
-				(void)complete_head(e);
-				done++;
-				continue;
-			}
-			pthread_mutex_unlock(&conn->lock);
-			if (fetch(e, timeout_ms) != VCCID_OK) {
-				pthread_mutex_lock(&conn->lock);
-				break;
-			}
-			pthread_mutex_lock(&conn->lock);
-		}
-		pthread_mutex_unlock(&conn->lock);
-	}
-	return done;
-}
-
-static void stop_workers(vccid_usbip_conn *conn)
-{
-	size_t i;
-
-	pthread_mutex_lock(&conn->lock);
-	conn->stopping = true;
-	for (i = 0; i < 2; i++)
-		pthread_cond_broadcast(&conn->eps[i].wake);
-	pthread_mutex_unlock(&conn->lock);
-	/* Wakes workers waiting in the device (only an importer has any). */
-	if (conn->eps[0].started || conn->eps[1].started)
-		vccid_usbdev_cancel(conn->p.dev);
-	for (i = 0; i < 2; i++) {
-		if (conn->eps[i].started)
-			pthread_join(conn->eps[i].thread, NULL);
-		conn->eps[i].started = false;
-	}
-}
-
-static int start_workers(vccid_usbip_conn *conn)
-{
-	size_t i;
-
-	for (i = 0; i < 2; i++) {
-		if (pthread_create(&conn->eps[i].thread, NULL, in_worker, &conn->eps[i]) != 0) {
-			stop_workers(conn);
-			return VCCID_ENOMEM;
-		}
-		conn->eps[i].started = true;
-	}
-	return VCCID_OK;
-}
-
-/* ------------------------------------------------------------------ connection */
-
-vccid_usbip_conn *vccid_usbip_conn_new(const struct vccid_usbip_conn_params *p)
-{
-	vccid_usbip_conn *conn;
-	size_t i;
-
-	if (p == NULL || p->dev == NULL || p->record == NULL || p->send == NULL)
-		return NULL;
-	conn = calloc(1, sizeof(*conn));
-	if (conn == NULL)
-		return NULL;
-	conn->p = *p;
-	conn->record = *p->record;
-	conn->p.record = &conn->record;
-	snprintf(conn->peer, sizeof(conn->peer), "%s", p->peer != NULL ? p->peer : "?");
-	conn->p.peer = conn->peer;
-	conn->in_size = VCCID_USBIP_HEADER_SIZE + VCCID_USBIP_MAX_OUT;
-	conn->in = malloc(conn->in_size);
-	conn->control_in = malloc(CONTROL_IN_MAX);
-	pthread_mutex_init(&conn->lock, NULL);
-	for (i = 0; i < 2; i++) {
-		struct in_ep *e = &conn->eps[i];
-
-		e->conn = conn;
-		e->ep = i == 0 ? EP_BULK_IN : EP_INTERRUPT_IN;
-		e->buf_size = i == 0 ? vccid_ccid_max_message_length(vccid_usbdev_ccid(p->dev))
-				     : VCCID_USB_INTERRUPT_PACKET;
-		e->buf = malloc(e->buf_size);
-		pthread_cond_init(&e->wake, NULL);
-		if (e->buf == NULL)
-			conn->state = CONN_DEAD;
-	}
-	if (conn->in == NULL || conn->control_in == NULL || conn->state == CONN_DEAD) {
-		vccid_usbip_conn_free(conn);
-		return NULL;
-	}
-	return conn;
-}
-
-void vccid_usbip_conn_free(vccid_usbip_conn *conn)
-{
-	size_t i;
-
-	if (conn == NULL)
-		return;
-	stop_workers(conn);
-	if (conn->was_imported) {
-		/* The next importer gets a fresh, unconfigured device. */
-		vccid_usbdev_reset(conn->p.dev);
-		VCCID_LOG(VCCID_LOG_INFO, "usbip %s: released %s; device reset", conn->peer,
-			  conn->record.busid);
-	}
-	for (i = 0; i < 2; i++) {
-		if (conn->eps[i].buf != NULL) {
-			explicit_bzero(conn->eps[i].buf, conn->eps[i].buf_size);
-			free(conn->eps[i].buf);
-		}
-		pthread_cond_destroy(&conn->eps[i].wake);
-	}
-	if (conn->in != NULL) {
-		explicit_bzero(conn->in, conn->in_size);
-		free(conn->in);
-	}
-	free(conn->control_in);
-	pthread_mutex_destroy(&conn->lock);
-	free(conn);
-}
-
-bool vccid_usbip_conn_imported(const vccid_usbip_conn *conn)
-{
-	return conn->state == CONN_IMPORTED;
-}
-
-bool vccid_usbip_conn_failed(const vccid_usbip_conn *conn)
-{
-	vccid_usbip_conn *c = (vccid_usbip_conn *)conn;
-	bool failed;
-
-	pthread_mutex_lock(&c->lock);
-	failed = c->failed;
-	pthread_mutex_unlock(&c->lock);
-	return failed;
-}
-
-static int malformed(vccid_usbip_conn *conn, const char *why)
-{
-	VCCID_LOG(VCCID_LOG_ERROR, "usbip %s: malformed request (%s): connection closed",
-		  conn->peer, why);
-	conn->state = CONN_DEAD;
-	return VCCID_EPROTO;
-}
-
-static int handle_op(vccid_usbip_conn *conn, const struct vccid_usbip_op *op)
-{
-	uint8_t *reply;
-	size_t len;
-	uint32_t status;
-	int rv;
-
-	conn->record.bConfigurationValue = (uint8_t)vccid_usbdev_configuration(conn->p.dev);
-	if (op->code == OP_REQ_DEVLIST) {
-		len = vccid_usbip_devlist_size(&conn->record, 1);
-		reply = malloc(len);
-		if (reply == NULL)
-			return VCCID_ENOMEM;
-		len = vccid_usbip_devlist_encode(&conn->record, 1, reply, len);
-		rv = send_bytes(conn, reply, len);
-		free(reply);
-		VCCID_LOG(VCCID_LOG_DEBUG, "usbip %s: device list sent", conn->peer);
-		return rv != 0 ? rv : VCCID_USBIP_DONE;
-	}
-	/* OP_REQ_IMPORT */
-	if (strcmp(op->busid, conn->record.busid) != 0)
-		status = USBIP_ST_NODEV;
-	else if (conn->p.claim != NULL && !conn->p.claim(conn->p.opaque, conn))
-		status = USBIP_ST_DEV_BUSY;
-	else
-		status = USBIP_ST_OK;
-	if (status == USBIP_ST_OK) {
-		/* Whatever the last host left behind is gone before this one speaks. */
-		vccid_usbdev_reset(conn->p.dev);
-		conn->record.bConfigurationValue = 0;
-		conn->state = CONN_IMPORTED;
-		conn->was_imported = true;
-		if (conn->p.threads && start_workers(conn) != VCCID_OK) {
-			conn->state = CONN_DEAD;
-			status = USBIP_ST_ERROR;
-		}
-	}
-	{
-		uint8_t buf[VCCID_USBIP_REP_IMPORT_SIZE];
-
-		len = vccid_usbip_rep_import_encode(status, &conn->record, buf, sizeof(buf));
-		rv = send_bytes(conn, buf, len);
-	}
-	if (status == USBIP_ST_OK) {
-		VCCID_LOG(VCCID_LOG_INFO, "usbip %s: imported %s", conn->peer, conn->record.busid);
-		return rv;
-	}
-	VCCID_LOG(VCCID_LOG_INFO, "usbip %s: import of \"%s\" refused (%s)", conn->peer, op->busid,
-		  status == USBIP_ST_NODEV ? "no such bus id"
-		  : status == USBIP_ST_DEV_BUSY ? "imported by another host" : "error");
-	return rv != 0 ? rv : VCCID_USBIP_DONE;
-}
-
-static bool seqnum_pending(vccid_usbip_conn *conn, uint32_t seqnum)
-{
-	size_t i, j;
-
-	for (i = 0; i < 2; i++)
-		for (j = 0; j < conn->eps[i].n_urbs; j++)
-			if (conn->eps[i].urbs[j].seqnum == seqnum)
-				return true;
-	return false;
-}
-
-static int handle_control(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
-{
-	bool in = cmd->direction == USBIP_DIR_IN;
-	size_t in_size = cmd->transfer_buffer_length;
-	size_t in_len = 0;
-	int32_t status = 0;
-	int rv;
-
-	if (in_size > CONTROL_IN_MAX)
-		in_size = CONTROL_IN_MAX;
-	/* The data stage direction lives in bmRequestType as well: they must agree. */
-	if (((cmd->setup[0] & USB_DIR_IN) != 0) != in) {
-		status = VCCID_USBIP_EPIPE;
-	} else {
-		/* An OUT request has no room for IN data (in_size 0), but a buffer all the same. */
-		rv = vccid_usbdev_control(conn->p.dev, cmd->setup, cmd->data, cmd->data_len,
-					  conn->control_in, in ? in_size : 0, &in_len);
-		if (rv != VCCID_OK)
-			status = VCCID_USBIP_EPIPE;   /* STALL */
-	}
-	if (status != 0)
-		in_len = 0;
-	pthread_mutex_lock(&conn->lock);
-	if (in)
-		rv = send_ret_submit(conn, cmd->seqnum, status, (uint32_t)in_len, conn->control_in,
-				     in_len);
-	else
-		rv = send_ret_submit(conn, cmd->seqnum, status,
-				     status == 0 ? (uint32_t)cmd->data_len : 0, NULL, 0);
-	pthread_mutex_unlock(&conn->lock);
-	return rv;
-}
-
-static int handle_submit(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
-{
-	struct in_ep *e = NULL;
-	bool duplicate;
-	int rv;
-
-	/* A seqnum names one URB until it completes: vhci-hcd never reuses a pending one. */
-	pthread_mutex_lock(&conn->lock);
-	duplicate = seqnum_pending(conn, cmd->seqnum);
-	pthread_mutex_unlock(&conn->lock);
-	if (duplicate)
-		return malformed(conn, "seqnum of a URB still pending");
-	if (cmd->ep == EP_CONTROL)
-		return handle_control(conn, cmd);
-	if (cmd->ep == EP_BULK_OUT && cmd->direction == USBIP_DIR_OUT) {
-		rv = vccid_usbdev_bulk_out(conn->p.dev, cmd->data, cmd->data_len);
-		pthread_mutex_lock(&conn->lock);
-		rv = send_ret_submit(conn, cmd->seqnum, rv == VCCID_OK ? 0 : URB_ENOMEM,
-				     rv == VCCID_OK ? (uint32_t)cmd->data_len : 0, NULL, 0);
-		pthread_mutex_unlock(&conn->lock);
-		return rv;
-	}
-	if (cmd->direction == USBIP_DIR_IN && cmd->ep == EP_BULK_IN)
-		e = &conn->eps[0];
-	else if (cmd->direction == USBIP_DIR_IN && cmd->ep == EP_INTERRUPT_IN)
-		e = &conn->eps[1];
-	pthread_mutex_lock(&conn->lock);
-	if (e == NULL) {
-		/* No such endpoint: what a host controller reports for a stalled pipe. */
-		rv = send_ret_submit(conn, cmd->seqnum, VCCID_USBIP_EPIPE, 0, NULL, 0);
-	} else if (e->n_urbs == MAX_PENDING) {
-		pthread_mutex_unlock(&conn->lock);
-		return malformed(conn, "too many IN URBs pending");
-	} else if (cmd->transfer_buffer_length == 0) {
-		rv = send_ret_submit(conn, cmd->seqnum, 0, 0, NULL, 0);
-	} else {
-		e->urbs[e->n_urbs].seqnum = cmd->seqnum;
-		e->urbs[e->n_urbs].length = cmd->transfer_buffer_length;
-		e->n_urbs++;
-		pthread_cond_broadcast(&e->wake);
-		rv = VCCID_OK;
-	}
-	pthread_mutex_unlock(&conn->lock);
-	return rv;
-}
-
-static int handle_unlink(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
-{
-	uint8_t hdr[VCCID_USBIP_HEADER_SIZE];
-	struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
-	int32_t status = 0;
-	size_t i, j;
-	int rv;
-
-	pthread_mutex_lock(&conn->lock);
-	for (i = 0; i < 2 && status == 0; i++) {
-		struct in_ep *e = &conn->eps[i];
-
-		for (j = 0; j < e->n_urbs; j++) {
-			if (e->urbs[j].seqnum != cmd->unlink_seqnum)
-				continue;
-			/* Dropped before completion: no RET_SUBMIT will follow. Bytes
-			 * already taken from the device stay for the next URB. */
-			e->n_urbs--;
-			memmove(&e->urbs[j], &e->urbs[j + 1], (e->n_urbs - j) * sizeof(e->urbs[0]));
-			status = VCCID_USBIP_ECONNRESET;
-			break;
-		}
-	}
-	vccid_usbip_ret_unlink_encode(hdr, cmd->seqnum, status);
-	rv = send_locked(conn, &iov, 1);
-	pthread_mutex_unlock(&conn->lock);
-	return rv;
-}
-
-int vccid_usbip_conn_input(vccid_usbip_conn *conn, const uint8_t *data, size_t len)
-{
-	int rv = VCCID_OK;
-
-	if (conn->state == CONN_DEAD)
-		return VCCID_EPROTO;
-	for (;;) {
-		const char *why = "?";
-		size_t used = 0;
-		size_t n = conn->in_size - conn->in_len;
-
-		if (n > len)
-			n = len;
-		memcpy(conn->in + conn->in_len, data, n);
-		conn->in_len += n;
-		data += n;
-		len -= n;
-		if (conn->state == CONN_MANAGEMENT) {
-			struct vccid_usbip_op op;
-
-			if (vccid_usbip_op_parse(conn->in, conn->in_len, &op, &used, &why) != VCCID_OK)
-				return malformed(conn, why);
-			if (used > 0)
-				rv = handle_op(conn, &op);
-		} else {
-			struct vccid_usbip_cmd cmd;
-
-			if (vccid_usbip_cmd_parse(conn->in, conn->in_len, VCCID_USBIP_MAX_OUT, &cmd,
-						  &used, &why) != VCCID_OK)
-				return malformed(conn, why);
-			if (used > 0) {
-				VCCID_LOG(VCCID_LOG_DEBUG, "usbip %s: %s seq %u ep %u%s len %u",
-					  conn->peer, vccid_usbip_command_name(cmd.command),
-					  cmd.seqnum, cmd.ep, cmd.direction ? " in" : " out",
-					  cmd.command == USBIP_CMD_SUBMIT ? cmd.transfer_buffer_length
-									  : cmd.unlink_seqnum);
-				rv = cmd.command == USBIP_CMD_SUBMIT ? handle_submit(conn, &cmd)
-								    : handle_unlink(conn, &cmd);
-			}
-		}
-		if (used == 0) {
-			if (len == 0)
-				break;
-			continue;   /* the buffer holds a partial request: take more bytes */
-		}
-		explicit_bzero(conn->in, used);
-		memmove(conn->in, conn->in + used, conn->in_len - used);
-		conn->in_len -= used;
-		if (rv != VCCID_OK) {
-			if (conn->state != CONN_IMPORTED || rv < 0)
-				conn->state = CONN_DEAD;
-			return rv;
-		}
-		if (conn->state == CONN_DEAD)
-			return VCCID_EPROTO;
-	}
-	return rv;
-}
-
-/* ------------------------------------------------------------------ device record */
-
-static int control_in(vccid_usbdev *dev, uint8_t type, uint8_t *buf, size_t size, size_t *len)
-{
-	uint8_t setup[VCCID_USB_SETUP_SIZE] = {
-		USB_DIR_IN, USB_REQ_GET_DESCRIPTOR, 0, type, 0, 0,
-		(uint8_t)size, (uint8_t)(size >> 8),
-	};
-
-	return vccid_usbdev_control(dev, setup, NULL, 0, buf, size, len);
-}
-
-int vccid_usbip_device_record(vccid_usbdev *dev, const char *busid,
-			      struct vccid_usbip_device *rec)
-{
-	uint8_t desc[512];
-	size_t len = 0, off;
-	unsigned long busnum;
-	char *end;
-
-	if (dev == NULL || busid == NULL || rec == NULL || busid[0] == '\0' ||
-	    strlen(busid) >= VCCID_USBIP_BUSID_SIZE)
-		return VCCID_EINVAL;
-	busnum = strtoul(busid, &end, 10);
-	if (end == busid || *end != '-' || end[1] == '\0' || busnum == 0 || busnum > 0xFFFF)
-		return VCCID_EINVAL;
-	memset(rec, 0, sizeof(*rec));
-	snprintf(rec->busid, sizeof(rec->busid), "%s", busid);
-	snprintf(rec->path, sizeof(rec->path), "/sys/devices/platform/vccid/usb%lu/%s", busnum,
-		 busid);
-	rec->busnum = (uint32_t)busnum;
-	rec->devnum = 2;   /* address 1 is the root hub's */
-	rec->speed = vccid_usbdev_bulk_packet_size(dev) == 512 ? USBIP_SPEED_HIGH : USBIP_SPEED_FULL;
-	if (control_in(dev, USB_DT_DEVICE, desc, VCCID_USB_DEVICE_DESC_SIZE, &len) != VCCID_OK ||
-	    len != VCCID_USB_DEVICE_DESC_SIZE)
-		return VCCID_EINVAL;
-	rec->bDeviceClass = desc[4];
-	rec->bDeviceSubClass = desc[5];
-	rec->bDeviceProtocol = desc[6];
-	rec->idVendor = (uint16_t)(desc[8] | desc[9] << 8);
-	rec->idProduct = (uint16_t)(desc[10] | desc[11] << 8);
-	rec->bcdDevice = (uint16_t)(desc[12] | desc[13] << 8);
-	rec->bNumConfigurations = desc[17];
-	rec->bConfigurationValue = (uint8_t)vccid_usbdev_configuration(dev);
-	if (control_in(dev, USB_DT_CONFIG, desc, sizeof(desc), &len) != VCCID_OK || len < 9)
-		return VCCID_EINVAL;
-	/* The interfaces (alternate setting 0) in the configuration descriptor. */
-	for (off = 0; off + 2 <= len && desc[off] >= 2; off += desc[off]) {
-		if (desc[off + 1] == USB_DT_INTERFACE && off + 9 <= len && desc[off + 3] == 0 &&
-		    rec->bNumInterfaces < VCCID_USBIP_MAX_INTERFACES) {
-			struct vccid_usbip_interface *i = &rec->interfaces[rec->bNumInterfaces++];
-
-			i->bInterfaceClass = desc[off + 5];
-			i->bInterfaceSubClass = desc[off + 6];
-			i->bInterfaceProtocol = desc[off + 7];
-		}
-	}
-	return rec->bNumInterfaces == desc[4] ? VCCID_OK : VCCID_EINVAL;
-}
-
-/* ------------------------------------------------------------------ the server */
 
 struct server;
 
@@ -648,7 +32,7 @@ struct client {
 	int fd;
 	vccid_usbip_conn *conn;
 	long long deadline_ms;      /* management phase only */
-	char peer[INET6_ADDRSTRLEN + 16];
+	char peer[VCCID_NET_PEER_MAX];
 };
 
 struct server {
@@ -659,38 +43,12 @@ struct server {
 	vccid_usbip_conn *importer;   /* guarded by the main thread only */
 };
 
+/* Replies go out whole or the connection fails; IN workers send from their own threads. */
 static int socket_send(void *opaque, const struct iovec *iov, int iovcnt)
 {
 	struct client *c = opaque;
-	struct iovec v[2];
-	struct msghdr msg;
-	int n = iovcnt < 2 ? iovcnt : 2;
 
-	memcpy(v, iov, (size_t)n * sizeof(v[0]));
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = v;
-	msg.msg_iovlen = (size_t)n;
-	while (msg.msg_iovlen > 0) {
-		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-		size_t done;
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return VCCID_EIO;
-		}
-		done = (size_t)w;
-		while (msg.msg_iovlen > 0 && done >= msg.msg_iov[0].iov_len) {
-			done -= msg.msg_iov[0].iov_len;
-			msg.msg_iov++;
-			msg.msg_iovlen--;
-		}
-		if (msg.msg_iovlen > 0) {
-			msg.msg_iov[0].iov_base = (uint8_t *)msg.msg_iov[0].iov_base + done;
-			msg.msg_iov[0].iov_len -= done;
-		}
-	}
-	return VCCID_OK;
+	return vccid_net_writev_all(c->fd, iov, iovcnt, vccid_now_ms() + SEND_TIMEOUT_MS);
 }
 
 static bool server_claim(void *opaque, vccid_usbip_conn *conn)
@@ -720,46 +78,25 @@ static void client_close(struct server *s, struct client *c, const char *why)
 	c->conn = NULL;
 }
 
-static void peer_name(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
-{
-	char host[INET6_ADDRSTRLEN], port[8];
-
-	if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		snprintf(out, size, "?");
-	else if (sa->sa_family == AF_INET6)
-		snprintf(out, size, "[%s]:%s", host, port);
-	else
-		snprintf(out, size, "%s:%s", host, port);
-}
-
 static void accept_client(struct server *s)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct client *c = NULL;
 	struct vccid_usbip_conn_params p;
-	struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
-	int one = 1;
+	char peer[VCCID_NET_PEER_MAX];
 	int fd;
 	size_t i;
 
-	fd = accept(s->listen_fd, (struct sockaddr *)&ss, &sl);
-	if (fd < 0)
+	if (vccid_net_accept(s->listen_fd, "usbip", &fd, peer, sizeof(peer)) != VCCID_OK)
 		return;
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	for (i = 0; i < MAX_CLIENTS && c == NULL; i++)
 		if (s->clients[i].fd < 0)
 			c = &s->clients[i];
 	if (c == NULL) {
-		VCCID_LOG(VCCID_LOG_ERROR, "usbip: too many connections: one refused");
+		VCCID_LOG(VCCID_LOG_ERROR, "usbip: too many connections: %s refused", peer);
 		close(fd);
 		return;
 	}
-	peer_name((struct sockaddr *)&ss, sl, c->peer, sizeof(c->peer));
-	/* One reply is one segment: no Nagle delay between header and data. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	memset(&p, 0, sizeof(p));
 	p.dev = s->dev;
 	p.record = &s->record;
@@ -780,86 +117,24 @@ static void accept_client(struct server *s)
 	VCCID_LOG(VCCID_LOG_DEBUG, "usbip %s: connected", c->peer);
 }
 
-/* Splits "HOST:PORT", "[HOST]:PORT" or "HOST" (default port). */
-static int parse_listen(const char *addr, char *host, size_t host_size, char *port,
-			size_t port_size)
-{
-	const char *colon;
-	size_t hl;
-
-	if (addr[0] == '[') {
-		const char *close_br = strchr(addr, ']');
-
-		if (close_br == NULL || (close_br[1] != '\0' && close_br[1] != ':'))
-			return VCCID_EINVAL;
-		hl = (size_t)(close_br - addr - 1);
-		if (hl == 0 || hl >= host_size)
-			return VCCID_EINVAL;
-		memcpy(host, addr + 1, hl);
-		host[hl] = '\0';
-		colon = close_br[1] == ':' ? close_br + 1 : NULL;
-	} else {
-		colon = strrchr(addr, ':');
-		if (colon != NULL && strchr(addr, ':') != colon)
-			return VCCID_EINVAL;   /* a bare IPv6 address needs brackets */
-		hl = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
-		if (hl == 0 || hl >= host_size)
-			return VCCID_EINVAL;
-		memcpy(host, addr, hl);
-		host[hl] = '\0';
-	}
-	if (colon == NULL)
-		snprintf(port, port_size, "%d", VCCID_USBIP_DEFAULT_PORT);
-	else if (colon[1] == '\0' || strlen(colon + 1) >= port_size ||
-		 strspn(colon + 1, "0123456789") != strlen(colon + 1))
-		return VCCID_EINVAL;
-	else
-		snprintf(port, port_size, "%s", colon + 1);
-	return VCCID_OK;
-}
-
 static int open_listener(const char *listen_addr)
 {
-	struct addrinfo hints, *res = NULL, *ai;
-	char host[256], port[16];
-	int fd = -1;
-	int one = 1;
+	static const struct vccid_net_listen_opts opts = {
+		.label = "usbip", .protocol = "USB/IP", .exposes = "use the cards",
+	};
+	struct vccid_addr addr;
+	const char *why = "a unix socket: usbip attach speaks TCP";
+	int fd;
+	int rv;
 
-	if (parse_listen(listen_addr, host, sizeof(host), port, sizeof(port)) != VCCID_OK) {
-		VCCID_LOG(VCCID_LOG_ERROR, "usbip: bad listen address \"%s\" (HOST:PORT)",
-			  listen_addr);
+	if (vccid_addr_parse(listen_addr, VCCID_USBIP_DEFAULT_PORT, &addr, &why) != VCCID_OK ||
+	    addr.kind == VCCID_ADDR_UNIX) {
+		VCCID_LOG(VCCID_LOG_ERROR, "usbip: bad listen address \"%s\" (HOST:PORT): %s",
+			  listen_addr, why);
 		return VCCID_EINVAL;
 	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
-		VCCID_LOG(VCCID_LOG_ERROR, "usbip: cannot resolve \"%s\"", listen_addr);
-		return VCCID_EINVAL;
-	}
-	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 8) != 0) {
-			VCCID_LOG(VCCID_LOG_ERROR, "usbip: cannot listen on %s: %s", listen_addr,
-				  strerror(errno));
-			close(fd);
-			fd = -1;
-			continue;
-		}
-		if ((ai->ai_family == AF_INET &&
-		     ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-		    (ai->ai_family == AF_INET6 &&
-		     IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr)))
-			VCCID_LOG(VCCID_LOG_ERROR, "usbip: WARNING: listening on all interfaces (%s): "
-				  "USB/IP has no authentication, anyone who can reach this port "
-				  "can use the cards", listen_addr);
-	}
-	freeaddrinfo(res);
-	return fd >= 0 ? fd : VCCID_EIO;
+	rv = vccid_net_listen(&addr, &opts, &fd);
+	return rv == VCCID_OK ? fd : rv == VCCID_ECONFIG ? VCCID_EINVAL : VCCID_EIO;
 }
 
 int vccid_usbip_serve(vccid_usbdev *dev, const char *listen_addr, const char *busid,

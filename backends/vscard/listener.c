@@ -5,36 +5,28 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "host.h"
+#include "net/net.h"
 
 #define MAX_LISTEN_SOCKETS 3
 /* A connection still in its handshake, or without a reader, may be closed to make room
  * for a newcomer once it has waited this long; an honest client is past that by then. */
 #define EVICT_GRACE_MS 500
-/* Refusals are logged at most once per this period and reason, with a count of the others. */
-#define REFUSAL_LOG_PERIOD_MS 1000
 /* After accept() ran out of descriptors, it waits this long before it tries again. */
 #define ACCEPT_PAUSE_MS 100
 
@@ -43,11 +35,6 @@ enum refusal {
 	REFUSED_CONNECTIONS,
 	REFUSED_ACCEPT,   /* accept() itself failed: out of descriptors or memory */
 	REFUSAL_KINDS
-};
-
-struct refusal_log {
-	long long last_ms;
-	unsigned suppressed;
 };
 
 struct client {
@@ -70,7 +57,7 @@ struct listener {
 	char config_path[256];
 	struct client *clients;
 	unsigned n_clients;
-	struct refusal_log refusals[REFUSAL_KINDS];
+	struct vccid_net_refusals refusals[REFUSAL_KINDS];   /* one log line a second each */
 	long long accept_paused_until_ms;   /* out of descriptors: accept again after this */
 	atomic_bool stopping;
 };
@@ -148,58 +135,6 @@ static void listener_wake(void *io)
 	pthread_mutex_unlock(&listener_lock);
 }
 
-static void describe_peer(int fd, const struct sockaddr_storage *addr, socklen_t len,
-			  char *out, size_t size)
-{
-	char host[NI_MAXHOST];
-	char port[NI_MAXSERV];
-
-	if (addr->ss_family == AF_UNIX) {
-		struct ucred cred;
-		socklen_t cred_len = sizeof(cred);
-
-		/* Unix peers have no address: name them by the kernel's credentials. */
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0)
-			snprintf(out, size, "unix:uid=%u,pid=%d", (unsigned)cred.uid, (int)cred.pid);
-		else
-			snprintf(out, size, "unix");
-		return;
-	}
-	if (getnameinfo((const struct sockaddr *)addr, len, host, sizeof(host), port, sizeof(port),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(out, size, "?");
-		return;
-	}
-	snprintf(out, size, addr->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
-}
-
-/* The fairness key of a peer name: its address without the port, or its uid. */
-static void peer_key(const char *peer, char *key, size_t size)
-{
-	const char *end = strncmp(peer, "unix", 4) == 0 ? strstr(peer, ",pid=") : strrchr(peer, ':');
-
-	snprintf(key, size, "%.*s", end != NULL ? (int)(end - peer) : (int)strlen(peer), peer);
-}
-
-/* Logs a refusal, at most once per REFUSAL_LOG_PERIOD_MS and kind, with a count of the rest. */
-static void log_refusal(struct listener *l, enum refusal kind, const char *peer, const char *why)
-{
-	struct refusal_log *r = &l->refusals[kind];
-	long long now = vccid_now_ms();
-
-	if (r->last_ms != 0 && now - r->last_ms < REFUSAL_LOG_PERIOD_MS) {
-		r->suppressed++;
-		return;
-	}
-	if (r->suppressed > 0)
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s (and %u more like it in "
-			  "the last %lld ms)", peer, why, r->suppressed, now - r->last_ms);
-	else
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: %s", peer, why);
-	r->last_ms = now;
-	r->suppressed = 0;
-}
-
 static unsigned pending_handshakes(const struct listener *l)
 {
 	const struct client *c;
@@ -262,7 +197,8 @@ static bool make_room(struct listener *l, const char *peer)
 	if (pending_handshakes(l) >= l->cfg.max_pending) {
 		victim = eviction_candidate(l, false, now);
 		if (victim == NULL) {
-			log_refusal(l, REFUSED_PENDING, peer, "max-pending handshakes reached");
+			vccid_net_log_refusal(&l->refusals[REFUSED_PENDING], "VSCard", peer,
+					      "max-pending handshakes reached");
 			return false;
 		}
 		drop_client(l, victim, "closed for a newcomer: no Init yet");
@@ -270,7 +206,8 @@ static bool make_room(struct listener *l, const char *peer)
 	if (l->n_clients >= l->cfg.max_connections) {
 		victim = eviction_candidate(l, true, now);
 		if (victim == NULL) {
-			log_refusal(l, REFUSED_CONNECTIONS, peer, "max-connections reached");
+			vccid_net_log_refusal(&l->refusals[REFUSED_CONNECTIONS], "VSCard", peer,
+					      "max-connections reached");
 			return false;
 		}
 		drop_client(l, victim, "closed for a newcomer: it holds no reader");
@@ -280,24 +217,19 @@ static bool make_room(struct listener *l, const char *peer)
 
 static void accept_client(struct listener *l, int listen_fd)
 {
-	struct sockaddr_storage addr;
-	socklen_t len = sizeof(addr);
-	char peer[64];
+	char peer[VCCID_NET_PEER_MAX];
 	struct client *client;
-	int one = 1;
-	int fd = accept(listen_fd, (struct sockaddr *)&addr, &len);
+	int fd, rv;
 
-	if (fd < 0) {
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-			/* The connection stays queued and the socket readable: pause, not spin. */
-			l->accept_paused_until_ms = vccid_now_ms() + ACCEPT_PAUSE_MS;
-			log_refusal(l, REFUSED_ACCEPT, "(not accepted)", strerror(errno));
-		} else if (errno != EAGAIN && errno != EINTR) {
-			VCCID_LOG(VCCID_LOG_ERROR, "VSCard accept failed: %s", strerror(errno));
-		}
-		return;
+	rv = vccid_net_accept(listen_fd, "VSCard", &fd, peer, sizeof(peer));
+	if (rv == VCCID_ENOMEM) {
+		/* The connection stays queued and the socket readable: pause, not spin. */
+		l->accept_paused_until_ms = vccid_now_ms() + ACCEPT_PAUSE_MS;
+		vccid_net_log_refusal(&l->refusals[REFUSED_ACCEPT], "VSCard", "(not accepted)",
+				      "out of descriptors or memory");
 	}
-	describe_peer(fd, &addr, len, peer, sizeof(peer));
+	if (rv != VCCID_OK)
+		return;
 	if (!make_room(l, peer)) {
 		close(fd);
 		return;
@@ -310,16 +242,13 @@ static void accept_client(struct listener *l, int listen_fd)
 
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
-	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-	if (addr.ss_family != AF_UNIX)
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	client = calloc(1, sizeof(*client));
 	if (client == NULL) {
 		close(fd);
 		return;
 	}
 	client->fd = fd;
-	peer_key(peer, client->peer_key, sizeof(client->peer_key));
+	vccid_net_peer_key(peer, client->peer_key, sizeof(client->peer_key));
 	client->io.write = client_write;
 	client->io.wake = listener_wake;
 	client->io.read = client_read;
@@ -500,124 +429,51 @@ static void *listener_loop(void *arg)
 	return NULL;
 }
 
+static const struct vccid_net_listen_opts listen_opts = {
+	.label = "VSCard", .exposes = "add cards",
+};
+
 static int open_tcp(struct listener *l, const char *listen_spec)
 {
-	char host[256];
-	const char *colon = strrchr(listen_spec, ':');
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res = NULL;
-	size_t host_len = (size_t)(colon - listen_spec);
-	int one = 1;
-	int fd = -1;
-	int err;
+	struct vccid_addr addr;
+	const char *why = NULL;
+	int fd;
+	int rv;
 
-	if (host_len >= sizeof(host))
-		return VCCID_ECONFIG;
-	memcpy(host, listen_spec, host_len);
-	host[host_len] = '\0';
-	if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
-		memmove(host, host + 1, host_len - 2);
-		host[host_len - 2] = '\0';
-	}
-	err = getaddrinfo(host, colon + 1, &hints, &res);
-	if (err != 0) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard listen %s: %s", listen_spec, gai_strerror(err));
-		return VCCID_ECONFIG;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+	/* The configuration checked the syntax; this only fails on a caller's bug. */
+	if (vccid_addr_parse(listen_spec, 0, &addr, &why) != VCCID_OK ||
+	    addr.kind == VCCID_ADDR_UNIX) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard cannot listen on %s: %s", listen_spec,
-			  strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return VCCID_EIO;
+			  why != NULL ? why : "not a TCP address");
+		return VCCID_ECONFIG;
 	}
-	if ((res->ai_family == AF_INET &&
-	     ((struct sockaddr_in *)res->ai_addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-	    (res->ai_family == AF_INET6 &&
-	     IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr)))
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard listens on ALL interfaces (%s) as configured: "
-			  "VSCard has no authentication, anyone who reaches it can add cards",
-			  listen_spec);
-	freeaddrinfo(res);
+	rv = vccid_net_listen(&addr, &listen_opts, &fd);
+	if (rv != VCCID_OK)
+		return rv;
 	l->listen_fds[l->n_listen++] = fd;
 	VCCID_LOG(VCCID_LOG_INFO, "VSCard listening on %s", listen_spec);
 	return VCCID_OK;
 }
 
-static int apply_owner(const char *path, const char *owner)
-{
-	char user[128];
-	const char *group = strchr(owner, ':');
-	size_t user_len = group ? (size_t)(group - owner) : strlen(owner);
-	uid_t uid = (uid_t)-1;
-	gid_t gid = (gid_t)-1;
-
-	if (user_len >= sizeof(user))
-		return VCCID_ECONFIG;
-	memcpy(user, owner, user_len);
-	user[user_len] = '\0';
-	if (user[0] != '\0') {
-		struct passwd *pw = getpwnam(user);
-
-		if (pw == NULL) {
-			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner: no user %s", user);
-			return VCCID_ECONFIG;
-		}
-		uid = pw->pw_uid;
-	}
-	if (group != NULL && group[1] != '\0') {
-		struct group *gr = getgrnam(group + 1);
-
-		if (gr == NULL) {
-			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner: no group %s", group + 1);
-			return VCCID_ECONFIG;
-		}
-		gid = gr->gr_gid;
-	}
-	if (chown(path, uid, gid) != 0) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-owner %s on %s: %s", owner, path,
-			  strerror(errno));
-		return VCCID_EIO;
-	}
-	return VCCID_OK;
-}
-
 static int open_unix(struct listener *l, const struct vccid_vscard_config *cfg)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
+	struct vccid_net_listen_opts opts = listen_opts;
+	struct vccid_addr addr;
 	int fd;
+	int rv;
 
-	if (strlen(cfg->unix_socket) >= sizeof(addr.sun_path)) {
+	if (strlen(cfg->unix_socket) >= sizeof(addr.path)) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-socket path is too long: %s", cfg->unix_socket);
 		return VCCID_ECONFIG;
 	}
-	strcpy(addr.sun_path, cfg->unix_socket);
-	/* Replace a stale socket left by a crash, never another kind of file. */
-	if (lstat(cfg->unix_socket, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			VCCID_LOG(VCCID_LOG_ERROR, "VSCard unix-socket %s exists and is not a socket",
-				  cfg->unix_socket);
-			return VCCID_ECONFIG;
-		}
-		unlink(cfg->unix_socket);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
-	    chmod(cfg->unix_socket, cfg->unix_mode) != 0 ||
-	    (cfg->unix_owner != NULL && apply_owner(cfg->unix_socket, cfg->unix_owner) != 0) ||
-	    listen(fd, 16) != 0) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard cannot listen on %s: %s", cfg->unix_socket,
-			  strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(cfg->unix_socket);
-		return VCCID_EIO;
-	}
+	memset(&addr, 0, sizeof(addr));
+	addr.kind = VCCID_ADDR_UNIX;
+	strcpy(addr.path, cfg->unix_socket);
+	opts.unix_mode = cfg->unix_mode;
+	opts.unix_owner = cfg->unix_owner;
+	rv = vccid_net_listen(&addr, &opts, &fd);
+	if (rv != VCCID_OK)
+		return rv;
 	l->listen_fds[l->n_listen++] = fd;
 	l->unix_path = strdup(cfg->unix_socket);
 	VCCID_LOG(VCCID_LOG_INFO, "VSCard listening on unix:%s (mode %03o)", cfg->unix_socket,

@@ -15,7 +15,7 @@
 #include "core/slot.h"
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
-#include "usb/usbip.h"
+#include "usb/usbip-conn.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {

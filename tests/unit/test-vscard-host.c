@@ -612,7 +612,7 @@ static void test_pending_squatters_do_not_lock_out(void **state)
 
 		admitted += handshake_within(fd, 2000);
 		close(fd);
-		usleep(150000);   /* newcomers arrive about seven a second */
+		usleep(250000);   /* newcomers arrive four a second, half what 4 squatters free */
 	}
 	atomic_store(&sq.stop, true);
 	pthread_join(tid, NULL);
