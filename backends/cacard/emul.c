@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <cert.h>
+#include <libcacard.h>
 #include <pk11pub.h>
 
 #include "core/error.h"

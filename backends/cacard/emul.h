@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libcacard.h>
-
 #include "card-id.h"
+
+/* libcacard's event (eventt.h); named here so that users of this header need
+ * not include libcacard.h, whose vscard_common.h clashes with our proto.h. */
+struct VEventStruct;
 
 /* Longest reader name or nickname put into libcacard's options string. */
 #define VCCID_CACARD_EMUL_TOKEN_MAX 200
@@ -82,7 +84,7 @@ int vccid_cacard_emul_check_card(const struct vccid_cacard_emul_card *card,
  * Called on the event thread for each libcacard event but VEVENT_LAST. The
  * event is deleted after the call: take references to keep its reader or card.
  */
-typedef void (*vccid_cacard_emul_event_fn)(VEvent *event, void *arg);
+typedef void (*vccid_cacard_emul_event_fn)(struct VEventStruct *event, void *arg);
 
 /** Starts the thread that waits on libcacard's event queue. 0 or VCCID_EBUSY/VCCID_ENOMEM. */
 int vccid_cacard_emul_events_start(vccid_cacard_emul_event_fn fn, void *arg);
