@@ -9,10 +9,10 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "backends/vscard/proto.h"
 #include "core/error.h"
+#include "fuzz-card.h"
 #include "fuzz-log.h"
 #include "tools/share/client.h"
 
@@ -36,44 +36,25 @@ static int check_write(void *io, const uint8_t *buf, size_t len)
 	return VCCID_OK;
 }
 
-static int fake_power(void *card, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
+/* The shared fuzz card reads the INS byte: shorter payloads fail here. */
+static int share_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
+			  size_t *rsp_len)
 {
-	static const uint8_t cac_atr[] = {
-		0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31,
-		0x34, 0x34,
-	};
-
-	(void)card;
-	if (action == VCCID_POWER_DOWN)
-		return VCCID_OK;
-	memcpy(atr, cac_atr, sizeof(cac_atr));
-	*atr_len = sizeof(cac_atr);
-	return VCCID_OK;
+	if (cmd_len < 4)
+		return VCCID_EPROTO;
+	return fuzz_card_transmit(card, cmd, cmd_len, rsp, rsp_len);
 }
 
-/* Echoes the command back with 90 00, so long answers travel too. */
-static int fake_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	(void)card;
-	if (cmd_len + 2 > *rsp_len)
-		return VCCID_ENOSPC;
-	memcpy(rsp, cmd, cmd_len);
-	rsp[cmd_len] = 0x90;
-	rsp[cmd_len + 1] = 0x00;
-	*rsp_len = cmd_len + 2;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops fake_ops = {
+static const struct vccid_card_ops share_card_ops = {
 	.backend = "fuzz",
-	.power = fake_power,
-	.transmit = fake_transmit,
+	.power = fuzz_card_power,
+	.transmit = share_transmit,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct vccid_share_client_io io = { .write = check_write };
+	static struct fuzz_card card = { .atr = fuzz_t0_atr, .atr_len = sizeof(fuzz_t0_atr) };
 	vccid_share_client *client;
 	size_t chunk;
 
@@ -86,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	client = vccid_share_client_new(&io, "fuzz");
 	if (client == NULL)
 		abort();
-	vccid_share_client_set_card(client, &fake_ops, NULL, true);
+	vccid_share_client_set_card(client, &share_card_ops, &card, true);
 	vccid_share_client_connected(client);
 	while (size > 0) {
 		size_t n = size < chunk ? size : chunk;
