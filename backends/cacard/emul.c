@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,9 +20,18 @@
 static pthread_mutex_t emul_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool emul_initialised;          /* vcard_emul_init was called; guarded by emul_lock */
 
+/*
+ * A stop queues VEVENT_LAST and joins without events_lock (callbacks take the
+ * caller's locks, and a caller may start the thread under them), so a new
+ * thread may start while the old one still runs. Each thread has a
+ * generation; VEVENT_LAST ends only threads of a generation being stopped,
+ * a newer one passes it on.
+ */
 static pthread_mutex_t events_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t events_thread;        /* the next three guarded by events_lock */
+static pthread_t events_thread;        /* the rest guarded by events_lock */
 static bool events_running;
+static unsigned long events_generation;   /* of the running thread */
+static unsigned long events_stopped;      /* generations up to this one must end */
 static vccid_cacard_emul_event_fn events_fn;
 static void *events_arg;
 
@@ -304,9 +314,27 @@ int vccid_cacard_emul_check_card(const struct vccid_cacard_emul_card *card,
 	return rv;
 }
 
+/* True when the thread of @p generation must end at VEVENT_LAST. */
+static bool generation_stopped(unsigned long generation)
+{
+	bool stopped;
+
+	pthread_mutex_lock(&events_lock);
+	stopped = generation <= events_stopped;
+	pthread_mutex_unlock(&events_lock);
+	return stopped;
+}
+
 static void *event_loop(void *arg)
 {
-	(void)arg;
+	unsigned long generation = (unsigned long)(uintptr_t)arg;
+	vccid_cacard_emul_event_fn fn;
+	void *fn_arg;
+
+	pthread_mutex_lock(&events_lock);
+	fn = events_fn;
+	fn_arg = events_arg;
+	pthread_mutex_unlock(&events_lock);
 	for (;;) {
 		VEvent *event = vevent_wait_next_vevent();
 		VEventType type;
@@ -315,10 +343,15 @@ static void *event_loop(void *arg)
 			continue;
 		type = event->type;
 		if (type != VEVENT_LAST)
-			events_fn(event, events_arg);
+			fn(event, fn_arg);
 		vevent_delete(event);
-		if (type == VEVENT_LAST)
+		if (type != VEVENT_LAST)
+			continue;
+		if (generation_stopped(generation))
 			break;
+		/* Meant for an older thread still running: pass it on. */
+		vevent_queue_vevent(vevent_new(VEVENT_LAST, NULL, NULL));
+		sched_yield();
 	}
 	return NULL;
 }
@@ -333,7 +366,9 @@ int vccid_cacard_emul_events_start(vccid_cacard_emul_event_fn fn, void *arg)
 	} else {
 		events_fn = fn;
 		events_arg = arg;
-		if (pthread_create(&events_thread, NULL, event_loop, NULL) == 0)
+		events_generation++;
+		if (pthread_create(&events_thread, NULL, event_loop,
+				   (void *)(uintptr_t)events_generation) == 0)
 			events_running = true;
 		else
 			rv = VCCID_ENOMEM;
@@ -346,15 +381,18 @@ int vccid_cacard_emul_events_start(vccid_cacard_emul_event_fn fn, void *arg)
 
 void vccid_cacard_emul_events_stop(void)
 {
-	bool stop;
+	pthread_t thread;
 
 	pthread_mutex_lock(&events_lock);
-	stop = events_running;
+	if (!events_running) {
+		pthread_mutex_unlock(&events_lock);
+		return;
+	}
+	thread = events_thread;
+	events_stopped = events_generation;
 	events_running = false;
 	pthread_mutex_unlock(&events_lock);
-	if (!stop)
-		return;
 	/* The thread leaves at VEVENT_LAST, after the events queued before it. */
 	vevent_queue_vevent(vevent_new(VEVENT_LAST, NULL, NULL));
-	pthread_join(events_thread, NULL);
+	pthread_join(thread, NULL);
 }
