@@ -147,6 +147,13 @@ static void usage_error(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
+static void out_of_memory(void) __attribute__((noreturn));
+static void out_of_memory(void)
+{
+	fputs(PROG ": out of memory\n", stderr);
+	exit(1);
+}
+
 /* A token for libcacard's option string (emul.h says what it cannot take). */
 static void check_token(const char *what, const char *s)
 {
@@ -178,7 +185,7 @@ static void parse_database(const char *arg)
 	free(opt.database);
 	opt.database = malloc(len);
 	if (opt.database == NULL)
-		usage_error("out of memory");
+		out_of_memory();
 	snprintf(opt.database, len, "sql:%s", dir);
 }
 
@@ -188,7 +195,7 @@ static void parse_certs(const char *arg)
 	int n = 0;
 
 	if (copy == NULL)
-		usage_error("out of memory");
+		out_of_memory();
 	if (arg[0] == '\0' || arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,"))
 		usage_error("--certs '%s': expected NICK1,NICK2,NICK3 without empty entries", arg);
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
