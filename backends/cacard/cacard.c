@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* libcacard glue: one initialisation per process, one event thread, one card_ops table for every card. */
+/* libcacard cards in vccid's slots: the cards of one configuration, one card_ops table for all. */
 #include "cacard.h"
 #include "card-id.h"
+#include "emul.h"
 
 #include <glib.h>
 #include <limits.h>
@@ -10,10 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <nss.h>
-#include <cert.h>
-#include <pk11pub.h>
 
 #include <libcacard.h>
 
@@ -38,12 +35,13 @@ struct cacard_card {
 	struct cacard_card *next;
 };
 
+/* Lock order: cacard_lock, then emul.c's locks; the event thread takes
+ * cacard_lock, so the event thread is stopped without it. */
 static pthread_mutex_t cacard_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cacard_card *cards;     /* every card set up, for the life of the process */
 static bool libcacard_ready;
 static char init_config[4096];        /* the configuration file that initialised libcacard */
 static unsigned users;
-static pthread_t event_thread;
 static bool event_thread_running;
 
 static struct cacard_card *find_card(const char *name)
@@ -56,41 +54,6 @@ static struct cacard_card *find_card(const char *name)
 	return NULL;
 }
 
-static enum vccid_log_level glib_level(GLogLevelFlags flags)
-{
-	if (flags & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
-		return VCCID_LOG_ERROR;
-	if (flags & G_LOG_LEVEL_WARNING)
-		return VCCID_LOG_INFO;
-	return VCCID_LOG_APDU;   /* libcacard's debug output dumps certificates and APDUs */
-}
-
-/* libcacard logs through GLib; send it to pcscd's log, never to stderr. */
-static GLogWriterOutput glib_writer(GLogLevelFlags flags, const GLogField *fields,
-				    gsize n_fields, gpointer user_data)
-{
-	enum vccid_log_level level = glib_level(flags);
-	const char *message = NULL;
-	gsize i;
-
-	(void)user_data;
-	if (!vccid_log_enabled(level))
-		return G_LOG_WRITER_HANDLED;
-	for (i = 0; i < n_fields; i++)
-		if (strcmp(fields[i].key, "MESSAGE") == 0)
-			message = fields[i].value;
-	if (message != NULL)
-		VCCID_LOG(level, "libcacard: %s", message);
-	return G_LOG_WRITER_HANDLED;
-}
-
-static void route_glib_log(void)
-{
-	g_log_set_writer_func(glib_writer, NULL, NULL);
-}
-
-/* Drains libcacard's event queue so it does not grow; slot state is driven
- * synchronously by vccid itself, so events are only traced. */
 /* Keeps a reference to the card libcacard put into @p reader (the same object
  * comes back after a forced remove and insert). */
 static void remember_vcard(VReader *reader, VCard *vcard)
@@ -110,101 +73,18 @@ static void remember_vcard(VReader *reader, VCard *vcard)
 	pthread_mutex_unlock(&cacard_lock);
 }
 
-static void *event_loop(void *arg)
+/* Drains libcacard's event queue so it does not grow; slot state is driven
+ * synchronously by vccid itself, so events are only traced, and an insert
+ * tells which card object a reader holds. */
+static void on_event(VEvent *event, void *arg)
 {
 	(void)arg;
-	for (;;) {
-		VEvent *event = vevent_wait_next_vevent();
-		VEventType type;
-
-		if (event == NULL)
-			continue;
-		type = event->type;
-		if (type != VEVENT_LAST && event->reader != NULL)
-			VCCID_LOG(VCCID_LOG_DEBUG, "libcacard event %d on %s", (int)type,
-				  vreader_get_name(event->reader));
-		if (type == VEVENT_CARD_INSERT && event->reader != NULL && event->card != NULL)
-			remember_vcard(event->reader, event->card);
-		vevent_delete(event);
-		if (type == VEVENT_LAST)
-			break;
-	}
-	return NULL;
-}
-
-/*
- * A database that registers extra PKCS#11 modules (OpenSC, p11-kit) would make
- * NSS load them inside pcscd, where they call back into pcscd and deadlock.
- */
-static bool database_is_private(const char *database)
-{
-	const char *dir = database;
-	char *path;
-	char *text = NULL;
-	bool ok = true;
-
-	if (g_str_has_prefix(database, "sql:"))
-		dir = database + 4;
-	else if (strchr(database, ':') != NULL)
-		return true;   /* dbm: or other: its module list is binary, not checked */
-	path = g_build_filename(dir, "pkcs11.txt", NULL);
-	if (g_file_get_contents(path, &text, NULL, NULL)) {
-		gchar **lines = g_strsplit(text, "\n", -1);
-		size_t i;
-
-		for (i = 0; lines[i]; i++) {
-			const char *value;
-
-			g_strstrip(lines[i]);
-			if (!g_str_has_prefix(lines[i], "library="))
-				continue;
-			value = lines[i] + strlen("library=");
-			if (value[0] != '\0') {
-				VCCID_LOG(VCCID_LOG_ERROR,
-					  "NSS database %s loads the PKCS#11 module %s, which would "
-					  "call back into pcscd and deadlock; use a private database "
-					  "(see vccid-mkdb)", database, value);
-				ok = false;
-			}
-		}
-		g_strfreev(lines);
-		g_free(text);
-	}
-	g_free(path);
-	return ok;
-}
-
-static void append_card_option(GString *options, const struct vccid_card_config *card)
-{
-	size_t i;
-
-	g_string_append_printf(options, " soft=(,%s,CAC,", card->name);
-	for (i = 0; i < VCCID_CARD_CERTS; i++)
-		g_string_append_printf(options, ",%s", card->certs[i]);
-	g_string_append_c(options, ')');
-}
-
-/* Each nickname must name a certificate of the database, or libcacard drops it silently. */
-static void check_certificates(const struct vccid_card_config *card)
-{
-	size_t i;
-
-	for (i = 0; i < VCCID_CARD_CERTS; i++) {
-		CERTCertificate *cert = PK11_FindCertFromNickname(card->certs[i], NULL);
-
-		if (cert == NULL)
-			VCCID_LOG(VCCID_LOG_ERROR, "card %s: no certificate '%s' in NSS database %s",
-				  card->name, card->certs[i], card->database);
-		else {
-			struct cacard_card *registered = find_card(card->name);
-
-			/* The identity certificate (the first) names the card. */
-			if (registered != NULL && i == 0)
-				registered->has_card_id = vccid_card_id_derive(
-					cert->derCert.data, cert->derCert.len, registered->card_id);
-			CERT_DestroyCertificate(cert);
-		}
-	}
+	if (event->reader == NULL)
+		return;
+	VCCID_LOG(VCCID_LOG_DEBUG, "libcacard event %d on %s", (int)event->type,
+		  vreader_get_name(event->reader));
+	if (event->type == VEVENT_CARD_INSERT && event->card != NULL)
+		remember_vcard(event->reader, event->card);
 }
 
 static void register_card(const char *name)
@@ -226,16 +106,35 @@ static void register_card(const char *name)
 	cards = card;
 }
 
-/* Called with cacard_lock held, once per process. */
-static int init_libcacard(const struct vccid_config *config)
+/* The identity certificate names the card: its own CAC identifier (card-id.h). */
+static void check_certificates(const struct vccid_card_config *card)
 {
-	static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-	GString *options = g_string_new("use_hw=no");
+	const struct vccid_cacard_emul_card emul = {
+		.name = card->name,
+		.certs = (const char *const *)card->certs,
+		.n_certs = VCCID_CARD_CERTS,
+	};
+	struct cacard_card *registered = find_card(card->name);
+	uint8_t id[VCCID_CARD_ID_BYTES];
+	bool has_id;
+
+	vccid_cacard_emul_check_card(&emul, card->database, id, &has_id);
+	if (registered != NULL && has_id) {
+		memcpy(registered->card_id, id, sizeof(id));
+		registered->has_card_id = true;
+	}
+}
+
+/*
+ * The cards of @p config that libcacard can emulate: those of the first
+ * card's NSS database (libcacard opens one per process). Fills @p emul and
+ * returns how many, or 0; the rest are logged.
+ */
+static size_t usable_cards(const struct vccid_config *config, struct vccid_cacard_emul_card *emul)
+{
 	const char *database = NULL;
-	VCardEmulOptions *parsed;
-	size_t n_used = 0;
+	size_t n = 0;
 	size_t i;
-	int rv = VCCID_OK;
 
 	for (i = 0; i < config->n_cards; i++) {
 		const struct vccid_card_config *card = &config->cards[i];
@@ -248,47 +147,48 @@ static int init_libcacard(const struct vccid_config *config)
 				  config->path, card->name, card->database, database);
 			continue;
 		}
-		append_card_option(options, card);
-		n_used++;
+		emul[n].name = card->name;
+		emul[n].certs = (const char *const *)card->certs;
+		emul[n].n_certs = VCCID_CARD_CERTS;
+		n++;
 	}
-	if (n_used == 0) {
-		g_string_free(options, TRUE);
-		return VCCID_OK;   /* nothing to emulate: stay uninitialised */
-	}
-	if (strpbrk(database, "\"\n") != NULL || !database_is_private(database)) {
-		if (strpbrk(database, "\"\n") != NULL)
-			VCCID_LOG(VCCID_LOG_ERROR, "NSS database path %s contains a quote or newline",
-				  database);
-		g_string_free(options, TRUE);
-		return VCCID_ECONFIG;
-	}
-	g_string_append_printf(options, " db=\"%s\"", database);
-	pthread_once(&log_once, route_glib_log);
-	VCCID_LOG(VCCID_LOG_DEBUG, "libcacard options: %s", options->str);
+	return n;
+}
 
-	parsed = vcard_emul_options(options->str);
-	if (parsed == NULL) {
-		VCCID_LOG(VCCID_LOG_ERROR, "libcacard rejected the options %s", options->str);
-		rv = VCCID_ECONFIG;
-	} else if (vcard_emul_init(parsed) != VCARD_EMUL_OK) {
+/* Called with cacard_lock held, once per process. */
+static int init_libcacard(const struct vccid_config *config)
+{
+	struct vccid_cacard_emul_card *emul = g_new0(struct vccid_cacard_emul_card,
+						     config->n_cards);
+	struct vccid_cacard_emul_setup setup = {
+		.database = config->cards[0].database,
+		.use_hw = false,
+		.private_database = true,   /* NSS runs inside pcscd */
+		.cards = emul,
+	};
+	size_t i;
+	int rv;
+
+	setup.n_cards = usable_cards(config, emul);
+	rv = vccid_cacard_emul_init(&setup);
+	g_free(emul);
+	if (rv == VCCID_ECONFIG || rv == VCCID_EBUSY)
+		return rv;   /* refused before libcacard saw it: stay uninitialised */
+	if (rv == VCCID_EIO)
 		VCCID_LOG(VCCID_LOG_ERROR, "libcacard could not open NSS database %s or make "
 			  "any card from it (does it exist, is it readable by pcscd's user?)",
-			  database);
-		rv = VCCID_EIO;
-	}
-	/* vcard_emul_init is once per process, whatever its result. */
+			  setup.database);
 	libcacard_ready = true;
 	snprintf(init_config, sizeof(init_config), "%s", config->path);
 	for (i = 0; i < config->n_cards; i++) {
 		const struct vccid_card_config *card = &config->cards[i];
 
-		if (strcmp(card->database, database) != 0)
+		if (strcmp(card->database, setup.database) != 0)
 			continue;
 		register_card(card->name);
 		if (rv == VCCID_OK)
 			check_certificates(card);
 	}
-	g_string_free(options, TRUE);
 	return rv;
 }
 
@@ -315,12 +215,8 @@ int vccid_cacard_acquire(const struct vccid_config *config)
 		rv = init_libcacard(config);
 	else
 		report_late_cards(config);
-	if (libcacard_ready && !event_thread_running) {
-		if (pthread_create(&event_thread, NULL, event_loop, NULL) == 0)
-			event_thread_running = true;
-		else
-			VCCID_LOG(VCCID_LOG_ERROR, "cannot start the libcacard event thread");
-	}
+	if (libcacard_ready && !event_thread_running)
+		event_thread_running = vccid_cacard_emul_events_start(on_event, NULL) == VCCID_OK;
 	users++;
 	pthread_mutex_unlock(&cacard_lock);
 	return rv;
@@ -336,10 +232,8 @@ void vccid_cacard_release(void)
 		stop = true;
 	}
 	pthread_mutex_unlock(&cacard_lock);
-	if (stop) {
-		vevent_queue_vevent(vevent_new(VEVENT_LAST, NULL, NULL));
-		pthread_join(event_thread, NULL);
-	}
+	if (stop)
+		vccid_cacard_emul_events_stop();
 }
 
 bool vccid_cacard_known(const char *name)

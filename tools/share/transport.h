@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vccid-share's transport: the host's address, connecting, and moving bytes between socket and client. */
+#ifndef VCCID_SHARE_TRANSPORT_H
+#define VCCID_SHARE_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "core/addr.h"
+
+/* Where the host is (core/addr.h syntax: HOST:PORT, [V6]:PORT or unix:PATH). */
+struct vccid_share_target {
+	const char *text;            /* as given, for logs */
+	bool is_unix;
+	struct vccid_addr addr;
+};
+
+/** Parses @p arg; 0, or VCCID_EINVAL with the problem in @p why. */
+int vccid_share_target_parse(const char *arg, struct vccid_share_target *target, char *why,
+			     size_t why_size);
+
+/**
+ * Connects to @p target within a few seconds; gives up early (VCCID_ECANCELED)
+ * when @p wake_fd becomes readable. On success *fd is a connected socket
+ * (TCP_NODELAY and TCP_QUICKACK on TCP); otherwise @p why says what failed.
+ */
+int vccid_share_transport_connect(const struct vccid_share_target *target, int wake_fd,
+				  int *fd, char *why, size_t why_size);
+/** A vccid_share_client_io write: @p io points to the socket (int). */
+int vccid_share_transport_write(void *io, const uint8_t *buf, size_t len);
+/**
+ * Reads what @p fd has into @p client. 0 when it would block; a negative
+ * vccid_error when the connection is over: the host closed it (@p why says
+ * so) or the client gave up on it (vccid_share_client_why()).
+ */
+int vccid_share_transport_read(int fd, bool tcp, vccid_share_client *client, char *why,
+			       size_t why_size);
+
+#endif
