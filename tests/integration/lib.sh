@@ -207,12 +207,12 @@ _vccid_cleanup() {
 	exit $rc
 }
 
-# vccid_tmpdir: makes a private temp dir under the build dir, removed on exit, in
-# $VCCID_TMP (exported). Call it directly, not in $(...), so the cleanup trap holds.
+# vccid_tmpdir: makes a private temp dir, removed on exit, in $VCCID_TMP (exported).
+# Call it directly, not in $(...), so the cleanup trap holds. It is under /tmp, not the
+# build tree: tests put unix sockets there, whose paths must fit sun_path (107 bytes)
+# however deep the checkout is. Mode 0755: pcscd runs as root, clients may not.
 vccid_tmpdir() {
-	local base=$VCCID_BUILDDIR/tests/integration
-	mkdir -p "$base" || vccid_error "cannot create $base"
-	VCCID_TMP=$(mktemp -d "$base/tmp.$VCCID_TEST_NAME.XXXXXX") || vccid_error "mktemp failed in $base"
+	VCCID_TMP=$(mktemp -d "/tmp/vccid-$VCCID_TEST_NAME.XXXXXX") || vccid_error "mktemp failed in /tmp"
 	chmod 0755 "$VCCID_TMP"
 	export VCCID_TMP
 	trap _vccid_cleanup EXIT
