@@ -104,7 +104,7 @@ static void check_notify(bool sent, const uint8_t *out, size_t out_len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fuzz_card cards[2] = {
-		{ fuzz_t0_atr, sizeof(fuzz_t0_atr) },
+		{ cac_atr, sizeof(cac_atr) },
 		{ fuzz_t1_atr, sizeof(fuzz_t1_atr) },
 	};
 	static uint8_t out[FUZZ_MAX_MESSAGE];

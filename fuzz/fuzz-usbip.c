@@ -268,7 +268,7 @@ static vccid_usbip_conn *open_conn(vccid_usbdev *dev)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fuzz_card cards[2] = {
-		{ fuzz_t0_atr, sizeof(fuzz_t0_atr) },
+		{ cac_atr, sizeof(cac_atr) },
 		{ fuzz_t1_atr, sizeof(fuzz_t1_atr) },
 	};
 	static vccid_slot *slots[2];

@@ -8,6 +8,7 @@
 #include "backends/cacard/cacard.h"
 #include "core/error.h"
 #include "core/slot.h"
+#include "tests/cac-atr.h"
 
 /* Test hooks, declared again in test-ifdh.c. */
 void fake_cacard_reset(void);
@@ -34,9 +35,6 @@ static struct fake_known known[FAKE_MAX_CARDS];
 static size_t n_known;
 static int acquires, releases, active, inserts, card_releases, transmits;
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 static const uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
 
 static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr,

@@ -13,6 +13,7 @@
 #include "core/atr.h"
 #include "core/error.h"
 #include "core/slot.h"
+#include "tests/cac-atr.h"
 
 struct atr_case {
 	const char *name;
@@ -27,8 +28,7 @@ struct atr_case {
 #define GOOD(n, bytes, mask) { n, bytes, VCCID_OK, mask }
 #define BAD(n, bytes) { n, bytes, VCCID_EPROTO, 0 }
 
-#define CAC_ATR 0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, \
-	0x31, 0x34, 0x34
+#define CAC_ATR CAC_ATR_BYTES
 
 static const struct atr_case cases[] = {
 	/* T0 = 7A: TA1 TB1 TC1, no TD1 (T=0 only, no TCK), 10 historical bytes. */

@@ -17,11 +17,8 @@
 #include "core/error.h"
 #include "core/slot.h"
 #include "ccid/usb-desc.h"
+#include "tests/cac-atr.h"
 
-/* The CAC ATR (T=0 only): TA1 18, TB1 00, TC1 00, no TD1. */
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 /* A T=1 ATR: TA1 13, TD1 81, TD2 31, TA3 (IFSC) FE, TB3 (BWI/CWI) 15, "Yubikey4", TCK. */
 static uint8_t t1_atr[] = {
 	0x3B, 0xF8, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15,

@@ -23,6 +23,7 @@
 #include "core/slot.h"
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
+#include "tests/cac-atr.h"
 
 /* fake-cacard.c's hooks. */
 void fake_cacard_reset(void);
@@ -37,9 +38,6 @@ int fake_cacard_transmits(void);
 #define WINDOWS_GET_FEATURE_REQUEST 0x313520u
 #define LONG_NAME "c123456789012345678901234567890123456789012345678901234567890ab"
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 static uint8_t select_apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00 };
 static uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
 
@@ -811,7 +809,7 @@ static void test_status_control(void **state)
 	power_up(LUN(0, 0));
 	status_line(LUN(0, 0), line, sizeof(line));
 	assert_string_equal(line, "reader=default slot=0 state=present powered=1 card=alice "
-				  "home=alice backend=fake atr=3B7A18000073667465206364313434 "
+				  "home=alice backend=fake atr=" CAC_ATR_HEX " "
 				  "remote=- peer=-");
 }
 
@@ -833,7 +831,7 @@ static void test_status_empty_and_long_names(void **state)
 	status_line(LUN(1, 1), line, sizeof(line));
 	assert_string_equal(line, "reader=second slot=1 state=present powered=1 card=" LONG_NAME
 				  " home=" LONG_NAME " backend=fake "
-				  "atr=3B7A18000073667465206364313434 "
+				  "atr=" CAC_ATR_HEX " "
 				  "remote=- peer=-");
 }
 

@@ -12,10 +12,8 @@
 #include "core/error.h"
 #include "core/slot.h"
 #include "usb/device.h"
+#include "tests/cac-atr.h"
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 
 /* A card that answers an APDU with P2 bytes of 0xAB plus 90 00. */
 static int card_power(void *card, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)

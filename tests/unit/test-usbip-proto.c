@@ -16,6 +16,7 @@
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
 #include "usb/usbip.h"
+#include "tests/cac-atr.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -331,9 +332,6 @@ static void test_cmd_encode_roundtrip(void **state)
 
 /* ------------------------------------------------------------------ connection */
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 
 static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
 {
