@@ -17,6 +17,7 @@
 #include "usb/usbip-proto.h"
 #include "usb/usbip.h"
 #include "tests/cac-atr.h"
+#include "tests/unit/fake-card.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -332,42 +333,12 @@ static void test_cmd_encode_roundtrip(void **state)
 
 /* ------------------------------------------------------------------ connection */
 
-
-static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	(void)opaque;
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, cac_atr, sizeof(cac_atr));
-		*atr_len = sizeof(cac_atr);
-	}
-	return VCCID_OK;
-}
-
-static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	(void)opaque;
-	(void)cmd;
-	rsp[0] = (uint8_t)(cmd_len >> 8);
-	rsp[1] = (uint8_t)cmd_len;
-	rsp[2] = 0x90;
-	rsp[3] = 0x00;
-	*rsp_len = 4;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops fake_ops = {
-	.backend = "fake",
-	.power = fake_power,
-	.transmit = fake_transmit,
-	.release = NULL,
-};
-
 struct conn_fixture {
 	vccid_slot *slots[2];
 	vccid_usbdev *dev;
 	struct vccid_usbip_device record;
 	vccid_usbip_conn *conn;
+	struct fake_card card;
 	uint8_t out[70000];      /* everything the connection sent */
 	size_t out_len;
 	bool claim_ok;
@@ -411,7 +382,9 @@ static int conn_setup(void **state)
 		return -1;
 	for (i = 0; i < 2; i++)
 		f->slots[i] = vccid_slot_new();
-	if (vccid_slot_insert(f->slots[0], &fake_ops, NULL, "card0") != VCCID_OK)
+	fake_card_init(&f->card, FAKE_OK);
+	f->card.answers = FAKE_ANSWER_LENGTH;
+	if (fake_card_insert(f->slots[0], &f->card, "card0") != VCCID_OK)
 		return -1;
 	f->dev = vccid_usbdev_new(f->slots, 2, NULL);
 	if (f->dev == NULL || vccid_usbip_device_record(f->dev, "1-1", &f->record) != VCCID_OK)
@@ -430,6 +403,7 @@ static int conn_teardown(void **state)
 	vccid_usbdev_free(f->dev);
 	vccid_slot_free(f->slots[0]);
 	vccid_slot_free(f->slots[1]);
+	fake_card_destroy(&f->card);
 	free(f);
 	return 0;
 }
