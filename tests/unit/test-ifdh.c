@@ -24,6 +24,7 @@
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
 #include "tests/cac-atr.h"
+#include "tests/unit/sync.h"
 
 /* fake-cacard.c's hooks. */
 void fake_cacard_reset(void);
@@ -91,21 +92,6 @@ static void assert_logged(const char *needle)
 }
 
 /* ------------------------------------------------------------------ helpers */
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 static const char config_text[] =
 	"[vccid]\n"
@@ -442,7 +428,8 @@ struct poll_job {
 	int timeout;
 	RESPONSECODE rc;
 	long elapsed_ms;
-	atomic_bool started;
+	pid_t tid;
+	struct test_event started;
 };
 
 static void *poll_thread(void *arg)
@@ -450,7 +437,8 @@ static void *poll_thread(void *arg)
 	struct poll_job *job = arg;
 	long start = now_ms();
 
-	atomic_store(&job->started, true);
+	job->tid = test_thread_id();
+	test_event_set(&job->started);
 	job->rc = job->poll(job->lun, job->timeout);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
@@ -458,10 +446,11 @@ static void *poll_thread(void *arg)
 
 static void start_poll(struct poll_job *job, pthread_t *tid)
 {
+	job->started = (struct test_event)TEST_EVENT_INIT;
 	assert_int_equal(pthread_create(tid, NULL, poll_thread, job), 0);
-	while (!atomic_load(&job->started))
-		sleep_ms(1);
-	sleep_ms(50);   /* let it block */
+	/* Returns once the poll sleeps in its wait, so a change wakes it. */
+	assert_true(test_event_wait(&job->started, 5000));
+	assert_true(test_thread_blocked(job->tid, 5000));
 }
 
 static void test_polling_timeout(void **state)

@@ -19,24 +19,10 @@
 #include "core/slot.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/fake-card.h"
+#include "tests/unit/sync.h"
 
 static const uint8_t select_apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00 };
 static const uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Log lines, counted: the slot logs malformed APDUs and bad cards. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -517,12 +503,16 @@ struct remove_job {
 	vccid_slot *slot;
 	int rv;
 	atomic_bool done;
+	pid_t tid;
+	struct test_event started;
 };
 
 static void *remove_thread(void *arg)
 {
 	struct remove_job *job = arg;
 
+	job->tid = test_thread_id();
+	test_event_set(&job->started);
 	job->rv = vccid_slot_remove(job->slot);
 	atomic_store(&job->done, true);
 	return NULL;
@@ -533,30 +523,21 @@ static void test_release_after_inflight_transmit(void **state)
 {
 	struct fixture *f = *state;
 	struct transmit_job tjob = { .slot = f->slot };
-	struct remove_job rjob = { .slot = f->slot };
+	struct remove_job rjob = { .slot = f->slot, .started = TEST_EVENT_INIT };
 	pthread_t t1, t2;
-	long deadline;
 
 	insert_card(f, FAKE_BLOCK, true);
 	assert_int_equal(pthread_create(&t1, NULL, transmit_thread, &tjob), 0);
-	pthread_mutex_lock(&f->card.gate_lock);
-	while (!f->card.entered)
-		pthread_cond_wait(&f->card.gate_cond, &f->card.gate_lock);
-	pthread_mutex_unlock(&f->card.gate_lock);
+	assert_true(fake_card_wait_entered(&f->card, 5000));
 
 	assert_int_equal(pthread_create(&t2, NULL, remove_thread, &rjob), 0);
-	deadline = now_ms() + 5000;
-	while (vccid_slot_present(f->slot) && now_ms() < deadline)
-		sleep_ms(1);
+	assert_true(test_event_wait(&rjob.started, 5000));
+	assert_true(test_thread_blocked(rjob.tid, 5000));   /* remove waits for the exchange */
 	assert_false(vccid_slot_present(f->slot));   /* presence never waits for I/O */
-	sleep_ms(50);
-	assert_false(atomic_load(&rjob.done));       /* remove waits for the exchange */
+	assert_false(atomic_load(&rjob.done));
 	assert_int_equal(atomic_load(&f->card.release_calls), 0);
 
-	pthread_mutex_lock(&f->card.gate_lock);
-	f->card.gate_open = true;
-	pthread_cond_broadcast(&f->card.gate_cond);
-	pthread_mutex_unlock(&f->card.gate_lock);
+	fake_card_open_gate(&f->card);
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
 	assert_int_equal(tjob.rv, VCCID_OK);         /* the exchange in flight completes */
@@ -601,7 +582,8 @@ struct wait_job {
 	int timeout_ms;
 	int rv;
 	long elapsed_ms;
-	atomic_bool started;
+	pid_t tid;
+	struct test_event started;
 };
 
 static void *wait_thread(void *arg)
@@ -609,22 +591,29 @@ static void *wait_thread(void *arg)
 	struct wait_job *job = arg;
 	long start = now_ms();
 
-	atomic_store(&job->started, true);
+	job->tid = test_thread_id();
+	test_event_set(&job->started);
 	job->rv = vccid_slot_wait_change(job->slot, job->seen, job->timeout_ms);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
 }
 
+/* Returns once the waiter sleeps in vccid_slot_wait_change, so a change wakes it. */
+static void await_waiting(struct wait_job *job)
+{
+	assert_true(test_event_wait(&job->started, 5000));
+	assert_true(test_thread_blocked(job->tid, 5000));
+}
+
 static void test_wait_woken_by_insert(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
+				 .started = TEST_EVENT_INIT };
 	pthread_t t;
 
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
+	await_waiting(&job);
 	insert_card(f, FAKE_OK, false);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_OK);
@@ -634,14 +623,13 @@ static void test_wait_woken_by_insert(void **state)
 static void test_wait_woken_by_remove(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 1, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 1, .timeout_ms = 8000,
+				 .started = TEST_EVENT_INIT };
 	pthread_t t;
 
 	insert_card(f, FAKE_OK, false);
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
+	await_waiting(&job);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_OK);
@@ -651,14 +639,13 @@ static void test_wait_woken_by_remove(void **state)
 static void test_cancel_waits(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
+				 .started = TEST_EVENT_INIT };
 	pthread_t t;
 	long start;
 
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
+	await_waiting(&job);
 	vccid_slot_cancel_waits(f->slot);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_ECANCELED);
@@ -850,15 +837,14 @@ static void test_cancel_wakes_all_waiters(void **state)
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	for (i = 0; i < 4; i++) {
 		memset(&jobs[i], 0, sizeof(jobs[i]));
+		jobs[i].started = (struct test_event)TEST_EVENT_INIT;
 		jobs[i].slot = f->slot;
 		jobs[i].seen = 2;          /* the current value: these block */
 		jobs[i].timeout_ms = i == 0 ? -1 : 8000;
 		assert_int_equal(pthread_create(&tids[i], NULL, wait_thread, &jobs[i]), 0);
 	}
 	for (i = 0; i < 4; i++)
-		while (!atomic_load(&jobs[i].started))
-			sleep_ms(1);
-	sleep_ms(20);
+		await_waiting(&jobs[i]);
 	vccid_slot_cancel_waits(f->slot);
 	for (i = 0; i < 4; i++) {
 		pthread_join(tids[i], NULL);
