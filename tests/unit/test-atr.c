@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/slot.h"
 #include "tests/cac-atr.h"
+#include "tests/unit/table.h"
 
 struct atr_case {
 	const char *name;
@@ -158,19 +159,6 @@ int main(void)
 		cmocka_unit_test(test_34_bytes),
 		cmocka_unit_test(test_null),
 	};
-	enum {
-		N_ROWS = sizeof(cases) / sizeof(cases[0]),
-		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
-	};
-	struct CMUnitTest tests[N_ROWS + N_FIXED];
-	size_t i;
 
-	for (i = 0; i < N_ROWS; i++) {
-		memset(&tests[i], 0, sizeof(tests[i]));
-		tests[i].name = cases[i].name;
-		tests[i].test_func = test_row;
-		tests[i].initial_state = (void *)&cases[i];
-	}
-	memcpy(tests + N_ROWS, fixed, sizeof(fixed));
-	return _cmocka_run_group_tests("atr", tests, N_ROWS + N_FIXED, NULL, NULL);
+	return TABLE_RUN("atr", cases, test_row, NULL, fixed);
 }
