@@ -124,8 +124,10 @@ find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c" "$B/watch.
 find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c" "$B/tcp.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread
-find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" "$B/watch.c" "$B/tcp.c" -lpthread
+# The VSCard clients use vccid's own codec.
+VS=(-I"$SRCDIR" "$SRCDIR/backends/vscard/proto.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread)
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "${VS[@]}"
+find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/watch.c" "${VS[@]}"
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
