@@ -5,10 +5,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "tests/cac-atr.h"
+#include "tests/unit/sync.h"
 
 #define FAKE_MAGIC 0xCA4DCA4Du
 #define FAKE_DEAD 0xDEADDEADu
@@ -225,16 +225,9 @@ void fake_card_reset_totals(void)
 
 bool fake_card_wait_entered(struct fake_card *card, int timeout_ms)
 {
-	struct timespec deadline;
+	struct timespec deadline = test_deadline(timeout_ms);
 	bool entered;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&card->gate_lock);
 	while (!card->entered &&
 	       pthread_cond_timedwait(&card->gate_cond, &card->gate_lock, &deadline) != ETIMEDOUT)

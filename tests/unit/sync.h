@@ -41,11 +41,10 @@ static inline void test_event_set(struct test_event *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* True once @p e is set; false if @p timeout_ms passed first. */
-static inline bool test_event_wait(struct test_event *e, int timeout_ms)
+/* The CLOCK_REALTIME time @p timeout_ms from now, for pthread_cond_timedwait. */
+static inline struct timespec test_deadline(int timeout_ms)
 {
 	struct timespec deadline;
-	bool set;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += timeout_ms / 1000;
@@ -54,6 +53,15 @@ static inline bool test_event_wait(struct test_event *e, int timeout_ms)
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000L;
 	}
+	return deadline;
+}
+
+/* True once @p e is set; false if @p timeout_ms passed first. */
+static inline bool test_event_wait(struct test_event *e, int timeout_ms)
+{
+	struct timespec deadline = test_deadline(timeout_ms);
+	bool set;
+
 	pthread_mutex_lock(&e->lock);
 	while (!e->set && pthread_cond_timedwait(&e->cond, &e->lock, &deadline) != ETIMEDOUT)
 		;
