@@ -52,43 +52,15 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 	return fd;
 }
 
-/* Writes @p total bytes of @p buf (loops only on short writes). */
-static int send_all(int fd, const uint8_t *buf, size_t total)
-{
-	size_t off = 0;
-
-	while (off < total) {
-		ssize_t w = send(fd, buf + off, total - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR && !vsw_stop)
-			continue;
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
-}
-
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)
 {
 	vscard_header_encode(m->buf, type, reader_id, (uint32_t)len);
-	return send_all(fd, m->buf, VSCARD_HEADER_SIZE + len);
+	return bench_send_all(fd, m->buf, VSCARD_HEADER_SIZE + len, &vsw_stop);
 }
 
 static int read_all(int fd, uint8_t *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t r = recv(fd, buf, len, 0);
-
-		if (r < 0 && errno == EINTR && !vsw_stop)
-			continue;
-		if (r <= 0)
-			return -1;
-		arm_quickack(fd);
-		buf += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return bench_recv_all(fd, buf, len, vsw_quickack, &vsw_stop);
 }
 
 int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h)
@@ -111,7 +83,7 @@ int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps)
 	size_t len = vscard_init_encode(m->buf, sizeof(m->buf), 0,
 					extended ? VSCARD_CAP_VCCID_EXTENDED : 0);
 
-	if (send_all(fd, m->buf, len) != 0 || vsw_recv(fd, m, &h) != 0)
+	if (bench_send_all(fd, m->buf, len, &vsw_stop) != 0 || vsw_recv(fd, m, &h) != 0)
 		return -1;
 	if (h.type != VSCARD_INIT || vscard_init_decode(VSW_PAYLOAD(m), h.length, &init) != 0) {
 		fprintf(stderr, "vscard: bad host Init (type %u, %u bytes)\n", (unsigned)h.type,
