@@ -9,15 +9,8 @@
 #include "backends/cacard/cacard.h"
 #include "core/error.h"
 #include "core/slot.h"
+#include "tests/unit/fake-cacard.h"
 #include "tests/unit/fake-card.h"
-
-/* Test hooks, declared again in test-ifdh.c. */
-void fake_cacard_reset(void);
-int fake_cacard_acquires(void);
-int fake_cacard_releases(void);
-int fake_cacard_inserts(void);
-int fake_cacard_card_releases(void);
-int fake_cacard_transmits(void);
 
 enum { FAKE_MAX_CARDS = 32 };
 

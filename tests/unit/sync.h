@@ -109,4 +109,27 @@ static inline bool test_thread_blocked(pid_t tid, int timeout_ms)
 	return false;
 }
 
+/* A test thread's mark: set by the thread as it starts, awaited by the test. */
+struct test_thread_mark {
+	pid_t tid;
+	struct test_event started;
+};
+
+#define TEST_THREAD_MARK_INIT { 0, TEST_EVENT_INIT }
+
+/* Called by the thread itself as it starts. */
+static inline void test_thread_start(struct test_thread_mark *mark)
+{
+	mark->tid = test_thread_id();
+	test_event_set(&mark->started);
+}
+
+/* True once the marked thread has started and sleeps (in the wait it went on to);
+ * false if that did not happen within @p timeout_ms. */
+static inline bool test_thread_asleep(struct test_thread_mark *mark, int timeout_ms)
+{
+	return test_event_wait(&mark->started, timeout_ms) &&
+	       test_thread_blocked(mark->tid, timeout_ms);
+}
+
 #endif

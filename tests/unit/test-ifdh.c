@@ -24,15 +24,9 @@
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
 #include "tests/cac-atr.h"
+#include "tests/unit/fake-cacard.h"
 #include "tests/unit/sync.h"
 
-/* fake-cacard.c's hooks. */
-void fake_cacard_reset(void);
-int fake_cacard_acquires(void);
-int fake_cacard_releases(void);
-int fake_cacard_inserts(void);
-int fake_cacard_card_releases(void);
-int fake_cacard_transmits(void);
 
 #define LUN(reader, slot) ((DWORD)(((reader) << 16) | (slot)))
 #define IOCTL_GET_TLV_PROPERTIES 0x42330012u
@@ -428,8 +422,7 @@ struct poll_job {
 	int timeout;
 	RESPONSECODE rc;
 	long elapsed_ms;
-	pid_t tid;
-	struct test_event started;
+	struct test_thread_mark mark;
 };
 
 static void *poll_thread(void *arg)
@@ -437,8 +430,7 @@ static void *poll_thread(void *arg)
 	struct poll_job *job = arg;
 	long start = now_ms();
 
-	job->tid = test_thread_id();
-	test_event_set(&job->started);
+	test_thread_start(&job->mark);
 	job->rc = job->poll(job->lun, job->timeout);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
@@ -446,11 +438,10 @@ static void *poll_thread(void *arg)
 
 static void start_poll(struct poll_job *job, pthread_t *tid)
 {
-	job->started = (struct test_event)TEST_EVENT_INIT;
+	job->mark = (struct test_thread_mark)TEST_THREAD_MARK_INIT;
 	assert_int_equal(pthread_create(tid, NULL, poll_thread, job), 0);
 	/* Returns once the poll sleeps in its wait, so a change wakes it. */
-	assert_true(test_event_wait(&job->started, 5000));
-	assert_true(test_thread_blocked(job->tid, 5000));
+	assert_true(test_thread_asleep(&job->mark, 5000));
 }
 
 static void test_polling_timeout(void **state)

@@ -503,16 +503,14 @@ struct remove_job {
 	vccid_slot *slot;
 	int rv;
 	atomic_bool done;
-	pid_t tid;
-	struct test_event started;
+	struct test_thread_mark mark;
 };
 
 static void *remove_thread(void *arg)
 {
 	struct remove_job *job = arg;
 
-	job->tid = test_thread_id();
-	test_event_set(&job->started);
+	test_thread_start(&job->mark);
 	job->rv = vccid_slot_remove(job->slot);
 	atomic_store(&job->done, true);
 	return NULL;
@@ -523,7 +521,7 @@ static void test_release_after_inflight_transmit(void **state)
 {
 	struct fixture *f = *state;
 	struct transmit_job tjob = { .slot = f->slot };
-	struct remove_job rjob = { .slot = f->slot, .started = TEST_EVENT_INIT };
+	struct remove_job rjob = { .slot = f->slot, .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t1, t2;
 
 	insert_card(f, FAKE_BLOCK, true);
@@ -531,8 +529,7 @@ static void test_release_after_inflight_transmit(void **state)
 	assert_true(fake_card_wait_entered(&f->card, 5000));
 
 	assert_int_equal(pthread_create(&t2, NULL, remove_thread, &rjob), 0);
-	assert_true(test_event_wait(&rjob.started, 5000));
-	assert_true(test_thread_blocked(rjob.tid, 5000));   /* remove waits for the exchange */
+	assert_true(test_thread_asleep(&rjob.mark, 5000));   /* remove waits for the exchange */
 	assert_false(vccid_slot_present(f->slot));   /* presence never waits for I/O */
 	assert_false(atomic_load(&rjob.done));
 	assert_int_equal(atomic_load(&f->card.release_calls), 0);
@@ -582,8 +579,7 @@ struct wait_job {
 	int timeout_ms;
 	int rv;
 	long elapsed_ms;
-	pid_t tid;
-	struct test_event started;
+	struct test_thread_mark mark;
 };
 
 static void *wait_thread(void *arg)
@@ -591,8 +587,7 @@ static void *wait_thread(void *arg)
 	struct wait_job *job = arg;
 	long start = now_ms();
 
-	job->tid = test_thread_id();
-	test_event_set(&job->started);
+	test_thread_start(&job->mark);
 	job->rv = vccid_slot_wait_change(job->slot, job->seen, job->timeout_ms);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
@@ -601,15 +596,14 @@ static void *wait_thread(void *arg)
 /* Returns once the waiter sleeps in vccid_slot_wait_change, so a change wakes it. */
 static void await_waiting(struct wait_job *job)
 {
-	assert_true(test_event_wait(&job->started, 5000));
-	assert_true(test_thread_blocked(job->tid, 5000));
+	assert_true(test_thread_asleep(&job->mark, 5000));
 }
 
 static void test_wait_woken_by_insert(void **state)
 {
 	struct fixture *f = *state;
 	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
-				 .started = TEST_EVENT_INIT };
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
@@ -624,7 +618,7 @@ static void test_wait_woken_by_remove(void **state)
 {
 	struct fixture *f = *state;
 	struct wait_job job = { .slot = f->slot, .seen = 1, .timeout_ms = 8000,
-				 .started = TEST_EVENT_INIT };
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 
 	insert_card(f, FAKE_OK, false);
@@ -640,7 +634,7 @@ static void test_cancel_waits(void **state)
 {
 	struct fixture *f = *state;
 	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
-				 .started = TEST_EVENT_INIT };
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 	long start;
 
@@ -837,7 +831,7 @@ static void test_cancel_wakes_all_waiters(void **state)
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	for (i = 0; i < 4; i++) {
 		memset(&jobs[i], 0, sizeof(jobs[i]));
-		jobs[i].started = (struct test_event)TEST_EVENT_INIT;
+		jobs[i].mark = (struct test_thread_mark)TEST_THREAD_MARK_INIT;
 		jobs[i].slot = f->slot;
 		jobs[i].seen = 2;          /* the current value: these block */
 		jobs[i].timeout_ms = i == 0 ? -1 : 8000;
