@@ -3,7 +3,8 @@
 # One entry point for newcomers and CI: installs what vccid needs (Debian 12),
 # builds it, and runs the demo or the whole test suite.
 #   ./run.sh demo    set up, build, show OpenSC using vccid's virtual CAC cards
-#   ./run.sh test    set up, build, run every test (plain, ASan+UBSan, distcheck)
+#   ./run.sh test    set up, build, run every test (plain, again from a deep build path
+#                    for the socket tests, ASan+UBSan, distcheck)
 #   ./run.sh deps    only install the Debian packages
 set -euo pipefail
 
@@ -57,6 +58,29 @@ summary() {
 	echo "${pass:-0} passed, ${fail:-0} failed, ${skip:-0} skipped ($log)"
 }
 
+# The tests that make unix sockets, once more with the build tree seen through a path of over
+# 120 bytes (a symlink, so nothing is rebuilt): their socket paths must fit sun_path (107
+# bytes) however deep the checkout is.
+deep_path_tests() {
+	local base deep t rc status=0
+	base=$(mktemp -d /tmp/vccid-deep.XXXXXX)
+	deep=$base/$(printf 'd%.0s' {1..100})/build
+	mkdir -p "$(dirname "$deep")" && ln -s "$top/build" "$deep"
+	for t in vscard-e2e vscard-conformance; do
+		rc=0
+		VCCID_BUILDDIR=$deep VCCID_SRCDIR=$top bash "$top/tests/integration/$t.test" \
+			>"$top/build/deep-path-$t.log" 2>&1 || rc=$?
+		case $rc in
+		0) echo "$t from a ${#deep}-byte build path: ok" ;;
+		77) echo "$t from a ${#deep}-byte build path: skipped ($top/build/deep-path-$t.log)" ;;
+		*) echo "$t from a ${#deep}-byte build path: FAILED ($top/build/deep-path-$t.log)"
+		   status=1 ;;
+		esac
+	done
+	rm -rf "$base"
+	return $status
+}
+
 run_tests() {
 	local status=0
 	local total_pass=0 total_fail=0 total_skip=0
@@ -66,6 +90,9 @@ run_tests() {
 	build "$top/build"
 	(cd "$top/build" && make -j"$jobs" check) || status=1
 	summary "$top/build/test-suite.log"
+
+	say "unix socket paths from a deep build path"
+	deep_path_tests || status=1
 
 	say "ASan + UBSan build and test"
 	build "$top/build-asan" --enable-sanitizers

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # run.sh: runs vccid's benchmarks (floor vs vccid APDU latency, card events, pkcs11-tool -L,
-# pcscd memory, vpcd comparison), each against a private pcscd in its own mount namespace.
+# pcscd memory, vpcd comparison), each against a private pcscd in its own mount namespace
+# (tests/pcscd-ns.sh, shared with the integration tests and the demo).
 #
 # Usage: bench/run.sh BUILDDIR
 #   Needs root (unshare --mount), pcscd, taskset, timeout; hyperfine, opensc-tool,
@@ -71,6 +72,9 @@ done
 for t in unshare taskset timeout mount; do
 	command -v "$t" >/dev/null || die "$t not found"
 done
+# shellcheck source=../tests/pcscd-ns.sh
+. "$SRCDIR/tests/pcscd-ns.sh"
+pcscd_ns_detect || die "cannot create a mount namespace with a tmpfs (unshare --mount failed)"
 
 OUTDIR=$BUILDDIR/bench
 mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
@@ -123,9 +127,11 @@ find_or_build APDU_BENCH apdu-bench "$B/apdu-bench.c" "$B/stats.c"
 find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c" "$B/watch.c"
 find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c" "$B/tcp.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
-find_or_build PCSC_WAIT pcsc-wait "$SRCDIR/tests/integration/pcsc-wait.c"
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread
-find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/vscard-wire.c" "$B/stats.c" "$B/watch.c" "$B/tcp.c" -lpthread
+PCSC_WAIT=$(pcscd_ns_helper pcsc-wait "$BUILDDIR" "$SRCDIR" "$WORK/bin") || die "cannot build pcsc-wait"
+# The VSCard clients use vccid's own codec.
+VS=(-I"$SRCDIR" "$SRCDIR/backends/vscard/proto.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread)
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "${VS[@]}"
+find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/watch.c" "${VS[@]}"
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
@@ -161,35 +167,20 @@ memory() {
 	record "$tag vmrss_kb=$rss vmhwm_kb=$hwm"
 }
 
-# Inside the namespace: a private /run/pcscd, pcscd started and awaited, BODY run, pcscd
-# stopped. ns_session CONFDIR LOG NREADERS NCARDS BODY [ARG]...
+# Inside the namespace: the private pcscd of tests/pcscd-ns.sh, pinned to the server CPU and
+# awaited, BODY run, pcscd stopped. ns_session CONFDIR LOG NREADERS NCARDS BODY [ARG]...
 ns_session() {
-	local confdir=$1 log=$2 nreaders=$3 ncards=$4 rc i
+	local confdir=$1 log=$2 nreaders=$3 ncards=$4 rc
 	shift 4
-	mount -t tmpfs -o mode=0755 tmpfs /run/pcscd || return 99
-	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$SERVER_CPU" "$PCSCD" -f -c "$confdir" \
-		>"$log" 2>&1 </dev/null &
-	PCSCD_TPID=$!
-	if ! "$PCSC_WAIT" -q -n "$nreaders" -c "$ncards" -t 30000 -p "$PCSCD_TPID"; then
-		echo "pcscd not ready ($nreaders readers, $ncards cards); log tail:" >&2
-		tail -n 20 "$log" >&2
-		kill -TERM "$PCSCD_TPID" 2>/dev/null
-		wait "$PCSCD_TPID"
-		return 1
-	fi
-	# timeout's only child is pcscd (taskset execs it).
-	PCSCD_PID=$(cat "/proc/$PCSCD_TPID/task/$PCSCD_TPID/children" 2>/dev/null)
-	PCSCD_PID=${PCSCD_PID%% *}
+	: >"$log"
+	PCSCD_NS_WAIT=$PCSC_WAIT PCSCD_NS_WAIT_MS=30000 PCSCD_NS_LIFETIME=$SERVER_TIMEOUT \
+		PCSCD_NS_QUIET=1 pcscd_ns_start "$confdir" "$log" "$nreaders" "$ncards" -- \
+		taskset -c "$SERVER_CPU" "$PCSCD" -f -c "$confdir" || return 1
+	PCSCD_PID=$PCSCD_NS_CHILD
 	export PCSCD_PID
 	"$@"
 	rc=$?
-	kill -TERM "$PCSCD_TPID" 2>/dev/null
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$PCSCD_TPID" 2>/dev/null || break
-		sleep 0.05 # bounded shutdown poll, not a readiness wait
-	done
-	kill -KILL "$PCSCD_TPID" 2>/dev/null
-	wait "$PCSCD_TPID"
+	pcscd_ns_stop
 	return "$rc"
 }
 
@@ -199,10 +190,9 @@ ns_session() {
 session() {
 	local name=$1 confdir=$2 net=()
 	shift 2
-	mkdir -p /run/pcscd
 	[ "${SESSION_NET:-0}" = 1 ] && net=(--net)
-	# shellcheck disable=SC2016
-	unshare --mount --propagation private "${net[@]}" \
+	# shellcheck disable=SC2016,SC2086
+	$PCSCD_NS_UNSHARE "${net[@]}" \
 		bash -c '[ "${SESSION_NET:-0}" = 1 ] && { ip link set lo up || exit 99; }
 			ns_session "$@"' "bench-$name" "$confdir" "$WORK/pcscd-$name.log" "$@"
 }

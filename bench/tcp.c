@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* TCP connect-with-retry and QUICKACK for the benchmark card clients. */
+/* TCP connect-with-retry, whole reads and writes, and QUICKACK for the benchmark card clients. */
 #include "tcp.h"
 
 #include <arpa/inet.h>
@@ -57,4 +57,39 @@ int bench_tcp_connect(const char *prog, const char *host, unsigned long port,
 		nanosleep(&nap, NULL);
 	}
 	return -1;
+}
+
+int bench_recv_all(int fd, void *buf, size_t len, int quickack, const volatile int *stop)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t r = recv(fd, p, len, 0);
+
+		if (r < 0 && errno == EINTR && (stop == NULL || !*stop))
+			continue;
+		if (r <= 0)
+			return -1;
+		bench_quickack(fd, quickack);
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int bench_send_all(int fd, const void *buf, size_t len, const volatile int *stop)
+{
+	const uint8_t *p = buf;
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w = send(fd, p + off, len - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR && (stop == NULL || !*stop))
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
 }

@@ -3,6 +3,8 @@
 #ifndef VCCID_BENCH_TCP_H
 #define VCCID_BENCH_TCP_H
 
+#include <stddef.h>
+
 /** Sets TCP_QUICKACK when @p on; it must be re-armed after every read. */
 void bench_quickack(int fd, int on);
 /**
@@ -12,5 +14,12 @@ void bench_quickack(int fd, int on);
  */
 int bench_tcp_connect(const char *prog, const char *host, unsigned long port,
 		      unsigned long timeout_ms, const volatile int *stop);
+/**
+ * Reads exactly @p len bytes, re-arming TCP_QUICKACK after every receive when @p quickack.
+ * A signal interrupts it only once *stop (may be NULL) is set. Returns 0, or -1 on EOF or error.
+ */
+int bench_recv_all(int fd, void *buf, size_t len, int quickack, const volatile int *stop);
+/** Writes @p len bytes with one send (loops only on short writes); 0, or -1 as above. */
+int bench_send_all(int fd, const void *buf, size_t len, const volatile int *stop);
 
 #endif

@@ -52,37 +52,15 @@ static void arm_quickack(int fd)
 /* Reads exactly @p len bytes; returns 0, or -1 on EOF or error. */
 static int read_all(int fd, unsigned char *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t r = recv(fd, buf, len, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		arm_quickack(fd);
-		buf += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return bench_recv_all(fd, buf, len, quickack, NULL);
 }
 
 /* Writes length and payload with one send. */
 static int send_msg(int fd, unsigned char *msg, size_t payload_len)
 {
-	size_t len = payload_len + 2, off = 0;
-
 	msg[0] = (unsigned char)(payload_len >> 8);
 	msg[1] = (unsigned char)payload_len;
-	while (off < len) {
-		ssize_t w = send(fd, msg + off, len - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
+	return bench_send_all(fd, msg, payload_len + 2, NULL);
 }
 
 /* ISO/IEC 7816-4 §5.1: Le of a case-2 APDU, 0 for other shapes. */

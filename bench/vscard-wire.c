@@ -43,19 +43,6 @@ static void arm_quickack(int fd)
 	bench_quickack(fd, vsw_quickack);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 {
 	int fd = bench_tcp_connect("vscard", host, port, timeout_ms, &vsw_stop);
@@ -67,46 +54,20 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)
 {
-	size_t total = VSW_HEADER + len, off = 0;
-
-	put32(m->buf, type);
-	put32(m->buf + 4, reader_id);
-	put32(m->buf + 8, (uint32_t)len);
-	while (off < total) {
-		ssize_t w = send(fd, m->buf + off, total - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR && !vsw_stop)
-			continue;
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
+	vscard_header_encode(m->buf, type, reader_id, (uint32_t)len);
+	return bench_send_all(fd, m->buf, VSCARD_HEADER_SIZE + len, &vsw_stop);
 }
 
 static int read_all(int fd, uint8_t *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t r = recv(fd, buf, len, 0);
-
-		if (r < 0 && errno == EINTR && !vsw_stop)
-			continue;
-		if (r <= 0)
-			return -1;
-		arm_quickack(fd);
-		buf += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return bench_recv_all(fd, buf, len, vsw_quickack, &vsw_stop);
 }
 
-int vsw_recv(int fd, struct vsw_msg *m, struct vsw_header *h)
+int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h)
 {
-	if (read_all(fd, m->buf, VSW_HEADER) != 0)
+	if (read_all(fd, m->buf, VSCARD_HEADER_SIZE) != 0)
 		return -1;
-	h->type = get32(m->buf);
-	h->reader_id = get32(m->buf + 4);
-	h->length = get32(m->buf + 8);
+	vscard_header_decode(m->buf, h);
 	if (h->length > VSW_MAX_PAYLOAD) {
 		fprintf(stderr, "vscard: host announces %u bytes, over %u\n", (unsigned)h->length,
 			(unsigned)VSW_MAX_PAYLOAD);
@@ -117,20 +78,19 @@ int vsw_recv(int fd, struct vsw_msg *m, struct vsw_header *h)
 
 int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps)
 {
-	struct vsw_header h;
-	uint8_t *p = VSW_PAYLOAD(m);
+	struct vscard_header h;
+	struct vscard_init init;
+	size_t len = vscard_init_encode(m->buf, sizeof(m->buf), 0,
+					extended ? VSCARD_CAP_VCCID_EXTENDED : 0);
 
-	memcpy(p, "VSCD", 4);
-	put32(p + 4, 2);
-	put32(p + 8, extended ? VSW_CAP_EXTENDED : 0);
-	if (vsw_send(fd, m, VSW_INIT, 0, 12) != 0 || vsw_recv(fd, m, &h) != 0)
+	if (bench_send_all(fd, m->buf, len, &vsw_stop) != 0 || vsw_recv(fd, m, &h) != 0)
 		return -1;
-	if (h.type != VSW_INIT || h.length < 12 || memcmp(p, "VSCD", 4) != 0) {
+	if (h.type != VSCARD_INIT || vscard_init_decode(VSW_PAYLOAD(m), h.length, &init) != 0) {
 		fprintf(stderr, "vscard: bad host Init (type %u, %u bytes)\n", (unsigned)h.type,
 			(unsigned)h.length);
 		return -1;
 	}
-	*host_caps = get32(p + 8);
+	*host_caps = init.capabilities[0];
 	return 0;
 }
 
@@ -159,19 +119,20 @@ size_t vsw_answer(struct vsw_msg *m, size_t len, size_t max_answer)
 
 int vsw_wait_error(int fd, struct vsw_msg *m, uint32_t *reader_id, uint32_t *code)
 {
-	struct vsw_header h;
+	struct vscard_header h;
 	int guard;
 
 	for (guard = 0; guard < 1000; guard++) {
 		if (vsw_recv(fd, m, &h) != 0)
 			return -1;
-		if (h.type == VSW_ERROR) {
+		if (h.type == VSCARD_ERROR) {
 			*reader_id = h.reader_id;
-			*code = h.length >= 4 ? get32(VSW_PAYLOAD(m)) : 0xFFFFFFFFu;
+			if (vscard_error_decode(VSW_PAYLOAD(m), h.length, code) != 0)
+				*code = 0xFFFFFFFFu;
 			return 0;
 		}
-		if (h.type == VSW_APDU &&
-		    vsw_send(fd, m, VSW_APDU, h.reader_id, vsw_answer(m, h.length, 258)) != 0)
+		if (h.type == VSCARD_APDU &&
+		    vsw_send(fd, m, VSCARD_APDU, h.reader_id, vsw_answer(m, h.length, 258)) != 0)
 			return -1;
 	}
 	return -1;

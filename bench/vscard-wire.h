@@ -1,34 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The client side of VSCard for the benchmark programs: connect, one-write messages, handshake. */
+/* The client side of VSCard for the benchmark programs: connect, one-write messages, handshake;
+ * the message codec is vccid's own (backends/vscard/proto.h). */
 #ifndef VCCID_BENCH_VSCARD_WIRE_H
 #define VCCID_BENCH_VSCARD_WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define VSW_HEADER 12
-#define VSW_INIT 1
-#define VSW_ERROR 2
-#define VSW_READER_ADD 3
-#define VSW_READER_REMOVE 4
-#define VSW_ATR 5
-#define VSW_CARD_REMOVE 6
-#define VSW_APDU 7
-#define VSW_FLUSH 8
-#define VSW_FLUSH_COMPLETE 9
-#define VSW_CAP_EXTENDED 0x00010000u
+#include "backends/vscard/proto.h"
+
 /* Largest payload either way: an extended command (4 + 3 + 65535 + 3) or a 64 KiB answer + SW. */
 #define VSW_MAX_PAYLOAD (65536 + 16)
 
-struct vsw_header {
-	uint32_t type, reader_id, length;
-};
-
 /* A message buffer: header room in front of the payload, so one send carries both. */
 struct vsw_msg {
-	uint8_t buf[VSW_HEADER + VSW_MAX_PAYLOAD];
+	uint8_t buf[VSCARD_HEADER_SIZE + VSW_MAX_PAYLOAD];
 };
-#define VSW_PAYLOAD(m) ((m)->buf + VSW_HEADER)
+#define VSW_PAYLOAD(m) ((m)->buf + VSCARD_HEADER_SIZE)
 
 /** Re-arm TCP_QUICKACK after every receive (default 1). */
 extern int vsw_quickack;
@@ -41,7 +29,7 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms);
 /** Writes header and @p len payload bytes of @p m with one send (loops only on short writes). */
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len);
 /** Reads one whole message into @p m; 0, or -1 on EOF, error, oversize or vsw_stop. */
-int vsw_recv(int fd, struct vsw_msg *m, struct vsw_header *h);
+int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h);
 /** Init exchange; *host_caps gets the host's first capability word. */
 int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps);
 /**

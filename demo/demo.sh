@@ -20,6 +20,9 @@ MKDB=$SRCDIR/tools/vccid-mkdb
 PIN=77777777
 PCSCD=$(PATH=$PATH:/usr/sbin:/sbin command -v pcscd || echo /usr/sbin/pcscd)
 export LC_ALL=C
+# The private pcscd, as the integration tests and benchmarks run it.
+# shellcheck source=../tests/pcscd-ns.sh
+. "$SRCDIR/tests/pcscd-ns.sh"
 
 if [ -t 1 ]; then
 	B=$'\e[1m' D=$'\e[2m' N=$'\e[0m'
@@ -53,29 +56,13 @@ show() {
 # ------------------------------------------------------------ inside the namespace
 if [ "${1-}" = --inside ]; then
 	WORK=$2
-	mkdir -p /run/pcscd
-	mount -t tmpfs tmpfs /run/pcscd || die "cannot mount a private /run/pcscd"
-
 	say "Starting a private pcscd (its socket is in this namespace's own /run/pcscd)"
 	show cat "$WORK/reader.conf.d/vccid.conf"
-	timeout 600 "$PCSCD" -f -d -c "$WORK/reader.conf.d" >"$WORK/pcscd.log" 2>&1 </dev/null &
-	pcscd_pid=$!
-	# Wait until both readers show a card: poll, bounded to 10 s.
-	ready=0
-	for ((i = 0; i < 200; i++)); do
-		kill -0 $pcscd_pid 2>/dev/null || break
-		if [ "$(opensc-tool -l 2>/dev/null | grep -cE '^[0-9]+ +Yes .*vccid 00 0[01]$')" -eq 2 ]; then
-			ready=1
-			break
-		fi
-		sleep 0.05
-	done
-	if [ $ready -ne 1 ]; then
-		printf 'demo: pcscd did not come up with two cards; the end of its log:\n' >&2
-		tail -n 30 "$WORK/pcscd.log" >&2
-		kill $pcscd_pid 2>/dev/null
-		exit 1
-	fi
+	# Ready when pcscd lists the three readers (slots) and the cards of alice and bob.
+	PCSCD_NS_WAIT=$PCSC_WAIT PCSCD_NS_LIFETIME=600 PCSCD_NS_QUIET=1 PCSCD_NS_LOG_TAIL=30 \
+		pcscd_ns_start "$WORK/reader.conf.d" "$WORK/pcscd.log" 3 2 -- \
+		"$PCSCD" -f -d -c "$WORK/reader.conf.d" || die "pcscd did not come up with two cards"
+	pcscd_pid=$PCSCD_NS_CHILD
 	note "pcscd (pid $pcscd_pid) is up; its log: $WORK/pcscd.log"
 
 	say "PC/SC readers: one per slot, named \"vccid 00 SS\""
@@ -123,10 +110,9 @@ if [ "${1-}" = --inside ]; then
 		"$SHARE" -d "sql:$WORK/caroldb" -c carol-id,carol-sign,carol-enc -n carols-laptop \
 			--no-reconnect "unix:$WORK/vscard.sock" </dev/null >"$WORK/share.log" 2>&1 &
 		share_pid=$!
-		for ((i = 0; i < 500; i++)); do
-			"$CTL" list 2>/dev/null | grep -q "^vccid 00 02.present" && break
-			sleep 0.02
-		done
+		# Wait until her card is the third one pcscd sees.
+		"$PCSC_WAIT" -q -n 3 -c 3 -t 10000 -p "$share_pid" ||
+			note "(carol's card did not arrive; see $WORK/share.log)"
 		show "$CTL" list
 		show opensc-tool -r "vccid 00 02" -n
 		show pkcs11-tool -L
@@ -137,13 +123,7 @@ if [ "${1-}" = --inside ]; then
 	fi
 
 	say "Stopping the private pcscd"
-	kill -TERM $pcscd_pid
-	for ((i = 0; i < 250; i++)); do
-		kill -0 $pcscd_pid 2>/dev/null || break
-		sleep 0.02
-	done
-	kill -KILL $pcscd_pid 2>/dev/null
-	wait $pcscd_pid 2>/dev/null
+	PCSCD_NS_STOP_MS=5000 pcscd_ns_stop
 	note "done"
 	exit 0
 fi
@@ -168,6 +148,10 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vccid-demo.XXXXXX") || die "mktemp failed"
 chmod 0755 "$WORK"
+# pcsc-wait asks pcscd (SCardListReaders) until the readers and cards are there.
+PCSC_WAIT=$(pcscd_ns_helper pcsc-wait "$BUILDDIR" "$SRCDIR" "$WORK/bin") ||
+	die "cannot build tests/integration/pcsc-wait.c"
+export PCSC_WAIT
 cleanup() {
 	if [ $showlog -eq 1 ] && [ -f "$WORK/pcscd.log" ]; then
 		say "pcscd's log"
@@ -222,10 +206,6 @@ EOF
 
 # Everything that talks to pcscd runs in a new mount namespace (and pid namespace, so
 # nothing outlives the demo).
-if unshare --mount --pid --fork --mount-proc --propagation private true 2>/dev/null; then
-	ns="unshare --mount --pid --fork --mount-proc --propagation private"
-else
-	ns="unshare --mount --propagation private"
-fi
+pcscd_ns_detect || die "cannot create a mount namespace with a tmpfs (unshare --mount failed)"
 # shellcheck disable=SC2086
-$ns bash "$SRCDIR/demo/demo.sh" --inside "$WORK"
+$PCSCD_NS_UNSHARE bash "$SRCDIR/demo/demo.sh" --inside "$WORK"

@@ -109,10 +109,7 @@ static void check_notify(bool sent, const uint8_t *out, size_t out_len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct fuzz_card cards[2] = {
-		{ fuzz_t0_atr, sizeof(fuzz_t0_atr) },
-		{ fuzz_t1_atr, sizeof(fuzz_t1_atr) },
-	};
+	static struct fake_card cards[2];
 	static uint8_t out[FUZZ_MAX_MESSAGE];
 	struct vccid_ccid_params params = { .max_message_length = FUZZ_MAX_MESSAGE };
 	vccid_slot *slots[2];
@@ -120,10 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i;
 
 	fuzz_enable_logging();
+	fuzz_cards_init(cards);
 	for (i = 0; i < 2; i++) {
 		slots[i] = vccid_slot_new();
 		if (slots[i] == NULL ||
-		    vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz") != VCCID_OK)
+		    fake_card_insert(slots[i], &cards[i], "fuzz") != VCCID_OK)
 			abort();
 	}
 	ccid = vccid_ccid_new(slots, 2, &params);
@@ -144,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case EVENT_TOGGLE_1:
 				i = len - EVENT_TOGGLE_0;
 				if (vccid_slot_remove(slots[i]) == VCCID_ENOCARD)
-					(void)vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz");
+					(void)fake_card_insert(slots[i], &cards[i], "fuzz");
 				break;
 			case EVENT_ABORT_0:
 			case EVENT_ABORT_1:

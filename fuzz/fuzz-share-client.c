@@ -36,25 +36,21 @@ static int check_write(void *io, const uint8_t *buf, size_t len)
 	return VCCID_OK;
 }
 
-/* The shared fuzz card reads the INS byte: shorter payloads fail here. */
+/* The fake card reads the INS byte: shorter payloads (which the slot would
+ * answer 67 00 before a card sees them) fail here. */
 static int share_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
 			  size_t *rsp_len)
 {
 	if (cmd_len < 4)
 		return VCCID_EPROTO;
-	return fuzz_card_transmit(card, cmd, cmd_len, rsp, rsp_len);
+	return fake_card_ops.transmit(card, cmd, cmd_len, rsp, rsp_len);
 }
-
-static const struct vccid_card_ops share_card_ops = {
-	.backend = "fuzz",
-	.power = fuzz_card_power,
-	.transmit = share_transmit,
-};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct vccid_share_client_io io = { .write = check_write };
-	static struct fuzz_card card = { .atr = fuzz_t0_atr, .atr_len = sizeof(fuzz_t0_atr) };
+	static struct vccid_card_ops share_card_ops;
+	static struct fake_card cards[2];
 	vccid_share_client *client;
 	size_t chunk;
 
@@ -67,7 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	client = vccid_share_client_new(&io, "fuzz");
 	if (client == NULL)
 		abort();
-	vccid_share_client_set_card(client, &share_card_ops, &card, true);
+	if (share_card_ops.transmit == NULL) {
+		fuzz_cards_init(cards);
+		share_card_ops = fake_card_ops;
+		share_card_ops.transmit = share_transmit;
+		share_card_ops.release = NULL;   /* the card outlives every input */
+	}
+	vccid_share_client_set_card(client, &share_card_ops, &cards[0], true);
 	vccid_share_client_connected(client);
 	while (size > 0) {
 		size_t n = size < chunk ? size : chunk;

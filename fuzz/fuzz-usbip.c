@@ -267,16 +267,14 @@ static vccid_usbip_conn *open_conn(vccid_usbdev *dev)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct fuzz_card cards[2] = {
-		{ fuzz_t0_atr, sizeof(fuzz_t0_atr) },
-		{ fuzz_t1_atr, sizeof(fuzz_t1_atr) },
-	};
+	static struct fake_card cards[2];
 	static vccid_slot *slots[2];
 	static vccid_usbdev *dev;
 	bool dead = false;
 	size_t i;
 
 	fuzz_enable_logging();
+	fuzz_cards_init(cards);
 	if (dev == NULL) {
 		/* Device threads are costly: one device for every input, reset in between. */
 		struct vccid_usbdev_params params = { .max_message_length = VCCID_CCID_MIN_MESSAGE };
@@ -292,7 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (i = 0; i < 2; i++)
 		if (!vccid_slot_present(slots[i]))
-			(void)vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz");
+			(void)fake_card_insert(slots[i], &cards[i], "fuzz");
 	conn = open_conn(dev);
 
 	while (size >= 2) {
@@ -311,7 +309,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case EVENT_TOGGLE_1:
 				i = len - EVENT_TOGGLE_0;
 				if (vccid_slot_remove(slots[i]) == VCCID_ENOCARD)
-					(void)vccid_slot_insert(slots[i], &fuzz_card_ops, &cards[i], "fuzz");
+					(void)fake_card_insert(slots[i], &cards[i], "fuzz");
 				break;
 			case EVENT_RECONNECT:
 				vccid_usbip_conn_free(conn);

@@ -25,6 +25,8 @@
 # VCCID_PCSCD_OK_STATUS (exit statuses of a stopped pcscd that count as clean, "0 143").
 
 _vccid_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../pcscd-ns.sh
+. "$_vccid_here/../pcscd-ns.sh"
 VCCID_SRCDIR=${VCCID_SRCDIR:-$(cd "$_vccid_here/../.." && pwd)}
 VCCID_BUILDDIR=${VCCID_BUILDDIR:-$VCCID_SRCDIR}
 VCCID_DRIVER=${VCCID_DRIVER:-$VCCID_BUILDDIR/ifdhandler/.libs/libvccid.so}
@@ -161,14 +163,9 @@ vccid_timeout() {
 vccid_require_namespace() {
 	[ "$(id -u)" -eq 0 ] || vccid_skip "needs root (a private pcscd in a mount namespace)"
 	command -v unshare >/dev/null 2>&1 || vccid_skip "unshare (util-linux) not found"
-	if unshare --mount --pid --fork --mount-proc --propagation private \
-		sh -c 'mount -t tmpfs tmpfs /mnt' >/dev/null 2>&1; then
-		VCCID_UNSHARE="unshare --mount --pid --fork --mount-proc --propagation private"
-	elif unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /mnt' >/dev/null 2>&1; then
-		VCCID_UNSHARE="unshare --mount --propagation private"
-	else
+	pcscd_ns_detect ||
 		vccid_skip "cannot create a mount namespace with a tmpfs here (unshare --mount failed)"
-	fi
+	VCCID_UNSHARE=$PCSCD_NS_UNSHARE
 	export VCCID_UNSHARE
 	[ -x "$PCSCD" ] || vccid_skip "pcscd not found (PCSCD=$PCSCD)"
 }
@@ -207,12 +204,12 @@ _vccid_cleanup() {
 	exit $rc
 }
 
-# vccid_tmpdir: makes a private temp dir under the build dir, removed on exit, in
-# $VCCID_TMP (exported). Call it directly, not in $(...), so the cleanup trap holds.
+# vccid_tmpdir: makes a private temp dir, removed on exit, in $VCCID_TMP (exported).
+# Call it directly, not in $(...), so the cleanup trap holds. It is under /tmp, not the
+# build tree: tests put unix sockets there, whose paths must fit sun_path (107 bytes)
+# however deep the checkout is. Mode 0755: pcscd runs as root, clients may not.
 vccid_tmpdir() {
-	local base=$VCCID_BUILDDIR/tests/integration
-	mkdir -p "$base" || vccid_error "cannot create $base"
-	VCCID_TMP=$(mktemp -d "$base/tmp.$VCCID_TEST_NAME.XXXXXX") || vccid_error "mktemp failed in $base"
+	VCCID_TMP=$(mktemp -d "/tmp/vccid-$VCCID_TEST_NAME.XXXXXX") || vccid_error "mktemp failed in /tmp"
 	chmod 0755 "$VCCID_TMP"
 	export VCCID_TMP
 	trap _vccid_cleanup EXIT
@@ -226,20 +223,11 @@ vccid_tmpdir() {
 # vccid_helpers: locates (or builds into $VCCID_TMP/bin) the C helpers pcsc-wait and
 # pcsc-events; sets VCCID_PCSC_WAIT and VCCID_PCSC_EVENTS.
 vccid_helpers() {
-	local h var path cflags libs
+	local h var path
 	for h in pcsc-wait pcsc-events; do
 		var=VCCID_$(tr 'a-z-' 'A-Z_' <<<"$h")
-		path=$VCCID_BUILDDIR/tests/integration/$h
-		if [ ! -x "$path" ]; then
-			path=$VCCID_TMP/bin/$h
-			mkdir -p "$VCCID_TMP/bin"
-			cflags=$(pkg-config --cflags libpcsclite) && libs=$(pkg-config --libs libpcsclite) ||
-				vccid_error "pkg-config libpcsclite failed: cannot build $h"
-			# shellcheck disable=SC2086
-			"${CC:-cc}" -std=gnu11 -O1 -Wall -o "$path" \
-				"$VCCID_SRCDIR/tests/integration/$h.c" $cflags $libs ||
-				vccid_error "cannot build $h"
-		fi
+		path=$(pcscd_ns_helper "$h" "$VCCID_BUILDDIR" "$VCCID_SRCDIR" "$VCCID_TMP/bin") ||
+			vccid_error "cannot build $h"
 		printf -v "$var" '%s' "$path"
 		export "${var?}"
 	done
@@ -304,29 +292,25 @@ vccid_run_pcscd() {
 	$VCCID_UNSHARE bash -c '_vccid_ns_main "$@"' vccid-ns "$confdir" "$nreaders" "$ncards" "$@"
 }
 
-# Inside the namespace: mount, start pcscd, wait, run, stop.
+# Inside the namespace: start pcscd (tests/pcscd-ns.sh), wait, run, stop.
 _vccid_ns_main() {
 	local confdir=$1 nreaders=$2 ncards=$3 rc stop_rc
 	shift 3
-	mount -t tmpfs -o mode=0755 tmpfs /run/pcscd || {
-		echo "ERROR: cannot mount a tmpfs on /run/pcscd" >&2
-		return 99
-	}
 	VCCID_PCSCD_LOG=${VCCID_PCSCD_LOG:-$(cd "$confdir/.." && pwd)/pcscd.log}
 	export VCCID_PCSCD_LOG
 	: >"$VCCID_PCSCD_LOG"
 	# shellcheck disable=SC2086
-	timeout -k 10 "${VCCID_PCSCD_TIMEOUT:-300}" ${VCCID_PCSCD_PREFIX-} \
-		"$PCSCD" -f -a -d -c "$confdir" >>"$VCCID_PCSCD_LOG" 2>&1 </dev/null &
-	VCCID_PCSCD_PID=$!
-	export VCCID_PCSCD_PID
-	if ! "$VCCID_PCSC_WAIT" -n "$nreaders" -c "$ncards" -t "${VCCID_WAIT_MS:-20000}" \
-		-p "$VCCID_PCSCD_PID"; then
+	PCSCD_NS_WAIT=$VCCID_PCSC_WAIT PCSCD_NS_WAIT_MS=${VCCID_WAIT_MS:-20000} \
+		PCSCD_NS_LIFETIME=${VCCID_PCSCD_TIMEOUT:-300} PCSCD_NS_LOG_TAIL=${VCCID_LOG_TAIL:-80} \
+		pcscd_ns_start "$confdir" "$VCCID_PCSCD_LOG" "$nreaders" "$ncards" -- \
+		${VCCID_PCSCD_PREFIX-} "$PCSCD" -f -a -d -c "$confdir"
+	rc=$?
+	if [ $rc -ne 0 ]; then
 		echo "not ok - pcscd ready with $nreaders reader(s) and $ncards card(s)"
-		_vccid_stop_pcscd >/dev/null 2>&1
-		vccid_pcscd_log_tail
-		return 1
+		return "$rc"
 	fi
+	VCCID_PCSCD_PID=$PCSCD_NS_PID
+	export VCCID_PCSCD_PID
 	# A subshell: a bare "wait" in CMD must not wait for pcscd.
 	("$@")
 	rc=$?
@@ -339,36 +323,24 @@ _vccid_ns_main() {
 	return $rc
 }
 
-# Stops pcscd (the timeout process that runs it, which forwards SIGTERM). Returns 0 if it
-# was still running and exited cleanly (status 0 or SIGTERM) within VCCID_STOP_MS.
+# Stops pcscd. Returns 0 if it was still running and exited cleanly (a status in
+# VCCID_PCSCD_OK_STATUS, default 0 or SIGTERM) within VCCID_STOP_MS.
 _vccid_stop_pcscd() {
-	local pid=$VCCID_PCSCD_PID status i children
-	local max=$(( (${VCCID_STOP_MS:-10000} + 19) / 20 ))
-	if ! kill -0 "$pid" 2>/dev/null; then
-		wait "$pid"
-		status=$?
-		echo "not ok - pcscd was still running at the end (it exited early, status $status)"
+	PCSCD_NS_STOP_MS=${VCCID_STOP_MS:-10000} pcscd_ns_stop
+	case $? in
+	1)
+		echo "not ok - pcscd was still running at the end (it exited early, status $PCSCD_NS_STATUS)"
 		return 1
-	fi
-	kill -TERM "$pid"
-	for ((i = 0; i < max; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.02
-	done
-	if kill -0 "$pid" 2>/dev/null; then
+		;;
+	2)
 		echo "not ok - pcscd stops within ${VCCID_STOP_MS:-10000} ms of SIGTERM (killing it)"
-		children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null)
-		# shellcheck disable=SC2086
-		kill -KILL $children "$pid" 2>/dev/null
-		wait "$pid"
 		return 1
-	fi
-	wait "$pid"
-	status=$?
-	case " ${VCCID_PCSCD_OK_STATUS:-0 143} " in
-	*" $status "*) return 0 ;;
+		;;
 	esac
-	echo "not ok - pcscd exits cleanly on SIGTERM (exit status $status)"
+	case " ${VCCID_PCSCD_OK_STATUS:-0 143} " in
+	*" $PCSCD_NS_STATUS "*) return 0 ;;
+	esac
+	echo "not ok - pcscd exits cleanly on SIGTERM (exit status $PCSCD_NS_STATUS)"
 	return 1
 }
 

@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/cac-atr.h"
+
 #define IO_TIMEOUT_MS 5000
 #define RECONNECT_MAX_MS 3000    /* first backoff step is 0.5 s */
 
@@ -186,9 +188,6 @@ static const uint8_t client_init[24] = {
 	0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 12, 'V', 'S', 'C', 'D', 0, 0, 0, 2, 0, 1, 0, 0,
 };
 static const uint8_t reader_remove0[12] = { 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0 };
-static const uint8_t cac_atr[15] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34,
-};
 
 /* The handshake up to ReaderAdd; answers with @p add_id and @p add_code. */
 static bool handshake(int fd, int n, const char *name, uint32_t caps, uint32_t add_id,

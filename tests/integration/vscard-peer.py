@@ -39,7 +39,7 @@ MAGIC = b"VSCD"
 VERSION = 2
 CAP_EXTENDED = 0x00010000
 HEADER = struct.Struct(">III")
-CAC_ATR = bytes.fromhex("3B7A180000736674652063643134 34".replace(" ", ""))
+CAC_ATR = bytes.fromhex("3B 7A 18 00 00 73 66 74 65 20 63 64 31 34 34")
 
 
 def header(mtype, rid, length):

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A stand-in for backends/cacard in unit tests: named fake cards answering like a CAC, counted. */
+/* A stand-in for backends/cacard in unit tests: named fake cards (fake-card.c) answering like a
+ * CAC, counted. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -8,14 +9,8 @@
 #include "backends/cacard/cacard.h"
 #include "core/error.h"
 #include "core/slot.h"
-
-/* Test hooks, declared again in test-ifdh.c. */
-void fake_cacard_reset(void);
-int fake_cacard_acquires(void);
-int fake_cacard_releases(void);
-int fake_cacard_inserts(void);
-int fake_cacard_card_releases(void);
-int fake_cacard_transmits(void);
+#include "tests/unit/fake-cacard.h"
+#include "tests/unit/fake-card.h"
 
 enum { FAKE_MAX_CARDS = 32 };
 
@@ -24,74 +19,28 @@ struct fake_known {
 	bool in_slot;
 };
 
-/* What sits in a slot: the index of a known card. */
+/* What sits in a slot: a fake card (fake-card.c) that knows which known card it is. */
 struct fake_instance {
+	struct fake_card card;   /* first: the release hook gets it back */
 	size_t index;
 };
 
 static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_known known[FAKE_MAX_CARDS];
 static size_t n_known;
-static int acquires, releases, active, inserts, card_releases, transmits;
+static int acquires, releases, active, inserts, card_releases;
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
-static const uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
-
-static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr,
-		      size_t *atr_len)
+static void instance_released(struct fake_card *card)
 {
-	(void)opaque;
-	if (action == VCCID_POWER_DOWN)
-		return VCCID_OK;
-	if (*atr_len < sizeof(cac_atr))
-		return VCCID_ENOSPC;
-	memcpy(atr, cac_atr, sizeof(cac_atr));
-	*atr_len = sizeof(cac_atr);
-	return VCCID_OK;
-}
-
-static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	size_t n = 0;
-
-	(void)opaque;
-	pthread_mutex_lock(&fake_lock);
-	transmits++;
-	pthread_mutex_unlock(&fake_lock);
-	if (cmd_len == sizeof(get_data_256) && memcmp(cmd, get_data_256, cmd_len) == 0) {
-		if (*rsp_len < 256 + 2)
-			return VCCID_ENOSPC;
-		for (n = 0; n < 256; n++)
-			rsp[n] = (uint8_t)n;
-	}
-	if (*rsp_len < n + 2)
-		return VCCID_ENOSPC;
-	rsp[n++] = 0x90;
-	rsp[n++] = 0x00;
-	*rsp_len = n;
-	return VCCID_OK;
-}
-
-static void fake_release(void *opaque)
-{
-	struct fake_instance *inst = opaque;
+	struct fake_instance *inst = (struct fake_instance *)card;
 
 	pthread_mutex_lock(&fake_lock);
 	known[inst->index].in_slot = false;
 	card_releases++;
 	pthread_mutex_unlock(&fake_lock);
+	fake_card_destroy(card);
 	free(inst);
 }
-
-static const struct vccid_card_ops fake_ops = {
-	.backend = "fake",
-	.power = fake_power,
-	.transmit = fake_transmit,
-	.release = fake_release,
-};
 
 static struct fake_known *find_known(const char *name)
 {
@@ -162,14 +111,17 @@ int vccid_cacard_insert(const char *name, vccid_slot *slot)
 		pthread_mutex_unlock(&fake_lock);
 		return VCCID_ENOMEM;
 	}
+	fake_card_init(&inst->card, FAKE_OK);
+	inst->card.on_release = instance_released;
 	inst->index = (size_t)(card - known);
 	/* The slot never calls back into the backend from insert, so the lock may stay held:
 	 * a concurrent insert of the same card then sees in_slot. */
-	rv = vccid_slot_insert(slot, &fake_ops, inst, name);
+	rv = fake_card_insert(slot, &inst->card, name);
 	if (rv == VCCID_OK) {
 		card->in_slot = true;
 		inserts++;
 	} else {
+		fake_card_destroy(&inst->card);
 		free(inst);
 	}
 	pthread_mutex_unlock(&fake_lock);
@@ -180,7 +132,8 @@ void fake_cacard_reset(void)
 {
 	pthread_mutex_lock(&fake_lock);
 	n_known = 0;
-	acquires = releases = active = inserts = card_releases = transmits = 0;
+	acquires = releases = active = inserts = card_releases = 0;
+	fake_card_reset_totals();
 	pthread_mutex_unlock(&fake_lock);
 }
 
@@ -198,4 +151,8 @@ FAKE_GETTER(fake_cacard_acquires, acquires)
 FAKE_GETTER(fake_cacard_releases, releases)
 FAKE_GETTER(fake_cacard_inserts, inserts)
 FAKE_GETTER(fake_cacard_card_releases, card_releases)
-FAKE_GETTER(fake_cacard_transmits, transmits)
+
+int fake_cacard_transmits(void)
+{
+	return atomic_load(&fake_card_totals.transmits);
+}

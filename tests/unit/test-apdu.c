@@ -11,6 +11,7 @@
 
 #include "core/apdu.h"
 #include "core/error.h"
+#include "tests/unit/table.h"
 
 /* Expected data offset when the parser must point into the buffer; NO_DATA for NULL. */
 #define NO_DATA ((size_t)-1)
@@ -235,19 +236,6 @@ int main(void)
 		cmocka_unit_test(test_extended_65535_case4),
 		cmocka_unit_test(test_short_255),
 	};
-	enum {
-		N_ROWS = sizeof(cases) / sizeof(cases[0]),
-		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
-	};
-	struct CMUnitTest tests[N_ROWS + N_FIXED];
-	size_t i;
 
-	for (i = 0; i < N_ROWS; i++) {
-		memset(&tests[i], 0, sizeof(tests[i]));
-		tests[i].name = cases[i].name;
-		tests[i].test_func = test_row;
-		tests[i].initial_state = (void *)&cases[i];
-	}
-	memcpy(tests + N_ROWS, fixed, sizeof(fixed));
-	return _cmocka_run_group_tests("apdu", tests, N_ROWS + N_FIXED, NULL, NULL);
+	return TABLE_RUN("apdu", cases, test_row, NULL, fixed);
 }

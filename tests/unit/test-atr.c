@@ -13,6 +13,8 @@
 #include "core/atr.h"
 #include "core/error.h"
 #include "core/slot.h"
+#include "tests/cac-atr.h"
+#include "tests/unit/table.h"
 
 struct atr_case {
 	const char *name;
@@ -27,8 +29,7 @@ struct atr_case {
 #define GOOD(n, bytes, mask) { n, bytes, VCCID_OK, mask }
 #define BAD(n, bytes) { n, bytes, VCCID_EPROTO, 0 }
 
-#define CAC_ATR 0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, \
-	0x31, 0x34, 0x34
+#define CAC_ATR CAC_ATR_BYTES
 
 static const struct atr_case cases[] = {
 	/* T0 = 7A: TA1 TB1 TC1, no TD1 (T=0 only, no TCK), 10 historical bytes. */
@@ -289,26 +290,10 @@ int main(void)
 		cmocka_unit_test(test_parse_max_length),
 		cmocka_unit_test(test_parse_inverse),
 	};
-	enum {
-		N_ROWS = sizeof(cases) / sizeof(cases[0]),
-		N_PARSE = sizeof(parse_cases) / sizeof(parse_cases[0]),
-		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
+	const struct table_part tables[] = {
+		TABLE_PART(cases, test_row, NULL),
+		TABLE_PART(parse_cases, test_parse_row, NULL),
 	};
-	struct CMUnitTest tests[N_ROWS + N_PARSE + N_FIXED];
-	size_t i;
 
-	for (i = 0; i < N_ROWS; i++) {
-		memset(&tests[i], 0, sizeof(tests[i]));
-		tests[i].name = cases[i].name;
-		tests[i].test_func = test_row;
-		tests[i].initial_state = (void *)&cases[i];
-	}
-	for (i = 0; i < N_PARSE; i++) {
-		memset(&tests[N_ROWS + i], 0, sizeof(tests[0]));
-		tests[N_ROWS + i].name = parse_cases[i].name;
-		tests[N_ROWS + i].test_func = test_parse_row;
-		tests[N_ROWS + i].initial_state = (void *)&parse_cases[i];
-	}
-	memcpy(tests + N_ROWS + N_PARSE, fixed, sizeof(fixed));
-	return _cmocka_run_group_tests("atr", tests, N_ROWS + N_PARSE + N_FIXED, NULL, NULL);
+	return table_run("atr", tables, 2, fixed, sizeof(fixed) / sizeof(fixed[0]));
 }

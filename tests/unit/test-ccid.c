@@ -17,120 +17,8 @@
 #include "core/error.h"
 #include "core/slot.h"
 #include "ccid/usb-desc.h"
-
-/* The CAC ATR (T=0 only): TA1 18, TB1 00, TC1 00, no TD1. */
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
-/* A T=1 ATR: TA1 13, TD1 81, TD2 31, TA3 (IFSC) FE, TB3 (BWI/CWI) 15, "Yubikey4", TCK. */
-static uint8_t t1_atr[] = {
-	0x3B, 0xF8, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15,
-	'Y', 'u', 'b', 'i', 'k', 'e', 'y', '4', 0x00
-};
-
-/* ------------------------------------------------------------------ fake card */
-
-enum fake_mode {
-	FAKE_OK,
-	FAKE_POWER_FAIL,
-	FAKE_TRANSMIT_FAIL,
-	FAKE_BLOCK,          /* transmit waits until the gate opens */
-};
-
-struct fake_card {
-	enum fake_mode mode;
-	const uint8_t *atr;
-	size_t atr_len;
-	enum vccid_power_action last_action;
-	atomic_int power_calls;
-	atomic_int transmits;
-	size_t last_len;         /* the last command APDU the card saw */
-	uint32_t last_hash;
-	pthread_mutex_t gate_lock;
-	pthread_cond_t gate_cond;
-	bool entered;
-	bool gate_open;
-};
-
-static uint32_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
-}
-
-static uint8_t pattern(size_t i)
-{
-	return (uint8_t)(i * 7 + 1);
-}
-
-static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	struct fake_card *card = opaque;
-
-	atomic_fetch_add(&card->power_calls, 1);
-	card->last_action = action;
-	if (card->mode == FAKE_POWER_FAIL)
-		return VCCID_EIO;
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, card->atr, card->atr_len);
-		*atr_len = card->atr_len;
-	}
-	return VCCID_OK;
-}
-
-/* INS B0 answers P1P2 pattern bytes and 90 00; anything else answers its
- * own length (2 bytes) and 90 00. */
-static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	struct fake_card *card = opaque;
-	size_t n, i;
-
-	atomic_fetch_add(&card->transmits, 1);
-	card->last_len = cmd_len;
-	card->last_hash = fnv1a(cmd, cmd_len);
-	if (card->mode == FAKE_BLOCK) {
-		pthread_mutex_lock(&card->gate_lock);
-		card->entered = true;
-		pthread_cond_broadcast(&card->gate_cond);
-		while (!card->gate_open)
-			pthread_cond_wait(&card->gate_cond, &card->gate_lock);
-		pthread_mutex_unlock(&card->gate_lock);
-	}
-	if (card->mode == FAKE_TRANSMIT_FAIL)
-		return VCCID_EIO;
-	if (cmd[1] == 0xB0) {
-		n = (size_t)cmd[2] << 8 | cmd[3];
-		if (n + 2 > *rsp_len)
-			return VCCID_ENOSPC;
-		for (i = 0; i < n; i++)
-			rsp[i] = pattern(i);
-	} else {
-		n = 2;
-		rsp[0] = (uint8_t)(cmd_len >> 8);
-		rsp[1] = (uint8_t)cmd_len;
-	}
-	rsp[n] = 0x90;
-	rsp[n + 1] = 0x00;
-	*rsp_len = n + 2;
-	return VCCID_OK;
-}
-
-static void fake_release(void *opaque)
-{
-	(void)opaque;
-}
-
-static const struct vccid_card_ops fake_ops = {
-	.backend = "fake",
-	.power = fake_power,
-	.transmit = fake_transmit,
-	.release = fake_release,
-};
+#include "tests/cac-atr.h"
+#include "tests/unit/fake-card.h"
 
 /* ------------------------------------------------------------------ fixture */
 
@@ -154,22 +42,16 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct vccid_ccid_params small = { .max_message_length = SMALL_MAX };
 	size_t i;
-	uint8_t tck = 0;
 
 	if (f == NULL)
 		return -1;
 	current_case[0] = '\0';
-	for (i = 1; i + 1 < sizeof(t1_atr); i++)
-		tck ^= t1_atr[i];
-	t1_atr[sizeof(t1_atr) - 1] = tck;
 	for (i = 0; i < 2; i++) {
 		f->slots[i] = vccid_slot_new();
 		if (f->slots[i] == NULL)
 			return -1;
-		f->cards[i].atr = cac_atr;
-		f->cards[i].atr_len = sizeof(cac_atr);
-		pthread_mutex_init(&f->cards[i].gate_lock, NULL);
-		pthread_cond_init(&f->cards[i].gate_cond, NULL);
+		fake_card_init(&f->cards[i], FAKE_OK);
+		f->cards[i].answers = FAKE_ANSWER_LENGTH;
 	}
 	f->ccid = vccid_ccid_new(f->slots, 2, NULL);
 	f->small = vccid_ccid_new(f->slots, 2, &small);
@@ -190,8 +72,7 @@ static int teardown(void **state)
 	vccid_ccid_free(f->small);
 	for (i = 0; i < 2; i++) {
 		vccid_slot_free(f->slots[i]);
-		pthread_cond_destroy(&f->cards[i].gate_cond);
-		pthread_mutex_destroy(&f->cards[i].gate_lock);
+		fake_card_destroy(&f->cards[i]);
 	}
 	free(f->out);
 	free(f->msg);
@@ -199,10 +80,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void insert(struct fixture *f, size_t i, enum fake_mode mode)
+static void insert(struct fixture *f, size_t i, enum fake_card_mode mode)
 {
 	f->cards[i].mode = mode;
-	assert_int_equal(vccid_slot_insert(f->slots[i], &fake_ops, &f->cards[i], "fake"), VCCID_OK);
+	assert_int_equal(fake_card_insert(f->slots[i], &f->cards[i], "fake"), VCCID_OK);
 }
 
 static size_t mkmsg(uint8_t *m, uint8_t type, uint8_t slot, uint8_t seq, uint8_t b7, uint8_t b8,
@@ -322,9 +203,7 @@ static void test_new_bad_args(void **state)
 
 static void test_message_size(void **state)
 {
-	static const uint8_t hdr[10] = {
-		VCCID_PC_to_RDR_XfrBlock, 0x05, 0x01, 0, 0, 0, 0, 0, 0, 0
-	};
+	static const uint8_t hdr[10] = { VCCID_PC_to_RDR_XfrBlock, 0x05, 0x01, 0, 0, 0, 0, 0, 0, 0 };
 
 	(void)state;
 	assert_int_equal(vccid_ccid_message_size(hdr, 9), 0);
@@ -452,9 +331,9 @@ static void test_dwlength_limits(void **state)
 	power_on(f, f->small, 0);
 	memset(f->msg + 10, 0, SMALL_ROOM + 1);
 	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 0, 9, 0, 0, 0, f->msg + 10, SMALL_ROOM + 1);
-	expect(run(f, f->small, f->msg, n), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE,
-	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
+	expect(run(f, f->small, f->msg, n), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_BAD_DWLENGTH);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), 0);
 }
 
 static void test_unsupported_commands(void **state)
@@ -485,10 +364,10 @@ static void test_unsupported_commands(void **state)
 		size_t n = mkmsg(f->msg, table[i].type, 1, (uint8_t)i, 0, 0, 0, data, table[i].len);
 
 		snprintf(current_case, sizeof(current_case), "type 0x%02X", table[i].type);
-		expect(run(f, f->ccid, f->msg, n), table[i].answer, ICC_ACTIVE,
-		       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
+		expect(run(f, f->ccid, f->msg, n), table[i].answer, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
+		       VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
 	}
-	assert_int_equal(atomic_load(&f->cards[1].transmits), 0);
+	assert_int_equal(atomic_load(&f->cards[1].transmit_calls), 0);
 }
 
 /* ------------------------------------------------------------------ power and status */
@@ -501,8 +380,7 @@ static void test_power_on(void **state)
 
 	/* Empty slot: ICC_MUTE, absent */
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 1, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 
 	insert(f, 0, FAKE_OK);
 	for (sel = 0; sel <= 3; sel++) {
@@ -517,16 +395,14 @@ static void test_power_on(void **state)
 	}
 	/* bPowerSelect 4 is no voltage: offset 7 */
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 9, 4);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_POWER_SELECT);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_POWER_SELECT);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 9, 0xFF);
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, 7);
 
 	/* A card that fails to power: HW_ERROR, inactive */
 	insert(f, 1, FAKE_POWER_FAIL);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 1, 10, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_HW_ERROR);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
 }
 
 static void test_power_on_bad_atr(void **state)
@@ -537,8 +413,8 @@ static void test_power_on_bad_atr(void **state)
 	f->cards[0].atr = bad_atr;
 	f->cards[0].atr_len = sizeof(bad_atr);
 	insert(f, 0, FAKE_OK);
-	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 1, 0), VCCID_RDR_to_PC_DataBlock,
-	       ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
+	expect(cmd(f, f->ccid, VCCID_PC_to_RDR_IccPowerOn, 0, 1, 0), VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE,
+	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
 }
 
 static void test_power_off_and_status(void **state)
@@ -587,8 +463,7 @@ static void test_sequence_numbers(void **state)
 		uint8_t slot = (uint8_t)(seq & 1);
 
 		/* run() checks bSeq and bSlot are echoed */
-		cmd(f, f->ccid,
-		    seq % 3 ? VCCID_PC_to_RDR_GetSlotStatus : VCCID_PC_to_RDR_IccPowerOn, slot,
+		cmd(f, f->ccid, seq % 3 ? VCCID_PC_to_RDR_GetSlotStatus : VCCID_PC_to_RDR_IccPowerOn, slot,
 		    (uint8_t)seq, 0);
 	}
 }
@@ -605,13 +480,11 @@ static void test_xfr_block(void **state)
 	size_t i;
 
 	o = xfr(f, f->ccid, 0, 1, 0, select, sizeof(select));
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ABSENT, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 	insert(f, 0, FAKE_OK);
 	o = xfr(f, f->ccid, 0, 2, 0, select, sizeof(select));
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), 0);
 
 	power_on(f, f->ccid, 0);
 	o = xfr(f, f->ccid, 0, 3, 0, select, sizeof(select));
@@ -621,26 +494,25 @@ static void test_xfr_block(void **state)
 	assert_int_equal(o[10], 0);
 	assert_int_equal(o[11], sizeof(select));
 	assert_int_equal(o[12], 0x90);
-	assert_int_equal(f->cards[0].last_hash, fnv1a(select, sizeof(select)));
+	assert_int_equal(f->cards[0].last_hash, fake_card_hash(select, sizeof(select)));
 
 	/* bBWI is ignored */
 	i = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 0, 4, 0x05, 0, 0, select, sizeof(select));
-	expect(run(f, f->ccid, f->msg, i), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE,
-	       VCCID_CCID_CMD_OK, 0);
+	expect(run(f, f->ccid, f->msg, i), VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
 	/* An answer of exactly 64 bytes (one full-speed packet) */
 	o = xfr(f, f->ccid, 0, 5, 0, read54, sizeof(read54));
 	assert_int_equal(f->out_len, 64);
 	for (i = 0; i < 52; i++)
-		assert_int_equal(o[10 + i], pattern(i));
+		assert_int_equal(o[10 + i], fake_card_pattern(i));
 
 	/* A malformed APDU never reaches the card: 67 00 */
-	i = atomic_load(&f->cards[0].transmits);
+	i = atomic_load(&f->cards[0].transmit_calls);
 	o = xfr(f, f->ccid, 0, 6, 0, malformed, sizeof(malformed));
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(le32(o + 1), 2);
 	assert_int_equal(o[10], 0x67);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), (int)i);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), (int)i);
 	/* An empty XfrBlock is malformed as well */
 	o = xfr(f, f->ccid, 0, 7, 0, NULL, 0);
 	assert_int_equal(o[10], 0x67);
@@ -649,8 +521,7 @@ static void test_xfr_block(void **state)
 	insert(f, 1, FAKE_TRANSMIT_FAIL);
 	power_on(f, f->ccid, 1);
 	o = xfr(f, f->ccid, 1, 8, 0, select, sizeof(select));
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_HW_ERROR);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_HW_ERROR);
 }
 
 /* Without chaining, the default engine moves a whole extended APDU each way. */
@@ -677,7 +548,7 @@ static void test_xfr_block_extended_whole(void **state)
 	o = xfr(f, f->ccid, 0, 1, 0, apdu, VCCID_MAX_COMMAND);
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(f->cards[0].last_len, VCCID_MAX_COMMAND);
-	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, VCCID_MAX_COMMAND));
+	assert_int_equal(f->cards[0].last_hash, fake_card_hash(apdu, VCCID_MAX_COMMAND));
 	free(apdu);
 
 	/* 65535 data bytes + 90 00 in one DataBlock */
@@ -714,29 +585,27 @@ static void test_chain_command(void **state)
 	o = xfr(f, f->small, 0, 2, VCCID_CCID_LEVEL_CONTINUE, apdu + SMALL_ROOM, SMALL_ROOM);
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], VCCID_CCID_CHAIN_COMMAND_NEXT);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), 0);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), 0);
 	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_END, apdu + 2 * SMALL_ROOM,
 		sizeof(apdu) - 2 * SMALL_ROOM);
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN_AND_END);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), 1);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), 1);
 	assert_int_equal(f->cards[0].last_len, sizeof(apdu));
-	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
+	assert_int_equal(f->cards[0].last_hash, fake_card_hash(apdu, sizeof(apdu)));
 	assert_int_equal(o[10], 600 >> 8);
 	assert_int_equal(o[11], 600 & 0xFF);
 
 	/* a block may not exceed dwMaxCCIDMessageLength - 10 */
 	xfr(f, f->small, 0, 4, VCCID_CCID_LEVEL_BEGIN, apdu, SMALL_ROOM);
-	o = xfr(f, f->small, 0, 5, VCCID_CCID_LEVEL_END, apdu + SMALL_ROOM,
-		sizeof(apdu) - SMALL_ROOM);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_DWLENGTH);
+	o = xfr(f, f->small, 0, 5, VCCID_CCID_LEVEL_END, apdu + SMALL_ROOM, sizeof(apdu) - SMALL_ROOM);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 
 	/* the default engine takes chains too: two blocks (01, 02) */
 	o = xfr(f, f->ccid, 0, 6, VCCID_CCID_LEVEL_BEGIN, apdu, 300);
 	assert_int_equal(o[9], VCCID_CCID_CHAIN_COMMAND_NEXT);
 	o = xfr(f, f->ccid, 0, 7, VCCID_CCID_LEVEL_END, apdu + 300, sizeof(apdu) - 300);
-	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
+	assert_int_equal(f->cards[0].last_hash, fake_card_hash(apdu, sizeof(apdu)));
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 }
 
@@ -767,19 +636,17 @@ static void test_chain_response(void **state)
 			/* meanwhile other commands are fine */
 			expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 1, 50, 0),
 			       VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
-			o = xfr(f, f->small, 1, (uint8_t)(2 + i), VCCID_CCID_LEVEL_RESPONSE_NEXT,
-				NULL, 0);
+			o = xfr(f, f->small, 1, (uint8_t)(2 + i), VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
 		}
 	}
 	assert_int_equal(pos, 600);
 	for (i = 0; i < 598; i++)
-		assert_int_equal(got[i], pattern(i));
+		assert_int_equal(got[i], fake_card_pattern(i));
 	assert_int_equal(got[598], 0x90);
-	assert_int_equal(atomic_load(&f->cards[1].transmits), 1);
+	assert_int_equal(atomic_load(&f->cards[1].transmit_calls), 1);
 	/* nothing left to send */
 	o = xfr(f, f->small, 1, 9, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* exactly one block: 261 bytes, no chaining */
 	read600[2] = (SMALL_ROOM - 2) >> 8;
@@ -818,7 +685,7 @@ static void test_chain_both(void **state)
 	power_on(f, f->small, 0);
 	xfr(f, f->small, 0, 1, VCCID_CCID_LEVEL_BEGIN, apdu, 200);
 	o = xfr(f, f->small, 0, 2, VCCID_CCID_LEVEL_END, apdu + 200, 200);
-	assert_int_equal(f->cards[0].last_hash, fnv1a(apdu, sizeof(apdu)));
+	assert_int_equal(f->cards[0].last_hash, fake_card_hash(apdu, sizeof(apdu)));
 	for (i = 0; ; i++) {
 		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		total += le32(o + 1);
@@ -842,8 +709,7 @@ static void test_chain_errors(void **state)
 		size_t second_len;
 		uint8_t error;
 	} table[] = {
-		{ "END without BEGIN", 0xFFFF, VCCID_CCID_LEVEL_END, 7,
-		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
+		{ "END without BEGIN", 0xFFFF, VCCID_CCID_LEVEL_END, 7, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
 		{ "CONTINUE without BEGIN", 0xFFFF, VCCID_CCID_LEVEL_CONTINUE, 7,
 		  VCCID_CCID_ERR_BAD_LEVEL_PARAMETER },
 		{ "RESPONSE_NEXT with no response", 0xFFFF, VCCID_CCID_LEVEL_RESPONSE_NEXT, 0,
@@ -870,8 +736,7 @@ static void test_chain_errors(void **state)
 			expect(xfr(f, f->small, 0, 1, table[i].first, part, sizeof(part)),
 			       VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 		o = xfr(f, f->small, 0, 2, table[i].second, part, table[i].second_len);
-		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-		       table[i].error);
+		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, table[i].error);
 		/* the chain is gone: a plain APDU works */
 		o = xfr(f, f->small, 0, 3, 0, select, sizeof(select));
 		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
@@ -881,17 +746,14 @@ static void test_chain_errors(void **state)
 	o = xfr(f, f->small, 0, 4, 0, read600, sizeof(read600));
 	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
 	o = xfr(f, f->small, 0, 5, 0, select, sizeof(select));
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	o = xfr(f, f->small, 0, 6, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* RESPONSE_NEXT carrying data */
 	o = xfr(f, f->small, 0, 7, 0, read600, sizeof(read600));
 	o = xfr(f, f->small, 0, 8, VCCID_CCID_LEVEL_RESPONSE_NEXT, select, 1);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_DWLENGTH);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 
 	/* a command chain longer than the longest APDU */
 	big = calloc(1, SMALL_ROOM);
@@ -902,27 +764,23 @@ static void test_chain_errors(void **state)
 		expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	}
 	o = xfr(f, f->small, 0, 11, VCCID_CCID_LEVEL_END, big, SMALL_ROOM);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_DWLENGTH);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_DWLENGTH);
 	free(big);
 
 	/* power cycles drop chains */
 	xfr(f, f->small, 0, 12, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
 	power_on(f, f->small, 0);
 	o = xfr(f, f->small, 0, 13, VCCID_CCID_LEVEL_END, part, 1);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	o = xfr(f, f->small, 0, 14, 0, read600, sizeof(read600));
 	expect(cmd(f, f->small, VCCID_PC_to_RDR_IccPowerOff, 0, 15, 0), VCCID_RDR_to_PC_SlotStatus,
 	       ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	o = xfr(f, f->small, 0, 16, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 
 	/* BEGIN on an unpowered card */
 	o = xfr(f, f->small, 0, 17, VCCID_CCID_LEVEL_BEGIN, part, sizeof(part));
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 }
 
 /* A card removed (and another inserted) mid-chain ends the chain with ICC_MUTE. */
@@ -944,8 +802,7 @@ static void test_chain_card_swap(void **state)
 	insert(f, 0, FAKE_OK);
 	/* the new card is not powered: the chain cannot go on */
 	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_END, part, 1);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 
 	/* response chain, card swapped behind the engine's back, new card powered
 	 * through the slot directly */
@@ -962,8 +819,7 @@ static void test_chain_card_swap(void **state)
 				 VCCID_OK);
 	}
 	o = xfr(f, f->small, 0, 5, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 }
 
 /* ------------------------------------------------------------------ parameters */
@@ -977,14 +833,12 @@ static void test_parameters_t0(void **state)
 	size_t n;
 
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 1, 0);
-	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_ResetParameters, 0, 1, 0);
-	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_ICC_MUTE);
+	expect(o, VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
 	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, 2, 0, 0, 0, set_t0, sizeof(set_t0));
-	expect(run(f, f->ccid, f->msg, n), VCCID_RDR_to_PC_Parameters, ICC_ABSENT,
-	       VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_ICC_MUTE);
+	expect(run(f, f->ccid, f->msg, n), VCCID_RDR_to_PC_Parameters, ICC_ABSENT, VCCID_CCID_CMD_FAILED,
+	       VCCID_CCID_ERR_ICC_MUTE);
 
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
@@ -1020,8 +874,8 @@ static void test_parameters_t1(void **state)
 	struct fixture *f = *state;
 	const uint8_t *o;
 
-	f->cards[0].atr = t1_atr;
-	f->cards[0].atr_len = sizeof(t1_atr);
+	f->cards[0].atr = fake_card_t1_atr;
+	f->cards[0].atr_len = sizeof(fake_card_t1_atr);
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_GetParameters, 0, 1, 0);
@@ -1044,17 +898,14 @@ static void test_set_parameters_errors(void **state)
 		{ "T=0 inverse ok", 0, { 0x11, 0x02, 0x00, 0x0A, 0x03 }, 5, 0 },
 		{ "T=1 ok", 1, { 0x11, 0x11, 0x00, 0x4D, 0x00, 0x20, 0x00 }, 7, 0 },
 		{ "T=1 CRC inverse ok", 1, { 0x11, 0x13, 0x00, 0x4D, 0x00, 0xFE, 0x00 }, 7, 0 },
-		{ "protocol 2", 2, { 0x11, 0x00, 0x00, 0x0A, 0x00 }, 5,
-		  VCCID_CCID_ERR_BAD_PROTOCOL_NUM },
+		{ "protocol 2", 2, { 0x11, 0x00, 0x00, 0x0A, 0x00 }, 5, VCCID_CCID_ERR_BAD_PROTOCOL_NUM },
 		{ "protocol FF", 0xFF, { 0 }, 0, VCCID_CCID_ERR_BAD_PROTOCOL_NUM },
 		{ "T=0 with 7 bytes", 0, { 0x11, 0x00, 0x00, 0x0A, 0x00, 0, 0 }, 7,
 		  VCCID_CCID_ERR_BAD_DWLENGTH },
-		{ "T=0 with 4 bytes", 0, { 0x11, 0x00, 0x00, 0x0A }, 4,
-		  VCCID_CCID_ERR_BAD_DWLENGTH },
+		{ "T=0 with 4 bytes", 0, { 0x11, 0x00, 0x00, 0x0A }, 4, VCCID_CCID_ERR_BAD_DWLENGTH },
 		{ "T=1 with 5 bytes", 1, { 0x11, 0x10, 0x00, 0x4D, 0x00 }, 5,
 		  VCCID_CCID_ERR_BAD_DWLENGTH },
-		{ "T=0 bmTCCKST0 01", 0, { 0x11, 0x01, 0x00, 0x0A, 0x00 }, 5,
-		  VCCID_CCID_ERR_BAD_TCCKS },
+		{ "T=0 bmTCCKST0 01", 0, { 0x11, 0x01, 0x00, 0x0A, 0x00 }, 5, VCCID_CCID_ERR_BAD_TCCKS },
 		{ "T=1 bmTCCKST1 00", 1, { 0x11, 0x00, 0x00, 0x4D, 0x00, 0x20, 0x00 }, 7,
 		  VCCID_CCID_ERR_BAD_TCCKS },
 		{ "T=0 bClockStop 4", 0, { 0x11, 0x00, 0x00, 0x0A, 0x04 }, 5,
@@ -1072,8 +923,8 @@ static void test_set_parameters_errors(void **state)
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->ccid, 0);
 	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		size_t n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, (uint8_t)i,
-				 table[i].protocol, 0, 0, table[i].data, table[i].len);
+		size_t n = mkmsg(f->msg, VCCID_PC_to_RDR_SetParameters, 0, (uint8_t)i, table[i].protocol,
+				 0, 0, table[i].data, table[i].len);
 		const uint8_t *o;
 
 		snprintf(current_case, sizeof(current_case), "%s", table[i].name);
@@ -1084,8 +935,7 @@ static void test_set_parameters_errors(void **state)
 			assert_int_equal(le32(o + 1), table[i].len);
 			assert_memory_equal(o + 10, table[i].data, table[i].len);
 		} else {
-			expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-			       table[i].error);
+			expect(o, VCCID_RDR_to_PC_Parameters, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, table[i].error);
 		}
 	}
 }
@@ -1102,11 +952,9 @@ static void test_clock_and_rate(void **state)
 	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(o[9], 0);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccClock, 0, 2, 1);
-	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_NOT_SUPPORTED);
 	o = cmd(f, f->ccid, VCCID_PC_to_RDR_IccClock, 0, 3, 2);
-	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_CLOCK_COMMAND);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_INACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_CLOCK_COMMAND);
 
 	n = mkmsg(f->msg, VCCID_PC_to_RDR_SetDataRateAndClockFrequency, 0, 4, 0, 0, 0, rate, 8);
 	o = run(f, f->ccid, f->msg, n);
@@ -1139,22 +987,6 @@ static void *bg_run(void *opaque)
 	return NULL;
 }
 
-static void gate_wait_entered(struct fake_card *card)
-{
-	pthread_mutex_lock(&card->gate_lock);
-	while (!card->entered)
-		pthread_cond_wait(&card->gate_cond, &card->gate_lock);
-	pthread_mutex_unlock(&card->gate_lock);
-}
-
-static void gate_open(struct fake_card *card)
-{
-	pthread_mutex_lock(&card->gate_lock);
-	card->gate_open = true;
-	pthread_cond_broadcast(&card->gate_cond);
-	pthread_mutex_unlock(&card->gate_lock);
-}
-
 static const uint8_t select_apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00 };
 
 static void start_blocked_xfr(struct fixture *f, struct bg_call *c, pthread_t *thread, uint8_t seq)
@@ -1164,7 +996,7 @@ static void start_blocked_xfr(struct fixture *f, struct bg_call *c, pthread_t *t
 	c->len = mkmsg(c->msg, VCCID_PC_to_RDR_XfrBlock, 0, seq, 0, 0, 0, select_apdu,
 		       sizeof(select_apdu));
 	assert_int_equal(pthread_create(thread, NULL, bg_run, c), 0);
-	gate_wait_entered(&f->cards[0]);
+	assert_true(fake_card_wait_entered(&f->cards[0], 10000));
 }
 
 static void test_busy_slot(void **state)
@@ -1201,12 +1033,12 @@ static void test_busy_slot(void **state)
 	o = xfr(f, f->small, 1, 7, 0, select_apdu, sizeof(select_apdu));
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
-	gate_open(&f->cards[0]);
+	fake_card_open_gate(&f->cards[0]);
 	pthread_join(thread, NULL);
 	assert_int_equal(c->rv, VCCID_OK);
 	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	assert_int_equal(c->out[6], 0x42);
-	assert_int_equal(atomic_load(&f->cards[0].transmits), 1);
+	assert_int_equal(atomic_load(&f->cards[0].transmit_calls), 1);
 	/* and the slot is free again */
 	o = cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 8, 0);
 	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
@@ -1224,16 +1056,14 @@ static void test_abort(void **state)
 	insert(f, 0, FAKE_OK);
 	power_on(f, f->small, 0);
 
-	/* control ABORT: commands fail until PC_to_RDR_Abort */
+	/* control ABORT: commands fail until VCCID_PC_to_RDR_Abort */
 	o = xfr(f, f->small, 0, 1, 0, read600, sizeof(read600));
 	assert_int_equal(o[9], VCCID_CCID_CHAIN_BEGIN);
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 2), VCCID_OK);
 	o = cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 3, 0);
-	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_CMD_ABORTED);
+	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_ABORTED);
 	o = xfr(f, f->small, 0, 3, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_CMD_ABORTED);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_ABORTED);
 	/* the other slot is not affected */
 	expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 1, 3, 0), VCCID_RDR_to_PC_SlotStatus,
 	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
@@ -1241,21 +1071,19 @@ static void test_abort(void **state)
 	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 	/* the response chain was dropped */
 	o = xfr(f, f->small, 0, 4, VCCID_CCID_LEVEL_RESPONSE_NEXT, NULL, 0);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	o = xfr(f, f->small, 0, 5, 0, select_apdu, sizeof(select_apdu));
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
-	/* PC_to_RDR_Abort alone also drops a chain and succeeds */
+	/* VCCID_PC_to_RDR_Abort alone also drops a chain and succeeds */
 	xfr(f, f->small, 0, 6, VCCID_CCID_LEVEL_BEGIN, select_apdu, 4);
-	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 7, 0), VCCID_RDR_to_PC_SlotStatus,
-	       ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 7, 0), VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE,
+	       VCCID_CCID_CMD_OK, 0);
 	o = xfr(f, f->small, 0, 8, VCCID_CCID_LEVEL_END, select_apdu + 4, 3);
-	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
+	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_BAD_LEVEL_PARAMETER);
 	/* on an empty slot too */
-	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 1, 9, 0), VCCID_RDR_to_PC_SlotStatus,
-	       ICC_ABSENT, VCCID_CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 1, 9, 0), VCCID_RDR_to_PC_SlotStatus, ICC_ABSENT,
+	       VCCID_CCID_CMD_OK, 0);
 }
 
 /* ABORT for the command in progress: its answer becomes CMD_ABORTED. */
@@ -1271,32 +1099,29 @@ static void test_abort_busy(void **state)
 	power_on(f, f->small, 0);
 	start_blocked_xfr(f, c, &thread, 0x30);
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 0x30), VCCID_OK);
-	/* PC_to_RDR_Abort is answered while the slot is busy */
+	/* VCCID_PC_to_RDR_Abort is answered while the slot is busy */
 	o = cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 0x30, 0);
 	expect(o, VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
-	gate_open(&f->cards[0]);
+	fake_card_open_gate(&f->cards[0]);
 	pthread_join(thread, NULL);
 	assert_int_equal(c->rv, VCCID_OK);
-	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED,
-	       VCCID_CCID_ERR_CMD_ABORTED);
+	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_ABORTED);
 	assert_int_equal(c->out[6], 0x30);
 	/* the slot works again */
 	o = xfr(f, f->small, 0, 0x31, 0, select_apdu, sizeof(select_apdu));
 	expect(o, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
 
 	/* an ABORT for another bSeq leaves the command in progress alone */
-	f->cards[0].entered = false;
-	f->cards[0].gate_open = false;
+	fake_card_close_gate(&f->cards[0]);
 	start_blocked_xfr(f, c, &thread, 0x40);
 	assert_int_equal(vccid_ccid_abort(f->small, 0, 0x41), VCCID_OK);
-	gate_open(&f->cards[0]);
+	fake_card_open_gate(&f->cards[0]);
 	pthread_join(thread, NULL);
 	expect(c->out, VCCID_RDR_to_PC_DataBlock, ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
-	expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 0x42, 0),
-	       VCCID_RDR_to_PC_SlotStatus,
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_GetSlotStatus, 0, 0x42, 0), VCCID_RDR_to_PC_SlotStatus,
 	       ICC_ACTIVE, VCCID_CCID_CMD_FAILED, VCCID_CCID_ERR_CMD_ABORTED);
-	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 0x41, 0), VCCID_RDR_to_PC_SlotStatus,
-	       ICC_ACTIVE, VCCID_CCID_CMD_OK, 0);
+	expect(cmd(f, f->small, VCCID_PC_to_RDR_Abort, 0, 0x41, 0), VCCID_RDR_to_PC_SlotStatus, ICC_ACTIVE,
+	       VCCID_CCID_CMD_OK, 0);
 	free(c);
 }
 
@@ -1307,8 +1132,7 @@ static void test_time_extension(void **state)
 	size_t n, out_len = 7;
 
 	insert(f, 1, FAKE_OK);
-	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 1, 0x77, 0, 0, 0, select_apdu,
-		  sizeof(select_apdu));
+	n = mkmsg(f->msg, VCCID_PC_to_RDR_XfrBlock, 1, 0x77, 0, 0, 0, select_apdu, sizeof(select_apdu));
 	assert_int_equal(vccid_ccid_time_extension(f->ccid, f->msg, n, 3, out, sizeof(out),
 						   &out_len), VCCID_OK);
 	assert_int_equal(out_len, 10);
@@ -1404,17 +1228,16 @@ static void test_notify_eight_slots(void **state)
 	size_t out_len, i;
 
 	(void)f;
-	memset(cards, 0, sizeof(cards));
 	for (i = 0; i < 8; i++) {
 		slots[i] = vccid_slot_new();
 		assert_non_null(slots[i]);
-		cards[i].atr = cac_atr;
-		cards[i].atr_len = sizeof(cac_atr);
+		fake_card_init(&cards[i], FAKE_OK);
+		cards[i].answers = FAKE_ANSWER_LENGTH;
 	}
 	ccid = vccid_ccid_new(slots, 8, NULL);
 	assert_non_null(ccid);
-	assert_int_equal(vccid_slot_insert(slots[5], &fake_ops, &cards[5], "x"), VCCID_OK);
-	assert_int_equal(vccid_slot_insert(slots[7], &fake_ops, &cards[7], "y"), VCCID_OK);
+	assert_int_equal(fake_card_insert(slots[5], &cards[5], "x"), VCCID_OK);
+	assert_int_equal(fake_card_insert(slots[7], &cards[7], "y"), VCCID_OK);
 	assert_true(vccid_ccid_notify_slot_change(ccid, out, sizeof(out), &out_len));
 	assert_int_equal(out_len, 3);
 	assert_int_equal(out[1], 0x00);
@@ -1427,8 +1250,10 @@ static void test_notify_eight_slots(void **state)
 		assert_int_equal(desc[53], 8);
 	}
 	vccid_ccid_free(ccid);
-	for (i = 0; i < 8; i++)
+	for (i = 0; i < 8; i++) {
 		vccid_slot_free(slots[i]);
+		fake_card_destroy(&cards[i]);
+	}
 }
 
 /* ------------------------------------------------------------------ descriptors */

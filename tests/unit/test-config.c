@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "tests/unit/table.h"
 
 #define FILE_NAME "/etc/vccid/unit-test.conf"
 #define MAX_MSGS 4
@@ -657,26 +658,12 @@ int main(void)
 		cmocka_unit_test_setup(test_log_level_parse, setup),
 		cmocka_unit_test_setup(test_log_filter, setup),
 	};
-	enum {
-		N_ROWS = sizeof(cases) / sizeof(cases[0]),
-		N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
-	};
-	struct CMUnitTest tests[N_ROWS + N_FIXED];
-	size_t i;
 	int failed;
 
 	log_text = g_string_new(NULL);
 	vccid_log_set_sink(capture_sink);
 	vccid_log_set_level(VCCID_LOG_APDU);
-	for (i = 0; i < N_ROWS; i++) {
-		memset(&tests[i], 0, sizeof(tests[i]));
-		tests[i].name = cases[i].name;
-		tests[i].test_func = test_row;
-		tests[i].setup_func = setup;
-		tests[i].initial_state = (void *)&cases[i];
-	}
-	memcpy(tests + N_ROWS, fixed, sizeof(fixed));
-	failed = _cmocka_run_group_tests("config", tests, N_ROWS + N_FIXED, NULL, NULL);
+	failed = TABLE_RUN("config", cases, test_row, setup, fixed);
 	vccid_log_set_sink(NULL);
 	g_string_free(log_text, TRUE);
 	return failed;

@@ -23,23 +23,16 @@
 #include "core/slot.h"
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
+#include "tests/cac-atr.h"
+#include "tests/unit/fake-cacard.h"
+#include "tests/unit/sync.h"
 
-/* fake-cacard.c's hooks. */
-void fake_cacard_reset(void);
-int fake_cacard_acquires(void);
-int fake_cacard_releases(void);
-int fake_cacard_inserts(void);
-int fake_cacard_card_releases(void);
-int fake_cacard_transmits(void);
 
 #define LUN(reader, slot) ((DWORD)(((reader) << 16) | (slot)))
 #define IOCTL_GET_TLV_PROPERTIES 0x42330012u
 #define WINDOWS_GET_FEATURE_REQUEST 0x313520u
 #define LONG_NAME "c123456789012345678901234567890123456789012345678901234567890ab"
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 static uint8_t select_apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00 };
 static uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
 
@@ -93,21 +86,6 @@ static void assert_logged(const char *needle)
 }
 
 /* ------------------------------------------------------------------ helpers */
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 static const char config_text[] =
 	"[vccid]\n"
@@ -444,7 +422,7 @@ struct poll_job {
 	int timeout;
 	RESPONSECODE rc;
 	long elapsed_ms;
-	atomic_bool started;
+	struct test_thread_mark mark;
 };
 
 static void *poll_thread(void *arg)
@@ -452,7 +430,7 @@ static void *poll_thread(void *arg)
 	struct poll_job *job = arg;
 	long start = now_ms();
 
-	atomic_store(&job->started, true);
+	test_thread_start(&job->mark);
 	job->rc = job->poll(job->lun, job->timeout);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
@@ -460,10 +438,10 @@ static void *poll_thread(void *arg)
 
 static void start_poll(struct poll_job *job, pthread_t *tid)
 {
+	job->mark = (struct test_thread_mark)TEST_THREAD_MARK_INIT;
 	assert_int_equal(pthread_create(tid, NULL, poll_thread, job), 0);
-	while (!atomic_load(&job->started))
-		sleep_ms(1);
-	sleep_ms(50);   /* let it block */
+	/* Returns once the poll sleeps in its wait, so a change wakes it. */
+	assert_true(test_thread_asleep(&job->mark, 5000));
 }
 
 static void test_polling_timeout(void **state)
@@ -811,7 +789,7 @@ static void test_status_control(void **state)
 	power_up(LUN(0, 0));
 	status_line(LUN(0, 0), line, sizeof(line));
 	assert_string_equal(line, "reader=default slot=0 state=present powered=1 card=alice "
-				  "home=alice backend=fake atr=3B7A18000073667465206364313434 "
+				  "home=alice backend=fake atr=" CAC_ATR_HEX " "
 				  "remote=- peer=-");
 }
 
@@ -833,7 +811,7 @@ static void test_status_empty_and_long_names(void **state)
 	status_line(LUN(1, 1), line, sizeof(line));
 	assert_string_equal(line, "reader=second slot=1 state=present powered=1 card=" LONG_NAME
 				  " home=" LONG_NAME " backend=fake "
-				  "atr=3B7A18000073667465206364313434 "
+				  "atr=" CAC_ATR_HEX " "
 				  "remote=- peer=-");
 }
 

@@ -17,196 +17,12 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/slot.h"
+#include "tests/cac-atr.h"
+#include "tests/unit/fake-card.h"
+#include "tests/unit/sync.h"
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
 static const uint8_t select_apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00 };
 static const uint8_t get_data_256[] = { 0x00, 0xCA, 0x00, 0x00, 0x00 };
-
-/* ------------------------------------------------------------------ fake backend */
-
-enum fake_mode {
-	FAKE_NORMAL,
-	FAKE_BAD_ATR,        /* power gives a malformed ATR */
-	FAKE_LONG_ATR,       /* power claims an ATR longer than any buffer */
-	FAKE_POWER_FAIL,     /* power returns VCCID_EIO */
-	FAKE_RSP_TOO_BIG,    /* transmit claims capacity + 1 bytes */
-	FAKE_RSP_TOO_SHORT,  /* transmit returns 1 byte */
-	FAKE_TRANSMIT_FAIL,  /* transmit returns VCCID_EIO */
-	FAKE_BLOCK,          /* transmit waits for the gate */
-};
-
-#define FAKE_MAGIC 0xCA4DCA4Du
-#define FAKE_DEAD 0xDEADDEADu
-
-struct fake_card {
-	atomic_uint magic;
-	enum fake_mode mode;
-	atomic_int power_calls;
-	atomic_int transmit_calls;
-	atomic_int release_calls;
-	atomic_int in_call;          /* calls in progress; the slot must serialise them */
-	atomic_bool transmit_done;   /* a FAKE_BLOCK transmit has returned */
-	atomic_bool release_early;   /* release came while a call was in progress */
-	bool free_on_release;
-	/* FAKE_BLOCK: transmit sets entered and waits until gate_open. */
-	pthread_mutex_t gate_lock;
-	pthread_cond_t gate_cond;
-	bool entered;
-	bool gate_open;
-};
-
-static atomic_int total_releases;
-static atomic_int violations;     /* any broken slot guarantee seen by the fake */
-
-static void fake_enter(struct fake_card *card)
-{
-	if (atomic_load(&card->magic) != FAKE_MAGIC)
-		atomic_fetch_add(&violations, 1);   /* a call after release */
-	if (atomic_fetch_add(&card->in_call, 1) != 0)
-		atomic_fetch_add(&violations, 1);   /* two calls at once */
-}
-
-static void fake_leave(struct fake_card *card)
-{
-	atomic_fetch_sub(&card->in_call, 1);
-}
-
-static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr,
-		      size_t *atr_len)
-{
-	struct fake_card *card = opaque;
-	int rv = VCCID_OK;
-
-	fake_enter(card);
-	atomic_fetch_add(&card->power_calls, 1);
-	if (card->mode == FAKE_POWER_FAIL) {
-		rv = VCCID_EIO;
-	} else if (action != VCCID_POWER_DOWN) {
-		if (atr == NULL || atr_len == NULL || *atr_len < VCCID_MAX_ATR)
-			atomic_fetch_add(&violations, 1);
-		memcpy(atr, cac_atr, sizeof(cac_atr));
-		*atr_len = sizeof(cac_atr);
-		if (card->mode == FAKE_BAD_ATR)
-			atr[0] = 0x3C;
-		if (card->mode == FAKE_LONG_ATR)
-			*atr_len = 4096;
-	}
-	fake_leave(card);
-	return rv;
-}
-
-static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	struct fake_card *card = opaque;
-	size_t capacity = *rsp_len;
-	int rv = VCCID_OK;
-
-	fake_enter(card);
-	atomic_fetch_add(&card->transmit_calls, 1);
-	if (card->mode == FAKE_BLOCK) {
-		pthread_mutex_lock(&card->gate_lock);
-		card->entered = true;
-		pthread_cond_broadcast(&card->gate_cond);
-		while (!card->gate_open)
-			pthread_cond_wait(&card->gate_cond, &card->gate_lock);
-		pthread_mutex_unlock(&card->gate_lock);
-	}
-	if (card->mode == FAKE_TRANSMIT_FAIL) {
-		rv = VCCID_EIO;
-	} else if (card->mode == FAKE_RSP_TOO_BIG) {
-		*rsp_len = capacity + 1;
-	} else if (card->mode == FAKE_RSP_TOO_SHORT) {
-		rsp[0] = 0x90;
-		*rsp_len = 1;
-	} else if (cmd_len == sizeof(get_data_256) && memcmp(cmd, get_data_256, cmd_len) == 0) {
-		if (capacity < 258) {
-			rv = VCCID_ENOSPC;
-		} else {
-			size_t i;
-
-			for (i = 0; i < 256; i++)
-				rsp[i] = (uint8_t)i;
-			rsp[256] = 0x90;
-			rsp[257] = 0x00;
-			*rsp_len = 258;
-		}
-	} else {
-		rsp[0] = 0x90;
-		rsp[1] = 0x00;
-		*rsp_len = 2;
-	}
-	if (card->mode == FAKE_BLOCK)
-		atomic_store(&card->transmit_done, true);
-	fake_leave(card);
-	return rv;
-}
-
-static void fake_release(void *opaque)
-{
-	struct fake_card *card = opaque;
-
-	if (atomic_load(&card->in_call) != 0)
-		atomic_store(&card->release_early, true);
-	if (atomic_exchange(&card->magic, FAKE_DEAD) != FAKE_MAGIC)
-		atomic_fetch_add(&violations, 1);   /* released twice */
-	atomic_fetch_add(&card->release_calls, 1);
-	atomic_fetch_add(&total_releases, 1);
-	if (card->free_on_release) {
-		pthread_cond_destroy(&card->gate_cond);
-		pthread_mutex_destroy(&card->gate_lock);
-		free(card);
-	}
-}
-
-static const struct vccid_card_ops fake_ops = {
-	.backend = "fake",
-	.power = fake_power,
-	.transmit = fake_transmit,
-	.release = fake_release,
-};
-
-static void fake_init(struct fake_card *card, enum fake_mode mode)
-{
-	memset(card, 0, sizeof(*card));
-	atomic_store(&card->magic, FAKE_MAGIC);
-	card->mode = mode;
-	pthread_mutex_init(&card->gate_lock, NULL);
-	pthread_cond_init(&card->gate_cond, NULL);
-}
-
-static void fake_destroy(struct fake_card *card)
-{
-	pthread_cond_destroy(&card->gate_cond);
-	pthread_mutex_destroy(&card->gate_lock);
-}
-
-static struct fake_card *fake_new(enum fake_mode mode)
-{
-	struct fake_card *card = malloc(sizeof(*card));
-
-	assert_non_null(card);
-	fake_init(card, mode);
-	card->free_on_release = true;
-	return card;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Log lines, counted: the slot logs malformed APDUs and bad cards. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -236,9 +52,8 @@ static int setup(void **state)
 	f->slot = vccid_slot_new();
 	if (f->slot == NULL)
 		return -1;
-	fake_init(&f->card, FAKE_NORMAL);
-	atomic_store(&violations, 0);
-	atomic_store(&total_releases, 0);
+	fake_card_init(&f->card, FAKE_OK);
+	fake_card_reset_totals();
 	*state = f;
 	return 0;
 }
@@ -248,20 +63,20 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	vccid_slot_free(f->slot);
-	fake_destroy(&f->card);
+	fake_card_destroy(&f->card);
 	free(f);
-	assert_int_equal(atomic_load(&violations), 0);
+	assert_int_equal(atomic_load(&fake_card_totals.violations), 0);
 	return 0;
 }
 
 /* Inserts the fixture's card in @p mode and, when @p power, powers it up. */
-static void insert_card(struct fixture *f, enum fake_mode mode, bool power)
+static void insert_card(struct fixture *f, enum fake_card_mode mode, bool power)
 {
 	uint8_t atr[VCCID_MAX_ATR];
 	size_t atr_len = sizeof(atr);
 
 	f->card.mode = mode;
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &f->card, "card-1"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &f->card, "card-1"), VCCID_OK);
 	if (power)
 		assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len),
 				 VCCID_OK);
@@ -291,7 +106,7 @@ static void test_insert_remove(void **state)
 	struct fixture *f = *state;
 	struct vccid_slot_status st;
 
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &f->card, "alice"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &f->card, "alice"), VCCID_OK);
 	assert_true(vccid_slot_present(f->slot));
 	vccid_slot_get_status(f->slot, &st);
 	assert_true(st.present);
@@ -323,9 +138,9 @@ static void test_double_insert_is_busy(void **state)
 	struct fake_card other;
 	struct vccid_slot_status st;
 
-	fake_init(&other, FAKE_NORMAL);
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &f->card, "first"), VCCID_OK);
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &other, "second"), VCCID_EBUSY);
+	fake_card_init(&other, FAKE_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &f->card, "first"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &other, "second"), VCCID_EBUSY);
 	vccid_slot_get_status(f->slot, &st);
 	assert_string_equal(st.card_name, "first");
 	assert_int_equal(st.changes, 1);   /* a refused insert is no change */
@@ -333,7 +148,7 @@ static void test_double_insert_is_busy(void **state)
 	/* The refused card was never taken, so never released. */
 	assert_int_equal(other.release_calls, 0);
 	assert_int_equal(f->card.release_calls, 1);
-	fake_destroy(&other);
+	fake_card_destroy(&other);
 }
 
 static void test_remove_empty(void **state)
@@ -350,12 +165,12 @@ static void test_remove_empty(void **state)
 static void test_insert_bad_arguments(void **state)
 {
 	struct fixture *f = *state;
-	struct vccid_card_ops no_power = fake_ops;
-	struct vccid_card_ops no_transmit = fake_ops;
+	struct vccid_card_ops no_power = fake_card_ops;
+	struct vccid_card_ops no_transmit = fake_card_ops;
 
 	no_power.power = NULL;
 	no_transmit.transmit = NULL;
-	assert_int_equal(vccid_slot_insert(NULL, &fake_ops, &f->card, "x"), VCCID_EINVAL);
+	assert_int_equal(vccid_slot_insert(NULL, &fake_card_ops, &f->card, "x"), VCCID_EINVAL);
 	assert_int_equal(vccid_slot_insert(f->slot, NULL, &f->card, "x"), VCCID_EINVAL);
 	assert_int_equal(vccid_slot_insert(f->slot, &no_power, &f->card, "x"), VCCID_EINVAL);
 	assert_int_equal(vccid_slot_insert(f->slot, &no_transmit, &f->card, "x"), VCCID_EINVAL);
@@ -366,7 +181,7 @@ static void test_insert_bad_arguments(void **state)
 static void test_release_may_be_null(void **state)
 {
 	struct fixture *f = *state;
-	struct vccid_card_ops no_release = fake_ops;
+	struct vccid_card_ops no_release = fake_card_ops;
 
 	no_release.release = NULL;
 	assert_int_equal(vccid_slot_insert(f->slot, &no_release, &f->card, NULL), VCCID_OK);
@@ -382,7 +197,7 @@ static void test_long_name_truncated(void **state)
 
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &f->card, name), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &f->card, name), VCCID_OK);
 	vccid_slot_get_status(f->slot, &st);
 	assert_int_equal(strlen(st.card_name), 63);
 	assert_memory_equal(st.card_name, name, 63);
@@ -391,14 +206,14 @@ static void test_long_name_truncated(void **state)
 /* Freeing a slot with a card releases it exactly once. */
 static void test_free_releases(void **state)
 {
-	struct fake_card *card = fake_new(FAKE_NORMAL);
+	struct fake_card *card = fake_card_new(FAKE_OK);
 	vccid_slot *slot = vccid_slot_new();
 
 	(void)state;
 	assert_non_null(slot);
-	assert_int_equal(vccid_slot_insert(slot, &fake_ops, card, "x"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(slot, &fake_card_ops, card, "x"), VCCID_OK);
 	vccid_slot_free(slot);   /* frees card through release */
-	assert_int_equal(atomic_load(&total_releases), 1);
+	assert_int_equal(atomic_load(&fake_card_totals.releases), 1);
 	vccid_slot_free(NULL);
 }
 
@@ -411,7 +226,7 @@ static void test_power_up_stores_atr(void **state)
 	uint8_t atr[VCCID_MAX_ATR];
 	size_t atr_len = sizeof(atr);
 
-	insert_card(f, FAKE_NORMAL, false);
+	insert_card(f, FAKE_OK, false);
 	assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len), VCCID_OK);
 	assert_int_equal(atr_len, sizeof(cac_atr));
 	assert_memory_equal(atr, cac_atr, sizeof(cac_atr));
@@ -445,7 +260,7 @@ static void test_power_invalid_atr(void **state)
 	size_t atr_len = sizeof(atr);
 	int before = atomic_load(&log_count);
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	f->card.mode = FAKE_BAD_ATR;
 	assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_RESET, atr, &atr_len),
 			 VCCID_EPROTO);
@@ -482,7 +297,7 @@ static void test_power_failures(void **state)
 	assert_int_equal(vccid_slot_power(NULL, VCCID_POWER_DOWN, NULL, NULL), VCCID_EINVAL);
 
 	/* The caller's ATR buffer too small: not powered. */
-	f->card.mode = FAKE_NORMAL;
+	f->card.mode = FAKE_OK;
 	atr_len = sizeof(cac_atr) - 1;
 	assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len), VCCID_ENOSPC);
 	vccid_slot_get_status(f->slot, &st);
@@ -496,17 +311,17 @@ static void test_remove_unpowers(void **state)
 	struct fake_card other;
 	struct vccid_slot_status st;
 
-	fake_init(&other, FAKE_NORMAL);
-	insert_card(f, FAKE_NORMAL, true);
+	fake_card_init(&other, FAKE_OK);
+	insert_card(f, FAKE_OK, true);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	vccid_slot_get_status(f->slot, &st);
 	assert_false(st.powered);
 	assert_int_equal(st.atr_len, 0);
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &other, "other"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &other, "other"), VCCID_OK);
 	vccid_slot_get_status(f->slot, &st);
 	assert_false(st.powered);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
-	fake_destroy(&other);
+	fake_card_destroy(&other);
 }
 
 /* ------------------------------------------------------------------ transmit */
@@ -518,7 +333,7 @@ static void test_transmit_ok(void **state)
 	size_t rsp_len = sizeof(rsp);
 	size_t i;
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	assert_int_equal(vccid_slot_transmit(f->slot, select_apdu, sizeof(select_apdu), rsp,
 					     &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 2);
@@ -541,7 +356,7 @@ static void test_transmit_not_powered(void **state)
 	uint8_t rsp[16];
 	size_t rsp_len = sizeof(rsp);
 
-	insert_card(f, FAKE_NORMAL, false);
+	insert_card(f, FAKE_OK, false);
 	assert_int_equal(vccid_slot_transmit(f->slot, select_apdu, sizeof(select_apdu), rsp,
 					     &rsp_len), VCCID_ENOTPOWERED);
 	assert_int_equal(rsp_len, 0);
@@ -554,7 +369,7 @@ static void test_transmit_after_power_down(void **state)
 	uint8_t rsp[16];
 	size_t rsp_len = sizeof(rsp);
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_DOWN, NULL, NULL), VCCID_OK);
 	assert_int_equal(vccid_slot_transmit(f->slot, select_apdu, sizeof(select_apdu), rsp,
 					     &rsp_len), VCCID_ENOTPOWERED);
@@ -595,7 +410,7 @@ static void test_transmit_malformed(void **state)
 	struct fixture *f = *state;
 	size_t i;
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint8_t rsp[16] = { 0 };
 		size_t rsp_len = sizeof(rsp);
@@ -611,7 +426,7 @@ static void test_transmit_malformed(void **state)
 static void test_transmit_bad_responses(void **state)
 {
 	static const struct {
-		enum fake_mode mode;
+		enum fake_card_mode mode;
 		size_t capacity;
 		const uint8_t *cmd;
 		size_t cmd_len;
@@ -621,12 +436,12 @@ static void test_transmit_bad_responses(void **state)
 		{ FAKE_RSP_TOO_SHORT, 16, select_apdu, sizeof(select_apdu), VCCID_EIO },
 		{ FAKE_TRANSMIT_FAIL, 16, select_apdu, sizeof(select_apdu), VCCID_EIO },
 		/* A response that does not fit: the backend's ENOSPC passes through. */
-		{ FAKE_NORMAL, 257, get_data_256, sizeof(get_data_256), VCCID_ENOSPC },
+		{ FAKE_OK, 257, get_data_256, sizeof(get_data_256), VCCID_ENOSPC },
 	};
 	struct fixture *f = *state;
 	size_t i;
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		uint8_t rsp[512];
 		size_t rsp_len = rows[i].capacity;
@@ -646,7 +461,7 @@ static void test_transmit_capacity_below_2(void **state)
 	uint8_t rsp[2];
 	size_t cap;
 
-	insert_card(f, FAKE_NORMAL, true);
+	insert_card(f, FAKE_OK, true);
 	for (cap = 0; cap < 2; cap++) {
 		size_t rsp_len = cap;
 
@@ -688,12 +503,14 @@ struct remove_job {
 	vccid_slot *slot;
 	int rv;
 	atomic_bool done;
+	struct test_thread_mark mark;
 };
 
 static void *remove_thread(void *arg)
 {
 	struct remove_job *job = arg;
 
+	test_thread_start(&job->mark);
 	job->rv = vccid_slot_remove(job->slot);
 	atomic_store(&job->done, true);
 	return NULL;
@@ -704,30 +521,20 @@ static void test_release_after_inflight_transmit(void **state)
 {
 	struct fixture *f = *state;
 	struct transmit_job tjob = { .slot = f->slot };
-	struct remove_job rjob = { .slot = f->slot };
+	struct remove_job rjob = { .slot = f->slot, .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t1, t2;
-	long deadline;
 
 	insert_card(f, FAKE_BLOCK, true);
 	assert_int_equal(pthread_create(&t1, NULL, transmit_thread, &tjob), 0);
-	pthread_mutex_lock(&f->card.gate_lock);
-	while (!f->card.entered)
-		pthread_cond_wait(&f->card.gate_cond, &f->card.gate_lock);
-	pthread_mutex_unlock(&f->card.gate_lock);
+	assert_true(fake_card_wait_entered(&f->card, 5000));
 
 	assert_int_equal(pthread_create(&t2, NULL, remove_thread, &rjob), 0);
-	deadline = now_ms() + 5000;
-	while (vccid_slot_present(f->slot) && now_ms() < deadline)
-		sleep_ms(1);
+	assert_true(test_thread_asleep(&rjob.mark, 5000));   /* remove waits for the exchange */
 	assert_false(vccid_slot_present(f->slot));   /* presence never waits for I/O */
-	sleep_ms(50);
-	assert_false(atomic_load(&rjob.done));       /* remove waits for the exchange */
+	assert_false(atomic_load(&rjob.done));
 	assert_int_equal(atomic_load(&f->card.release_calls), 0);
 
-	pthread_mutex_lock(&f->card.gate_lock);
-	f->card.gate_open = true;
-	pthread_cond_broadcast(&f->card.gate_cond);
-	pthread_mutex_unlock(&f->card.gate_lock);
+	fake_card_open_gate(&f->card);
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
 	assert_int_equal(tjob.rv, VCCID_OK);         /* the exchange in flight completes */
@@ -758,7 +565,7 @@ static void test_wait_already_changed(void **state)
 	struct fixture *f = *state;
 	long start;
 
-	insert_card(f, FAKE_NORMAL, false);
+	insert_card(f, FAKE_OK, false);
 	start = now_ms();
 	/* Changes is 1 now; a caller that saw 0 returns at once, even without a timeout. */
 	assert_int_equal(vccid_slot_wait_change(f->slot, 0, 5000), VCCID_OK);
@@ -772,7 +579,7 @@ struct wait_job {
 	int timeout_ms;
 	int rv;
 	long elapsed_ms;
-	atomic_bool started;
+	struct test_thread_mark mark;
 };
 
 static void *wait_thread(void *arg)
@@ -780,23 +587,28 @@ static void *wait_thread(void *arg)
 	struct wait_job *job = arg;
 	long start = now_ms();
 
-	atomic_store(&job->started, true);
+	test_thread_start(&job->mark);
 	job->rv = vccid_slot_wait_change(job->slot, job->seen, job->timeout_ms);
 	job->elapsed_ms = now_ms() - start;
 	return NULL;
 }
 
+/* Returns once the waiter sleeps in vccid_slot_wait_change, so a change wakes it. */
+static void await_waiting(struct wait_job *job)
+{
+	assert_true(test_thread_asleep(&job->mark, 5000));
+}
+
 static void test_wait_woken_by_insert(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
-	insert_card(f, FAKE_NORMAL, false);
+	await_waiting(&job);
+	insert_card(f, FAKE_OK, false);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_OK);
 	assert_true(job.elapsed_ms < 4000);
@@ -805,14 +617,13 @@ static void test_wait_woken_by_insert(void **state)
 static void test_wait_woken_by_remove(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 1, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 1, .timeout_ms = 8000,
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 
-	insert_card(f, FAKE_NORMAL, false);
+	insert_card(f, FAKE_OK, false);
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
+	await_waiting(&job);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_OK);
@@ -822,14 +633,13 @@ static void test_wait_woken_by_remove(void **state)
 static void test_cancel_waits(void **state)
 {
 	struct fixture *f = *state;
-	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000 };
+	struct wait_job job = { .slot = f->slot, .seen = 0, .timeout_ms = 8000,
+				 .mark = TEST_THREAD_MARK_INIT };
 	pthread_t t;
 	long start;
 
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &job), 0);
-	while (!atomic_load(&job.started))
-		sleep_ms(1);
-	sleep_ms(50);
+	await_waiting(&job);
 	vccid_slot_cancel_waits(f->slot);
 	pthread_join(t, NULL);
 	assert_int_equal(job.rv, VCCID_ECANCELED);
@@ -862,11 +672,11 @@ static void test_remove_insert_between_looks(void **state)
 	struct fake_card other;
 	struct vccid_slot_status before, after;
 
-	fake_init(&other, FAKE_NORMAL);
-	insert_card(f, FAKE_NORMAL, true);
+	fake_card_init(&other, FAKE_OK);
+	insert_card(f, FAKE_OK, true);
 	vccid_slot_get_status(f->slot, &before);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
-	assert_int_equal(vccid_slot_insert(f->slot, &fake_ops, &other, "other"), VCCID_OK);
+	assert_int_equal(vccid_slot_insert(f->slot, &fake_card_ops, &other, "other"), VCCID_OK);
 	vccid_slot_get_status(f->slot, &after);
 	assert_true(after.present);
 	assert_int_equal(after.changes, before.changes + 2);
@@ -874,7 +684,7 @@ static void test_remove_insert_between_looks(void **state)
 	assert_false(after.powered);
 	assert_int_equal(vccid_slot_wait_change(f->slot, before.changes, 0), VCCID_OK);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
-	fake_destroy(&other);
+	fake_card_destroy(&other);
 }
 
 /* ------------------------------------------------------------------ stress */
@@ -908,13 +718,13 @@ static void *stress_thread(void *arg)
 
 		switch (rand_r(&me->seed) % 9) {
 		case 0: {
-			struct fake_card *card = fake_new(FAKE_NORMAL);
+			struct fake_card *card = fake_card_new(FAKE_OK);
 
-			rv = vccid_slot_insert(ctx->slot, &fake_ops, card, "stress");
+			rv = vccid_slot_insert(ctx->slot, &fake_card_ops, card, "stress");
 			if (rv == VCCID_OK) {
 				atomic_fetch_add(&ctx->inserts, 1);
 			} else {
-				fake_destroy(card);
+				fake_card_destroy(card);
 				free(card);
 				if (rv != VCCID_EBUSY)
 					atomic_fetch_add(&ctx->bad_rv, 1);
@@ -1003,10 +813,10 @@ static void test_stress(void **state)
 	assert_int_equal(st.changes, (uint64_t)atomic_load(&ctx.inserts) + st.removals);
 	vccid_slot_free(ctx.slot);
 	assert_true(atomic_load(&ctx.inserts) > 0);
-	assert_int_equal(atomic_load(&total_releases), atomic_load(&ctx.inserts));
+	assert_int_equal(atomic_load(&fake_card_totals.releases), atomic_load(&ctx.inserts));
 	assert_int_equal(atomic_load(&ctx.bad_status), 0);
 	assert_int_equal(atomic_load(&ctx.bad_rv), 0);
-	assert_int_equal(atomic_load(&violations), 0);
+	assert_int_equal(atomic_load(&fake_card_totals.violations), 0);
 }
 
 /* One cancel wakes every waiter, even those without a timeout. */
@@ -1017,19 +827,18 @@ static void test_cancel_wakes_all_waiters(void **state)
 	pthread_t tids[4];
 	int i;
 
-	insert_card(f, FAKE_NORMAL, false);
+	insert_card(f, FAKE_OK, false);
 	assert_int_equal(vccid_slot_remove(f->slot), VCCID_OK);
 	for (i = 0; i < 4; i++) {
 		memset(&jobs[i], 0, sizeof(jobs[i]));
+		jobs[i].mark = (struct test_thread_mark)TEST_THREAD_MARK_INIT;
 		jobs[i].slot = f->slot;
 		jobs[i].seen = 2;          /* the current value: these block */
 		jobs[i].timeout_ms = i == 0 ? -1 : 8000;
 		assert_int_equal(pthread_create(&tids[i], NULL, wait_thread, &jobs[i]), 0);
 	}
 	for (i = 0; i < 4; i++)
-		while (!atomic_load(&jobs[i].started))
-			sleep_ms(1);
-	sleep_ms(20);
+		await_waiting(&jobs[i]);
 	vccid_slot_cancel_waits(f->slot);
 	for (i = 0; i < 4; i++) {
 		pthread_join(tids[i], NULL);

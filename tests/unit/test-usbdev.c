@@ -12,46 +12,14 @@
 #include "core/error.h"
 #include "core/slot.h"
 #include "usb/device.h"
+#include "tests/cac-atr.h"
+#include "tests/unit/fake-card.h"
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
-
-/* A card that answers an APDU with P2 bytes of 0xAB plus 90 00. */
-static int card_power(void *card, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	(void)card;
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, cac_atr, sizeof(cac_atr));
-		*atr_len = sizeof(cac_atr);
-	}
-	return VCCID_OK;
-}
-
-static int card_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	size_t n = cmd[3];
-
-	(void)card;
-	(void)cmd_len;
-	if (*rsp_len < n + 2)
-		return VCCID_ENOSPC;
-	memset(rsp, 0xAB, n);
-	rsp[n] = 0x90;
-	rsp[n + 1] = 0x00;
-	*rsp_len = n + 2;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops card_ops = {
-	.backend = "test", .power = card_power, .transmit = card_transmit,
-};
 
 struct fixture {
 	vccid_slot *slots[2];
 	vccid_usbdev *dev;
-	int cards[2];
+	struct fake_card cards[2];
 };
 
 static int setup(void **state)
@@ -60,9 +28,13 @@ static int setup(void **state)
 	struct vccid_usbdev_params params = { .speed = VCCID_USB_FULL_SPEED };
 
 	memset(&f, 0, sizeof(f));
+	for (size_t i = 0; i < 2; i++) {
+		fake_card_init(&f.cards[i], FAKE_OK);
+		f.cards[i].answers = FAKE_ANSWER_LENGTH;
+	}
 	f.slots[0] = vccid_slot_new();
 	f.slots[1] = vccid_slot_new();
-	assert_int_equal(vccid_slot_insert(f.slots[0], &card_ops, &f.cards[0], "a"), VCCID_OK);
+	assert_int_equal(fake_card_insert(f.slots[0], &f.cards[0], "a"), VCCID_OK);
 	f.dev = vccid_usbdev_new(f.slots, 2, &params);
 	assert_non_null(f.dev);
 	*state = &f;
@@ -76,6 +48,8 @@ static int teardown(void **state)
 	vccid_usbdev_free(f->dev);
 	vccid_slot_free(f->slots[0]);
 	vccid_slot_free(f->slots[1]);
+	fake_card_destroy(&f->cards[0]);
+	fake_card_destroy(&f->cards[1]);
 	return 0;
 }
 
@@ -169,10 +143,10 @@ static void test_power_on_in_pieces(void **state)
 			 VCCID_ETIMEDOUT);
 }
 
-/* An XfrBlock whose APDU asks for @p n answer bytes. */
+/* An XfrBlock whose APDU (READ BINARY to the fake card) asks for @p n answer bytes. */
 static void xfr(vccid_usbdev *dev, uint8_t slot, uint8_t seq, uint8_t n)
 {
-	uint8_t msg[14] = { 0x6F, 4, 0, 0, 0, slot, seq, 0, 0, 0, 0x00, 0xCA, 0x00, n };
+	uint8_t msg[14] = { 0x6F, 4, 0, 0, 0, slot, seq, 0, 0, 0, 0x00, 0xB0, 0x00, n };
 
 	assert_int_equal(vccid_usbdev_bulk_out(dev, msg, sizeof(msg)), VCCID_OK);
 }
@@ -260,7 +234,7 @@ static void test_notifications(void **state)
 	assert_int_equal(vccid_usbdev_interrupt_in(f->dev, buf, sizeof(buf), &len, 50),
 			 VCCID_ETIMEDOUT);
 	/* A card arriving in slot 1 wakes the waiter. */
-	assert_int_equal(vccid_slot_insert(f->slots[1], &card_ops, &f->cards[1], "b"), VCCID_OK);
+	assert_int_equal(fake_card_insert(f->slots[1], &f->cards[1], "b"), VCCID_OK);
 	assert_int_equal(vccid_usbdev_interrupt_in(f->dev, buf, sizeof(buf), &len, 1000), VCCID_OK);
 	assert_int_equal(buf[1], 0x0C | 0x01);   /* slot 1 present+changed, slot 0 present */
 	/* SET_CONFIGURATION makes the next interrupt report every slot again. */

@@ -16,6 +16,8 @@
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
 #include "usb/usbip-conn.h"
+#include "tests/cac-atr.h"
+#include "tests/unit/fake-card.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -331,45 +333,12 @@ static void test_cmd_encode_roundtrip(void **state)
 
 /* ------------------------------------------------------------------ connection */
 
-static const uint8_t cac_atr[] = {
-	0x3B, 0x7A, 0x18, 0x00, 0x00, 0x73, 0x66, 0x74, 0x65, 0x20, 0x63, 0x64, 0x31, 0x34, 0x34
-};
-
-static int fake_power(void *opaque, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	(void)opaque;
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, cac_atr, sizeof(cac_atr));
-		*atr_len = sizeof(cac_atr);
-	}
-	return VCCID_OK;
-}
-
-static int fake_transmit(void *opaque, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	(void)opaque;
-	(void)cmd;
-	rsp[0] = (uint8_t)(cmd_len >> 8);
-	rsp[1] = (uint8_t)cmd_len;
-	rsp[2] = 0x90;
-	rsp[3] = 0x00;
-	*rsp_len = 4;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops fake_ops = {
-	.backend = "fake",
-	.power = fake_power,
-	.transmit = fake_transmit,
-	.release = NULL,
-};
-
 struct conn_fixture {
 	vccid_slot *slots[2];
 	vccid_usbdev *dev;
 	struct vccid_usbip_device record;
 	vccid_usbip_conn *conn;
+	struct fake_card card;
 	uint8_t out[70000];      /* everything the connection sent */
 	size_t out_len;
 	bool claim_ok;
@@ -413,7 +382,9 @@ static int conn_setup(void **state)
 		return -1;
 	for (i = 0; i < 2; i++)
 		f->slots[i] = vccid_slot_new();
-	if (vccid_slot_insert(f->slots[0], &fake_ops, NULL, "card0") != VCCID_OK)
+	fake_card_init(&f->card, FAKE_OK);
+	f->card.answers = FAKE_ANSWER_LENGTH;
+	if (fake_card_insert(f->slots[0], &f->card, "card0") != VCCID_OK)
 		return -1;
 	f->dev = vccid_usbdev_new(f->slots, 2, NULL);
 	if (f->dev == NULL || vccid_usbip_device_record(f->dev, "1-1", &f->record) != VCCID_OK)
@@ -432,6 +403,7 @@ static int conn_teardown(void **state)
 	vccid_usbdev_free(f->dev);
 	vccid_slot_free(f->slots[0]);
 	vccid_slot_free(f->slots[1]);
+	fake_card_destroy(&f->card);
 	free(f);
 	return 0;
 }
@@ -523,9 +495,7 @@ static void test_conn_urbs(void **state)
 	static const uint8_t get_dev[8] = { 0x80, 0x06, 0x00, 0x01, 0, 0, 18, 0 };
 	static const uint8_t bad_desc[8] = { 0x80, 0x06, 0x00, 0x09, 0, 0, 18, 0 };
 	static const uint8_t set_conf[8] = { 0x00, 0x09, 0x01, 0x00, 0, 0, 0, 0 };
-	static const uint8_t power_on[10] = {
-		VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x11, 0, 0, 0
-	};
+	static const uint8_t power_on[10] = { VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x11, 0, 0, 0 };
 	uint8_t buf[256];
 	struct vccid_usbip_ret r;
 	size_t n;
@@ -610,9 +580,7 @@ static void test_conn_urbs(void **state)
 static void test_conn_answer_split(void **state)
 {
 	struct conn_fixture *f = *state;
-	static const uint8_t power_on[10] = {
-		VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x01, 0, 0, 0
-	};
+	static const uint8_t power_on[10] = { VCCID_PC_to_RDR_IccPowerOn, 0, 0, 0, 0, 0, 0x01, 0, 0, 0 };
 	uint8_t buf[128];
 	size_t n;
 
