@@ -8,15 +8,15 @@
 
 #include "backends/cacard/cacard.h"
 #include "backends/vscard/host.h"
-#include "backends/vscard/vscard.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "backends/vscard/listener.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 struct vccid_slotset {
 	char *name;
 	struct vccid_config *config;
 	bool cacard_acquired;
-	bool vscard_acquired;
+	bool vccid_vscard_acquired;
 	uint32_t offered;                      /* slots given to the VSCard listener */
 	unsigned n_slots;
 	vccid_slot *slots[VCCID_MAX_SLOTS];
@@ -53,8 +53,8 @@ void vccid_slotset_close(vccid_slotset *set)
 	/* Remote readers first: they must not outlive the slots they sit in. */
 	for (i = 0; i < set->n_slots; i++)
 		if (set->offered & (1u << i))
-			vscard_host_withdraw_slot(set->slots[i]);
-	if (set->vscard_acquired)
+			vccid_vscard_host_withdraw_slot(set->slots[i]);
+	if (set->vccid_vscard_acquired)
 		vccid_vscard_release();
 	for (i = 0; i < set->n_slots; i++) {
 		vccid_slot_free(set->slots[i]);
@@ -112,11 +112,11 @@ static void slotset_fill(vccid_slotset *set)
 	}
 	if (vccid_config_vscard_reader(config, set->name) &&
 	    vccid_vscard_acquire(config) == VCCID_OK) {
-		set->vscard_acquired = true;
+		set->vccid_vscard_acquired = true;
 		for (i = 0; i < set->n_slots; i++) {
 			if (set->home[i] != NULL)
 				continue;
-			vscard_host_offer_slot(set->slots[i], set->name, (unsigned)i);
+			vccid_vscard_host_offer_slot(set->slots[i], set->name, (unsigned)i);
 			set->offered |= 1u << i;
 		}
 	}
@@ -194,7 +194,7 @@ bool vccid_slotset_remote(const vccid_slotset *set, unsigned index, char *name,
 {
 	if (index >= set->n_slots)
 		return false;
-	return vscard_host_slot_remote(set->slots[index], name, name_size, peer, peer_size);
+	return vccid_vscard_host_slot_remote(set->slots[index], name, name_size, peer, peer_size);
 }
 
 int vccid_slotset_describe(const vccid_slotset *set, unsigned index, char *buf, size_t size)
@@ -239,7 +239,7 @@ int vccid_slotset_insert(vccid_slotset *set, unsigned index, const char *card_na
 		card_name = set->home[index];
 	if (card_name == NULL)
 		return VCCID_ENOENT;
-	if (vscard_host_slot_bound(set->slots[index]))
+	if (vccid_vscard_host_slot_bound(set->slots[index]))
 		return VCCID_EBUSY;   /* the slot belongs to a remote reader */
 	rv = vccid_cacard_insert(card_name, set->slots[index]);
 	VCCID_LOG(rv == VCCID_OK ? VCCID_LOG_INFO : VCCID_LOG_ERROR,

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/config.h"
-#include "core/slot.h"
+#include "corelib/config.h"
+#include "corelib/slot.h"
 
 typedef struct vccid_slotset vccid_slotset;
 

@@ -42,13 +42,13 @@ static int setup_conn(int fd, struct vsw_msg *m, unsigned nreaders, const char *
 
 	if (vsw_init(fd, m, extended, &caps) != 0)
 		return -1;
-	*host_ext = (caps & VSCARD_CAP_VCCID_EXTENDED) != 0;
-	if (vsw_send(fd, m, VSCARD_READER_REMOVE, 0, 0) != 0 || vsw_wait_error(fd, m, &id, &code) != 0)
+	*host_ext = (caps & VCCID_VSCARD_CAP_VCCID_EXTENDED) != 0;
+	if (vsw_send(fd, m, VCCID_VSCARD_READER_REMOVE, 0, 0) != 0 || vsw_wait_error(fd, m, &id, &code) != 0)
 		return -1;
 	for (i = 0; i < nreaders; i++) {
 		int n = snprintf((char *)VSW_PAYLOAD(m), 64, "%s%u", name, first + i);
 
-		if (vsw_send(fd, m, VSCARD_READER_ADD, 0, (size_t)n) != 0 ||
+		if (vsw_send(fd, m, VCCID_VSCARD_READER_ADD, 0, (size_t)n) != 0 ||
 		    vsw_wait_error(fd, m, &id, &code) != 0)
 			return -1;
 		if (code != 0) {
@@ -57,7 +57,7 @@ static int setup_conn(int fd, struct vsw_msg *m, unsigned nreaders, const char *
 			return -1;
 		}
 		memcpy(VSW_PAYLOAD(m), card_atr, sizeof card_atr);
-		if (vsw_send(fd, m, VSCARD_ATR, id, sizeof card_atr) != 0 ||
+		if (vsw_send(fd, m, VCCID_VSCARD_ATR, id, sizeof card_atr) != 0 ||
 		    vsw_wait_error(fd, m, &id, &code) != 0)
 			return -1;
 		if (code != 0) {
@@ -83,17 +83,17 @@ static void *serve(void *arg)
 	size_t max = job->extended ? 65536 + 2 : 256 + 2;
 
 	for (;;) {
-		struct vscard_header h;
+		struct vccid_vscard_header h;
 
 		if (vsw_recv(job->fd, job->m, &h) != 0)
 			break;
-		if (h.type == VSCARD_APDU) {
-			if (vsw_send(job->fd, job->m, VSCARD_APDU, h.reader_id,
+		if (h.type == VCCID_VSCARD_APDU) {
+			if (vsw_send(job->fd, job->m, VCCID_VSCARD_APDU, h.reader_id,
 				     vsw_answer(job->m, h.length, max)) != 0)
 				break;
 			job->apdus++;
-		} else if (h.type == VSCARD_FLUSH) {
-			if (vsw_send(job->fd, job->m, VSCARD_FLUSH_COMPLETE, h.reader_id, 0) != 0)
+		} else if (h.type == VCCID_VSCARD_FLUSH) {
+			if (vsw_send(job->fd, job->m, VCCID_VSCARD_FLUSH_COMPLETE, h.reader_id, 0) != 0)
 				break;
 		}
 		/* Anything else (Error answers) needs no reply. */

@@ -99,9 +99,9 @@ int main(int argc, char **argv)
 	/* The client: Init, ReaderRemove(0), ReaderAdd; no card yet. */
 	fd = vsw_connect(host, port, 10000);
 	if (fd < 0 || vsw_init(fd, m, 0, &caps) != 0 ||
-	    vsw_send(fd, m, VSCARD_READER_REMOVE, 0, 0) != 0 ||
+	    vsw_send(fd, m, VCCID_VSCARD_READER_REMOVE, 0, 0) != 0 ||
 	    vsw_wait_error(fd, m, &id, &code) != 0 ||
-	    vsw_send(fd, m, VSCARD_READER_ADD, 0, (size_t)snprintf((char *)VSW_PAYLOAD(m), 32, "evbench")) != 0 ||
+	    vsw_send(fd, m, VCCID_VSCARD_READER_ADD, 0, (size_t)snprintf((char *)VSW_PAYLOAD(m), 32, "evbench")) != 0 ||
 	    vsw_wait_error(fd, m, &id, &code) != 0 || code != 0) {
 		fprintf(stderr, "vscard-event-bench: handshake with %s:%lu failed\n", host, port);
 		return 1;
@@ -125,8 +125,8 @@ int main(int argc, char **argv)
 			if (insert)
 				memcpy(VSW_PAYLOAD(m), card_atr, sizeof card_atr);
 			t0 = stats_now_ns();
-			sent = insert ? vsw_send(fd, m, VSCARD_ATR, id, sizeof card_atr)
-				      : vsw_send(fd, m, VSCARD_CARD_REMOVE, id, 0);
+			sent = insert ? vsw_send(fd, m, VCCID_VSCARD_ATR, id, sizeof card_atr)
+				      : vsw_send(fd, m, VCCID_VSCARD_CARD_REMOVE, id, 0);
 			if (sent != 0) {
 				fprintf(stderr, "vscard-event-bench: write failed\n");
 				status = 1;

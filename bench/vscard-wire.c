@@ -54,8 +54,8 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)
 {
-	vscard_header_encode(m->buf, type, reader_id, (uint32_t)len);
-	return bench_send_all(fd, m->buf, VSCARD_HEADER_SIZE + len, &vsw_stop);
+	vccid_vscard_header_encode(m->buf, type, reader_id, (uint32_t)len);
+	return bench_send_all(fd, m->buf, VCCID_VSCARD_HEADER_SIZE + len, &vsw_stop);
 }
 
 static int read_all(int fd, uint8_t *buf, size_t len)
@@ -63,11 +63,11 @@ static int read_all(int fd, uint8_t *buf, size_t len)
 	return bench_recv_all(fd, buf, len, vsw_quickack, &vsw_stop);
 }
 
-int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h)
+int vsw_recv(int fd, struct vsw_msg *m, struct vccid_vscard_header *h)
 {
-	if (read_all(fd, m->buf, VSCARD_HEADER_SIZE) != 0)
+	if (read_all(fd, m->buf, VCCID_VSCARD_HEADER_SIZE) != 0)
 		return -1;
-	vscard_header_decode(m->buf, h);
+	vccid_vscard_header_decode(m->buf, h);
 	if (h->length > VSW_MAX_PAYLOAD) {
 		fprintf(stderr, "vscard: host announces %u bytes, over %u\n", (unsigned)h->length,
 			(unsigned)VSW_MAX_PAYLOAD);
@@ -78,14 +78,14 @@ int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h)
 
 int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps)
 {
-	struct vscard_header h;
-	struct vscard_init init;
-	size_t len = vscard_init_encode(m->buf, sizeof(m->buf), 0,
-					extended ? VSCARD_CAP_VCCID_EXTENDED : 0);
+	struct vccid_vscard_header h;
+	struct vccid_vscard_init init;
+	size_t len = vccid_vscard_init_encode(m->buf, sizeof(m->buf), 0,
+					extended ? VCCID_VSCARD_CAP_VCCID_EXTENDED : 0);
 
 	if (bench_send_all(fd, m->buf, len, &vsw_stop) != 0 || vsw_recv(fd, m, &h) != 0)
 		return -1;
-	if (h.type != VSCARD_INIT || vscard_init_decode(VSW_PAYLOAD(m), h.length, &init) != 0) {
+	if (h.type != VCCID_VSCARD_INIT || vccid_vscard_init_decode(VSW_PAYLOAD(m), h.length, &init) != 0) {
 		fprintf(stderr, "vscard: bad host Init (type %u, %u bytes)\n", (unsigned)h.type,
 			(unsigned)h.length);
 		return -1;
@@ -119,20 +119,20 @@ size_t vsw_answer(struct vsw_msg *m, size_t len, size_t max_answer)
 
 int vsw_wait_error(int fd, struct vsw_msg *m, uint32_t *reader_id, uint32_t *code)
 {
-	struct vscard_header h;
+	struct vccid_vscard_header h;
 	int guard;
 
 	for (guard = 0; guard < 1000; guard++) {
 		if (vsw_recv(fd, m, &h) != 0)
 			return -1;
-		if (h.type == VSCARD_ERROR) {
+		if (h.type == VCCID_VSCARD_ERROR) {
 			*reader_id = h.reader_id;
-			if (vscard_error_decode(VSW_PAYLOAD(m), h.length, code) != 0)
+			if (vccid_vscard_error_decode(VSW_PAYLOAD(m), h.length, code) != 0)
 				*code = 0xFFFFFFFFu;
 			return 0;
 		}
-		if (h.type == VSCARD_APDU &&
-		    vsw_send(fd, m, VSCARD_APDU, h.reader_id, vsw_answer(m, h.length, 258)) != 0)
+		if (h.type == VCCID_VSCARD_APDU &&
+		    vsw_send(fd, m, VCCID_VSCARD_APDU, h.reader_id, vsw_answer(m, h.length, 258)) != 0)
 			return -1;
 	}
 	return -1;

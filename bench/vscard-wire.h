@@ -14,9 +14,9 @@
 
 /* A message buffer: header room in front of the payload, so one send carries both. */
 struct vsw_msg {
-	uint8_t buf[VSCARD_HEADER_SIZE + VSW_MAX_PAYLOAD];
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + VSW_MAX_PAYLOAD];
 };
-#define VSW_PAYLOAD(m) ((m)->buf + VSCARD_HEADER_SIZE)
+#define VSW_PAYLOAD(m) ((m)->buf + VCCID_VSCARD_HEADER_SIZE)
 
 /** Re-arm TCP_QUICKACK after every receive (default 1). */
 extern int vsw_quickack;
@@ -29,7 +29,7 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms);
 /** Writes header and @p len payload bytes of @p m with one send (loops only on short writes). */
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len);
 /** Reads one whole message into @p m; 0, or -1 on EOF, error, oversize or vsw_stop. */
-int vsw_recv(int fd, struct vsw_msg *m, struct vscard_header *h);
+int vsw_recv(int fd, struct vsw_msg *m, struct vccid_vscard_header *h);
 /** Init exchange; *host_caps gets the host's first capability word. */
 int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps);
 /**

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/atr.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/atr.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 /* ------------------------------------------------------------------ wire layout */
 

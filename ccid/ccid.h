@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/slot.h"
+#include "corelib/slot.h"
 
 /* Every bulk message starts with a 10-byte header (CCID 1.1 §6.1, §6.2). */
 #define VCCID_CCID_HEADER_SIZE 10

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "core/error.h"
+#include "corelib/error.h"
 
 /* bDescriptorType values (USB 2.0 Table 9-5). */
 enum {

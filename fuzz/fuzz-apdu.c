@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/apdu.h"
-#include "core/atr.h"
+#include "corelib/apdu.h"
+#include "corelib/atr.h"
 #include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -26,8 +26,8 @@
 #include <string.h>
 
 #include "ccid/ccid.h"
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 

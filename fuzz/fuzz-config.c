@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "corelib/config.h"
 #include "fuzz-log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -3,7 +3,7 @@
 #ifndef VCCID_FUZZ_LOG_H
 #define VCCID_FUZZ_LOG_H
 
-#include "core/log.h"
+#include "corelib/log.h"
 
 static inline void fuzz_discard_log(enum vccid_log_level level, const char *line)
 {

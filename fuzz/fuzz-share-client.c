@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "backends/vscard/proto.h"
-#include "core/error.h"
+#include "corelib/error.h"
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 #include "tools/share/client.h"
@@ -20,18 +20,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int check_write(void *io, const uint8_t *buf, size_t len)
 {
-	struct vscard_header header;
+	struct vccid_vscard_header header;
 
 	(void)io;
-	if (len < VSCARD_HEADER_SIZE)
+	if (len < VCCID_VSCARD_HEADER_SIZE)
 		__builtin_trap();
-	vscard_header_decode(buf, &header);
-	if (header.length != len - VSCARD_HEADER_SIZE)
+	vccid_vscard_header_decode(buf, &header);
+	if (header.length != len - VCCID_VSCARD_HEADER_SIZE)
 		__builtin_trap();
-	if (header.type < VSCARD_INIT || header.type > VSCARD_FLUSH_COMPLETE ||
-	    header.type == VSCARD_FLUSH)
+	if (header.type < VCCID_VSCARD_INIT || header.type > VCCID_VSCARD_FLUSH_COMPLETE ||
+	    header.type == VCCID_VSCARD_FLUSH)
 		__builtin_trap();
-	if (header.type == VSCARD_ERROR && header.length != 4)
+	if (header.type == VCCID_VSCARD_ERROR && header.length != 4)
 		__builtin_trap();
 	return VCCID_OK;
 }

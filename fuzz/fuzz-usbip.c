@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "fuzz-card.h"
 #include "fuzz-log.h"
 #include "usb/device.h"

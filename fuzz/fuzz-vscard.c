@@ -28,7 +28,7 @@
 
 #include "backends/vscard/host.h"
 #include "backends/vscard/proto.h"
-#include "core/error.h"
+#include "corelib/error.h"
 #include "fuzz-log.h"
 #include "tests/fixtures/vscard-memio.h"
 
@@ -38,18 +38,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_write(const uint8_t *buf, size_t len, void *ctx)
 {
-	struct vscard_header header;
+	struct vccid_vscard_header header;
 
 	(void)ctx;
-	if (len < VSCARD_HEADER_SIZE)
+	if (len < VCCID_VSCARD_HEADER_SIZE)
 		__builtin_trap();
-	vscard_header_decode(buf, &header);
-	if (header.length != len - VSCARD_HEADER_SIZE)
+	vccid_vscard_header_decode(buf, &header);
+	if (header.length != len - VCCID_VSCARD_HEADER_SIZE)
 		__builtin_trap();
-	if (header.type != VSCARD_INIT && header.type != VSCARD_ERROR &&
-	    header.type != VSCARD_FLUSH_COMPLETE && header.type != VSCARD_APDU)
+	if (header.type != VCCID_VSCARD_INIT && header.type != VCCID_VSCARD_ERROR &&
+	    header.type != VCCID_VSCARD_FLUSH_COMPLETE && header.type != VCCID_VSCARD_APDU)
 		__builtin_trap();
-	if (header.type == VSCARD_ERROR && header.length != 4)
+	if (header.type == VCCID_VSCARD_ERROR && header.length != 4)
 		__builtin_trap();
 }
 
@@ -78,7 +78,7 @@ static void transmit(vccid_slot *slot, uint8_t step)
 }
 
 /* The client sends @p n more bytes of its stream (the memio reads in order). */
-static void client_sends(struct vscard_memio *memio, size_t *unsent, size_t n)
+static void client_sends(struct vccid_vscard_memio *memio, size_t *unsent, size_t n)
 {
 	if (n > *unsent)
 		n = *unsent;
@@ -88,10 +88,10 @@ static void client_sends(struct vscard_memio *memio, size_t *unsent, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct vscard_memio memio;
+	struct vccid_vscard_memio memio;
 	vccid_slot *slots[SLOTS];
 	const uint8_t *steps;
-	vscard_conn *conn;
+	vccid_vscard_conn *conn;
 	size_t n_steps;
 	size_t unsent;
 	bool closes;
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_enable_logging();
 	if (size < 2)
 		return 0;
-	vscard_memio_init(&memio, (data[1] & 1) != 0, (size_t)(data[0] % 32) + 1);
+	vccid_vscard_memio_init(&memio, (data[1] & 1) != 0, (size_t)(data[0] % 32) + 1);
 	if (data[0] & 0x80)
 		memio.write_room = 0;
 	closes = (data[1] & 2) != 0;
@@ -111,20 +111,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (n_steps > size / 3)
 		n_steps = size / 3;
 	steps = data;
-	vscard_memio_feed(&memio, data + 3 * n_steps, 0);
+	vccid_vscard_memio_feed(&memio, data + 3 * n_steps, 0);
 	unsent = size - 3 * n_steps;
 	for (i = 0; i < SLOTS; i++) {
 		slots[i] = vccid_slot_new();
 		if (slots[i] == NULL)
 			abort();
-		vscard_host_offer_slot(slots[i], "fuzz", (unsigned)i);
+		vccid_vscard_host_offer_slot(slots[i], "fuzz", (unsigned)i);
 	}
 	/* A timeout of 0: a transmit whose answer is not there gives up at once. */
-	conn = vscard_conn_new(&memio.io, "fuzz", 0);
+	conn = vccid_vscard_conn_new(&memio.io, "fuzz", 0);
 	if (conn == NULL)
 		abort();
 	/* The steps, then the transport serves until the client has nothing more. */
-	for (i = 0; i < n_steps + 64 && !vscard_conn_dead(conn); i++) {
+	for (i = 0; i < n_steps + 64 && !vccid_vscard_conn_dead(conn); i++) {
 		uint8_t step = 0;
 
 		/* It closes a step after its last byte, so a step can meet the end. */
@@ -141,20 +141,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (step & 0x40) {
 			if (memio.write_room != SIZE_MAX)
 				memio.write_room += (size_t)(step & 0x3F) * 8;
-			vscard_conn_writable(conn);
-		} else if (vscard_conn_read_begin(conn)) {
-			const char *reason = vscard_conn_serve(conn);
+			vccid_vscard_conn_writable(conn);
+		} else if (vccid_vscard_conn_read_begin(conn)) {
+			const char *reason = vccid_vscard_conn_serve(conn);
 
-			vscard_conn_read_end(conn);
+			vccid_vscard_conn_read_end(conn);
 			if (reason != NULL)
 				break;
 		}
-		if (i >= n_steps && memio.in_len == 0 && !vscard_conn_stashed(conn))
+		if (i >= n_steps && memio.in_len == 0 && !vccid_vscard_conn_stashed(conn))
 			break;
 	}
-	vscard_conn_close(conn, "fuzz input ended");
+	vccid_vscard_conn_close(conn, "fuzz input ended");
 	for (i = 0; i < SLOTS; i++) {
-		vscard_host_withdraw_slot(slots[i]);
+		vccid_vscard_host_withdraw_slot(slots[i]);
 		if (vccid_slot_present(slots[i]))   /* a closed client leaves no card behind */
 			__builtin_trap();
 		vccid_slot_free(slots[i]);

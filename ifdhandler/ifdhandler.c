@@ -8,10 +8,10 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
-#include "core/atr.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/atr.h"
+#include "corelib/config.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "control.h"
 #include "registry.h"
 

@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "backends/slotset.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/config.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 #ifndef VCCID_DEFAULT_CONFIG
 #define VCCID_DEFAULT_CONFIG "/etc/vccid/vccid.conf"

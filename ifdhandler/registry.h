@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/slot.h"
+#include "corelib/slot.h"
 
 #define VCCID_MAX_READERS 16      /* PCSCLITE_MAX_READERS_CONTEXTS */
 

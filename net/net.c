@@ -20,9 +20,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 _Static_assert(sizeof(((struct sockaddr_un *)0)->sun_path) == VCCID_ADDR_PATH_MAX,
 	       "VCCID_ADDR_PATH_MAX is sun_path's size");

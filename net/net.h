@@ -2,7 +2,7 @@
 /*
  * Sockets for every vccid transport: listening (TCP and unix), accepting and
  * naming peers, connecting and writing with a deadline. Addresses come parsed
- * (core/addr.h). Every socket is CLOEXEC; listening and connected sockets are
+ * (corelib/addr.h). Every socket is CLOEXEC; listening and connected sockets are
  * non-blocking, accepted ones blocking (their owners read with MSG_DONTWAIT or
  * a receive timeout). Failures are logged here with the real reason, once.
  */
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <sys/uio.h>
 
-#include "core/addr.h"
+#include "corelib/addr.h"
 
 /* A peer name: "1.2.3.4:5", "[::1]:5" or "unix:uid=U,pid=P". */
 #define VCCID_NET_PEER_MAX 64

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "backends/slotset.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "usb/device.h"
 #include "usb/ffs.h"
 #include "usb/usbip.h"

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 /* USB 2.0 §9.3, §9.4 */
 #define USB_DIR_IN 0x80

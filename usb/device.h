@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "ccid/ccid.h"
-#include "core/slot.h"
+#include "corelib/slot.h"
 #include "ccid/usb-desc.h"
 
 #define VCCID_USB_SETUP_SIZE 8

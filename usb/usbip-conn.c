@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 /* Linux errno values that travel in RET_SUBMIT (status of the URB). */
 #define URB_ENOMEM (-12)

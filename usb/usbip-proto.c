@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "corelib/error.h"
 
 /* Wire layouts (tools/usb/usbip/src/usbip_network.h, drivers/usb/usbip/usbip_common.h). */
 struct wire_op {

@@ -10,10 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/addr.h"
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/addr.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "net/net.h"
 #include "usb/usbip-conn.h"
 

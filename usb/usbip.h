@@ -16,7 +16,7 @@
 #define VCCID_USBIP_DEFAULT_BUSID "1-1"
 
 /**
- * Serves @p dev over USB/IP on TCP address @p listen_addr (core/addr.h:
+ * Serves @p dev over USB/IP on TCP address @p listen_addr (corelib/addr.h:
  * "HOST:PORT", "[V6]:PORT", or "HOST" for port 3240; NULL for
  * VCCID_USBIP_DEFAULT_LISTEN) under bus id @p busid (NULL for
  * "1-1") until *stop becomes nonzero (checked at least every 200 ms).

@@ -14,8 +14,8 @@
 
 #include <libcacard.h>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 /* vreader_xfr_bytes silently truncates to the buffer it is given. */
 #define CACARD_RESPONSE_MAX (65536 + 2)

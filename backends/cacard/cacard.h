@@ -3,8 +3,8 @@
 #ifndef VCCID_CACARD_H
 #define VCCID_CACARD_H
 
-#include "core/config.h"
-#include "core/slot.h"
+#include "corelib/config.h"
+#include "corelib/slot.h"
 
 /**
  * Makes the cards of @p config available. libcacard can be initialised only

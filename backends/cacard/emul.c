@@ -14,8 +14,8 @@
 #include <libcacard.h>
 #include <pk11pub.h>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 static pthread_mutex_t emul_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool emul_initialised;          /* vcard_emul_init was called; guarded by emul_lock */

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/atr.h"
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/atr.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "proto.h"
 
 #define HANDSHAKE_MAX_PAYLOAD 64              /* an Init with a few capabilities */
@@ -28,25 +28,25 @@
  * CardRemove or EOF right after an APDU waits at most this long. */
 #define DIRECT_LINGER_MS 10
 #define SMALL_APDU_BUFFER 512
-/* Reads per vscard_conn_serve(): a fast peer cannot keep the transport from the others. */
+/* Reads per vccid_vscard_conn_serve(): a fast peer cannot keep the transport from the others. */
 #define SERVE_MAX_READS 64
-#define VSCARD_ERROR_MAX_PAYLOAD 64   /* an Error carries a 4-byte code */
+#define VCCID_VSCARD_ERROR_MAX_PAYLOAD 64   /* an Error carries a 4-byte code */
 
 /* Lock order (README, "Threads and locks"): host_lock, then a slot's locks, then
  * conn->write_lock, then conn->lock. The transport's thread only ever tries write_lock. */
 
 struct host_slot {
 	vccid_slot *slot;
-	char reader[VSCARD_NAME_MAX + 1];
+	char reader[VCCID_VSCARD_NAME_MAX + 1];
 	unsigned index;
 	struct remote_reader *bound;   /* guarded by host_lock */
 	struct host_slot *next;
 };
 
 struct remote_reader {
-	vscard_conn *conn;
+	vccid_vscard_conn *conn;
 	uint32_t id;
-	char name[VSCARD_NAME_MAX + 1];
+	char name[VCCID_VSCARD_NAME_MAX + 1];
 	struct host_slot *hslot;       /* guarded by host_lock; NULL when orphaned */
 	/* The rest is guarded by conn->lock. */
 	bool in_slot;                  /* from slot insert until the slot's release */
@@ -61,15 +61,15 @@ struct remote_reader {
 	size_t rsp_len;
 };
 
-struct vscard_conn {
+struct vccid_vscard_conn {
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
 	pthread_mutex_t write_lock;    /* one message at a time on the wire; outbox[0..] */
-	struct vscard_io io;
+	struct vccid_vscard_io io;
 	char peer[64];
 	unsigned timeout_ms;
 	bool handshake_done;
-	long long idle_since_ms;       /* host_lock; see vscard_conn_idle_since() */
+	long long idle_since_ms;       /* host_lock; see vccid_vscard_conn_idle_since() */
 	bool extended;                 /* the peer takes extended APDUs (vccid capability) */
 	bool dead;                     /* guarded by lock */
 	enum { OWNER_NONE, OWNER_TRANSPORT, OWNER_TRANSMIT } reader_owner;   /* lock */
@@ -81,8 +81,8 @@ struct vscard_conn {
 	bool outbox_blocked;           /* lock; the transport last could not take it all */
 	unsigned sending;              /* lock; transmits writing an APDU */
 	bool skipped;                  /* lock; the transport skipped it for a sender */
-	struct remote_reader *readers[VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
-	struct vscard_framer framer;
+	struct remote_reader *readers[VCCID_VSCARD_MAX_READERS_PER_CONN];   /* by id; host_lock */
+	struct vccid_vscard_framer framer;
 	uint8_t *buf;
 };
 
@@ -93,7 +93,7 @@ static const uint8_t sw_wrong_length[2] = { 0x67, 0x00 };
 
 /* ---- slots offered by the readers ---- */
 
-void vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index)
+void vccid_vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index)
 {
 	struct host_slot *hslot = calloc(1, sizeof(*hslot));
 
@@ -120,7 +120,7 @@ static struct host_slot **find_hslot(vccid_slot *slot)
 	return NULL;
 }
 
-bool vscard_host_slot_bound(vccid_slot *slot)
+bool vccid_vscard_host_slot_bound(vccid_slot *slot)
 {
 	struct host_slot **p;
 	bool bound;
@@ -132,7 +132,7 @@ bool vscard_host_slot_bound(vccid_slot *slot)
 	return bound;
 }
 
-bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
+bool vccid_vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
 			     char *peer, size_t peer_size)
 {
 	struct host_slot **p;
@@ -152,7 +152,7 @@ bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
 /* ---- the card operations of a remote card ---- */
 
 /* Marks the connection failed; conn->lock held. The transport closes it. */
-static bool conn_fail_locked(vscard_conn *conn, const char *why)
+static bool conn_fail_locked(vccid_vscard_conn *conn, const char *why)
 {
 	if (conn->dead)
 		return false;
@@ -163,7 +163,7 @@ static bool conn_fail_locked(vscard_conn *conn, const char *why)
 }
 
 /* Writes all of @p buf through the transport before @p deadline_ms; write_lock held. */
-static int write_all(vscard_conn *conn, const uint8_t *buf, size_t len, long long deadline_ms)
+static int write_all(vccid_vscard_conn *conn, const uint8_t *buf, size_t len, long long deadline_ms)
 {
 	while (len > 0) {
 		ssize_t n = conn->io.write(conn->io.io, buf, len, deadline_ms);
@@ -182,7 +182,7 @@ static int write_all(vscard_conn *conn, const uint8_t *buf, size_t len, long lon
  * Appenders write beyond outbox_len, and only the write_lock holder consumes,
  * so the bytes written need no lock.
  */
-static int outbox_flush_locked(vscard_conn *conn, long long deadline_ms)
+static int outbox_flush_locked(vccid_vscard_conn *conn, long long deadline_ms)
 {
 	for (;;) {
 		size_t len;
@@ -206,7 +206,7 @@ static int outbox_flush_locked(vscard_conn *conn, long long deadline_ms)
 }
 
 /* Fails the connection for @p rv from a write; wakes the transport to drop it. */
-static void conn_write_failed(vscard_conn *conn, int rv)
+static void conn_write_failed(vccid_vscard_conn *conn, int rv)
 {
 	bool wake;
 
@@ -221,9 +221,9 @@ static void conn_write_failed(vscard_conn *conn, int rv)
 /*
  * Writes what the outbox holds without waiting, unless another thread holds
  * write_lock (it writes the outbox when it is done). What the transport does
- * not take now waits for vscard_conn_wants_write().
+ * not take now waits for vccid_vscard_conn_wants_write().
  */
-static void outbox_flush(vscard_conn *conn)
+static void outbox_flush(vccid_vscard_conn *conn)
 {
 	for (;;) {
 		bool again, wake;
@@ -252,7 +252,7 @@ static void outbox_flush(vscard_conn *conn)
 }
 
 /* Queues an answer and writes what the transport takes now; never waits. */
-static int conn_answer(vscard_conn *conn, const uint8_t *msg, size_t len)
+static int conn_answer(vccid_vscard_conn *conn, const uint8_t *msg, size_t len)
 {
 	int rv = VCCID_OK;
 	bool wake = false;
@@ -278,10 +278,10 @@ static int conn_answer(vscard_conn *conn, const uint8_t *msg, size_t len)
 /*
  * A transmit writes its APDU, after any answers waiting in the outbox, waiting
  * up to @p deadline_ms. Meanwhile the transport's thread leaves the connection
- * alone (vscard_conn_watch), so it never waits on write_lock or on anything
+ * alone (vccid_vscard_conn_watch), so it never waits on write_lock or on anything
  * this exchange holds.
  */
-static int conn_send_apdu(vscard_conn *conn, const uint8_t *msg, size_t len, long long deadline_ms)
+static int conn_send_apdu(vccid_vscard_conn *conn, const uint8_t *msg, size_t len, long long deadline_ms)
 {
 	bool wake;
 	int rv;
@@ -329,7 +329,7 @@ static int remote_power(void *card, enum vccid_power_action action, uint8_t *atr
 }
 
 /* Reads exactly @p len bytes through the transport before @p deadline_ms; 0 or an error. */
-static int read_exact(const struct vscard_io *io, uint8_t *buf, size_t len, long long deadline_ms)
+static int read_exact(const struct vccid_vscard_io *io, uint8_t *buf, size_t len, long long deadline_ms)
 {
 	while (len > 0) {
 		struct iovec iov = { buf, len };
@@ -355,8 +355,8 @@ enum direct_result {
 };
 
 /* Keeps bytes a transmit took from the socket that were not its answer, for the
- * transport to parse first (vscard_conn_serve); conn->lock held. */
-static int stash_locked(vscard_conn *conn, const uint8_t *a, size_t a_len, const uint8_t *b,
+ * transport to parse first (vccid_vscard_conn_serve); conn->lock held. */
+static int stash_locked(vccid_vscard_conn *conn, const uint8_t *a, size_t a_len, const uint8_t *b,
 			size_t b_len)
 {
 	uint8_t *stash = malloc(a_len + b_len);
@@ -380,9 +380,9 @@ static int stash_locked(vscard_conn *conn, const uint8_t *a, size_t a_len, const
  */
 static enum direct_result read_own_answer(struct remote_reader *reader, long long deadline_ms)
 {
-	vscard_conn *conn = reader->conn;
-	uint8_t head[VSCARD_HEADER_SIZE];
-	struct vscard_header header;
+	vccid_vscard_conn *conn = reader->conn;
+	uint8_t head[VCCID_VSCARD_HEADER_SIZE];
+	struct vccid_vscard_header header;
 	const struct iovec iov[2] = { { head, sizeof(head) }, { reader->rsp, reader->rsp_cap } };
 	size_t got, extra;
 	ssize_t n;
@@ -396,11 +396,11 @@ static enum direct_result read_own_answer(struct remote_reader *reader, long lon
 		return DIRECT_HAND_BACK;   /* EOF or an error: the transport sees it too */
 	got = (size_t)n;
 	if (got >= sizeof(head))
-		vscard_header_decode(head, &header);
+		vccid_vscard_header_decode(head, &header);
 	ours = got >= sizeof(head) && header.reader_id == reader->id &&
 	       header.length <= reader->rsp_cap &&
-	       ((header.type == VSCARD_APDU && header.length >= 2) ||
-		(header.type == VSCARD_ERROR && header.length <= VSCARD_ERROR_MAX_PAYLOAD));
+	       ((header.type == VCCID_VSCARD_APDU && header.length >= 2) ||
+		(header.type == VCCID_VSCARD_ERROR && header.length <= VCCID_VSCARD_ERROR_MAX_PAYLOAD));
 	if (!ours) {
 		pthread_mutex_lock(&conn->lock);
 		rv = stash_locked(conn, head, got < sizeof(head) ? got : sizeof(head), reader->rsp,
@@ -415,11 +415,11 @@ static enum direct_result read_own_answer(struct remote_reader *reader, long lon
 	extra = got > header.length ? got - header.length : 0;
 	pthread_mutex_lock(&conn->lock);
 	rv = extra > 0 ? stash_locked(conn, reader->rsp + header.length, extra, NULL, 0) : VCCID_OK;
-	reader->status = header.type == VSCARD_APDU ? VCCID_OK : VCCID_EIO;
-	reader->rsp_len = header.type == VSCARD_APDU ? header.length : 0;
+	reader->status = header.type == VCCID_VSCARD_APDU ? VCCID_OK : VCCID_EIO;
+	reader->rsp_len = header.type == VCCID_VSCARD_APDU ? header.length : 0;
 	reader->answered = true;
 	pthread_mutex_unlock(&conn->lock);
-	if (header.type == VSCARD_ERROR)
+	if (header.type == VCCID_VSCARD_ERROR)
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer,
 			  reader->id);
 	return rv != VCCID_OK ? DIRECT_BROKEN : extra > 0 ? DIRECT_ANSWERED_MORE : DIRECT_ANSWERED;
@@ -428,15 +428,15 @@ static enum direct_result read_own_answer(struct remote_reader *reader, long lon
 static int send_apdu(struct remote_reader *reader, const uint8_t *cmd, size_t cmd_len,
 		     long long deadline_ms)
 {
-	uint8_t small[VSCARD_HEADER_SIZE + SMALL_APDU_BUFFER];
-	size_t size = VSCARD_HEADER_SIZE + cmd_len;
+	uint8_t small[VCCID_VSCARD_HEADER_SIZE + SMALL_APDU_BUFFER];
+	size_t size = VCCID_VSCARD_HEADER_SIZE + cmd_len;
 	uint8_t *msg = size <= sizeof(small) ? small : malloc(size);
 	size_t msg_len;
 	int rv;
 
 	if (msg == NULL)
 		return VCCID_ENOMEM;
-	msg_len = vscard_message_encode(msg, size, VSCARD_APDU, reader->id, cmd, cmd_len);
+	msg_len = vccid_vscard_message_encode(msg, size, VCCID_VSCARD_APDU, reader->id, cmd, cmd_len);
 	rv = conn_send_apdu(reader->conn, msg, msg_len, deadline_ms);
 	explicit_bzero(msg, size);   /* may hold a PIN */
 	if (msg != small)
@@ -448,7 +448,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 			   size_t *rsp_len)
 {
 	struct remote_reader *reader = card;
-	vscard_conn *conn = reader->conn;
+	vccid_vscard_conn *conn = reader->conn;
 	size_t limit;
 	struct timespec deadline;
 	long long deadline_ms;
@@ -461,7 +461,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 		pthread_mutex_unlock(&conn->lock);
 		return VCCID_EIO;
 	}
-	limit = conn->extended ? VSCARD_EXT_MAX_APDU : VSCARD_LEGACY_MAX_APDU;
+	limit = conn->extended ? VCCID_VSCARD_EXT_MAX_APDU : VCCID_VSCARD_LEGACY_MAX_APDU;
 	if (cmd_len > limit) {
 		pthread_mutex_unlock(&conn->lock);
 		/* Stock peers overflow a 270-byte buffer: answer as a card that cannot take it. */
@@ -473,7 +473,7 @@ static int remote_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8
 	}
 	/* Read the answer here unless the transport is busy with this socket. */
 	direct = conn->io.transmit_reads && conn->reader_owner == OWNER_NONE && conn->stash == NULL &&
-		 !vscard_conn_mid_message(conn);
+		 !vccid_vscard_conn_mid_message(conn);
 	if (direct)
 		conn->reader_owner = OWNER_TRANSMIT;
 	reader->pending = true;
@@ -555,7 +555,7 @@ static const struct vccid_card_ops remote_ops = {
  */
 static void reader_take_card_out(struct remote_reader *reader)
 {
-	vscard_conn *conn = reader->conn;
+	vccid_vscard_conn *conn = reader->conn;
 	bool in_slot;
 
 	pthread_mutex_lock(&conn->lock);
@@ -586,7 +586,7 @@ static void reader_destroy(struct remote_reader *reader)
 	free(reader);
 }
 
-void vscard_host_withdraw_slot(vccid_slot *slot)
+void vccid_vscard_host_withdraw_slot(vccid_slot *slot)
 {
 	struct host_slot **p;
 	struct host_slot *hslot;
@@ -607,14 +607,14 @@ void vscard_host_withdraw_slot(vccid_slot *slot)
 
 /* ---- connections ---- */
 
-vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer, unsigned timeout_ms)
+vccid_vscard_conn *vccid_vscard_conn_new(const struct vccid_vscard_io *io, const char *peer, unsigned timeout_ms)
 {
-	vscard_conn *conn = calloc(1, sizeof(*conn));
+	vccid_vscard_conn *conn = calloc(1, sizeof(*conn));
 	pthread_condattr_t attr;
 
 	if (conn == NULL)
 		return NULL;
-	conn->buf = malloc(VSCARD_HEADER_SIZE + READY_MAX_PAYLOAD);
+	conn->buf = malloc(VCCID_VSCARD_HEADER_SIZE + READY_MAX_PAYLOAD);
 	conn->outbox = malloc(OUTBOX_SIZE);
 	if (conn->buf == NULL || conn->outbox == NULL) {
 		free(conn->buf);
@@ -631,35 +631,35 @@ vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer, unsig
 	conn->io = *io;
 	snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
 	conn->timeout_ms = timeout_ms;
-	vscard_framer_init(&conn->framer, conn->buf, HANDSHAKE_MAX_PAYLOAD);
+	vccid_vscard_framer_init(&conn->framer, conn->buf, HANDSHAKE_MAX_PAYLOAD);
 	return conn;
 }
 
-const char *vscard_conn_peer(const vscard_conn *conn)
+const char *vccid_vscard_conn_peer(const vccid_vscard_conn *conn)
 {
 	return conn->peer;
 }
 
-bool vscard_conn_handshake_done(vscard_conn *conn)
+bool vccid_vscard_conn_handshake_done(vccid_vscard_conn *conn)
 {
 	return conn->handshake_done;
 }
 
 /* Whether the connection holds a reader now; host_lock held. */
-static void conn_update_idle_locked(vscard_conn *conn)
+static void conn_update_idle_locked(vccid_vscard_conn *conn)
 {
 	unsigned i;
 
-	for (i = 0; i < VSCARD_MAX_READERS_PER_CONN; i++)
+	for (i = 0; i < VCCID_VSCARD_MAX_READERS_PER_CONN; i++)
 		if (conn->readers[i] != NULL)
 			break;
-	if (i < VSCARD_MAX_READERS_PER_CONN)
+	if (i < VCCID_VSCARD_MAX_READERS_PER_CONN)
 		conn->idle_since_ms = 0;
 	else if (conn->idle_since_ms == 0)
 		conn->idle_since_ms = vccid_now_ms();
 }
 
-long long vscard_conn_idle_since(vscard_conn *conn)
+long long vccid_vscard_conn_idle_since(vccid_vscard_conn *conn)
 {
 	long long since;
 
@@ -669,7 +669,7 @@ long long vscard_conn_idle_since(vscard_conn *conn)
 	return since;
 }
 
-bool vscard_conn_dead(vscard_conn *conn)
+bool vccid_vscard_conn_dead(vccid_vscard_conn *conn)
 {
 	bool dead;
 
@@ -679,7 +679,7 @@ bool vscard_conn_dead(vscard_conn *conn)
 	return dead;
 }
 
-bool vscard_conn_read_begin(vscard_conn *conn)
+bool vccid_vscard_conn_read_begin(vccid_vscard_conn *conn)
 {
 	bool ok;
 
@@ -693,7 +693,7 @@ bool vscard_conn_read_begin(vscard_conn *conn)
 	return ok;
 }
 
-void vscard_conn_read_end(vscard_conn *conn)
+void vccid_vscard_conn_read_end(vccid_vscard_conn *conn)
 {
 	pthread_mutex_lock(&conn->lock);
 	if (conn->reader_owner == OWNER_TRANSPORT)
@@ -701,7 +701,7 @@ void vscard_conn_read_end(vscard_conn *conn)
 	pthread_mutex_unlock(&conn->lock);
 }
 
-bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms)
+bool vccid_vscard_conn_watch(vccid_vscard_conn *conn, long long now_ms, long long *recheck_ms)
 {
 	bool watch;
 
@@ -719,7 +719,7 @@ bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_m
 	return watch;
 }
 
-bool vscard_conn_wants_write(vscard_conn *conn)
+bool vccid_vscard_conn_wants_write(vccid_vscard_conn *conn)
 {
 	bool wants;
 
@@ -729,12 +729,12 @@ bool vscard_conn_wants_write(vscard_conn *conn)
 	return wants;
 }
 
-void vscard_conn_writable(vscard_conn *conn)
+void vccid_vscard_conn_writable(vccid_vscard_conn *conn)
 {
 	outbox_flush(conn);
 }
 
-bool vscard_conn_stashed(vscard_conn *conn)
+bool vccid_vscard_conn_stashed(vccid_vscard_conn *conn)
 {
 	bool stashed;
 
@@ -744,12 +744,12 @@ bool vscard_conn_stashed(vscard_conn *conn)
 	return stashed;
 }
 
-bool vscard_conn_mid_message(vscard_conn *conn)
+bool vccid_vscard_conn_mid_message(vccid_vscard_conn *conn)
 {
 	return conn->framer.used > 0 && !conn->framer.delivered;
 }
 
-void vscard_conn_close(vscard_conn *conn, const char *reason)
+void vccid_vscard_conn_close(vccid_vscard_conn *conn, const char *reason)
 {
 	unsigned i;
 	unsigned n = 0;
@@ -759,7 +759,7 @@ void vscard_conn_close(vscard_conn *conn, const char *reason)
 	pthread_cond_broadcast(&conn->changed);
 	pthread_mutex_unlock(&conn->lock);
 	pthread_mutex_lock(&host_lock);
-	for (i = 0; i < VSCARD_MAX_READERS_PER_CONN; i++) {
+	for (i = 0; i < VCCID_VSCARD_MAX_READERS_PER_CONN; i++) {
 		if (conn->readers[i] != NULL) {
 			reader_destroy(conn->readers[i]);
 			n++;
@@ -780,10 +780,10 @@ void vscard_conn_close(vscard_conn *conn, const char *reason)
 	free(conn);
 }
 
-static int send_error(vscard_conn *conn, uint32_t reader_id, uint32_t code)
+static int send_error(vccid_vscard_conn *conn, uint32_t reader_id, uint32_t code)
 {
-	uint8_t msg[VSCARD_HEADER_SIZE + 4];
-	size_t len = vscard_error_encode(msg, sizeof(msg), reader_id, code);
+	uint8_t msg[VCCID_VSCARD_HEADER_SIZE + 4];
+	size_t len = vccid_vscard_error_encode(msg, sizeof(msg), reader_id, code);
 
 	return conn_answer(conn, msg, len);
 }
@@ -816,18 +816,18 @@ static struct host_slot *free_hslot(void)
 	return best;
 }
 
-static int handle_reader_add(vscard_conn *conn, const uint8_t *payload, size_t len)
+static int handle_reader_add(vccid_vscard_conn *conn, const uint8_t *payload, size_t len)
 {
 	struct remote_reader *reader = NULL;
 	struct host_slot *hslot;
 	uint32_t id;
 
 	pthread_mutex_lock(&host_lock);
-	for (id = 0; id < VSCARD_MAX_READERS_PER_CONN; id++)
+	for (id = 0; id < VCCID_VSCARD_MAX_READERS_PER_CONN; id++)
 		if (conn->readers[id] == NULL)
 			break;
 	hslot = free_hslot();
-	if (id < VSCARD_MAX_READERS_PER_CONN && hslot != NULL)
+	if (id < VCCID_VSCARD_MAX_READERS_PER_CONN && hslot != NULL)
 		reader = calloc(1, sizeof(*reader));
 	if (reader != NULL) {
 		reader->conn = conn;
@@ -843,35 +843,35 @@ static int handle_reader_add(vscard_conn *conn, const uint8_t *payload, size_t l
 	pthread_mutex_unlock(&host_lock);
 	if (reader == NULL) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: ReaderAdd refused: %s", conn->peer,
-			  id >= VSCARD_MAX_READERS_PER_CONN ? "too many readers on this connection"
+			  id >= VCCID_VSCARD_MAX_READERS_PER_CONN ? "too many readers on this connection"
 							     : "no free slot");
-		return send_error(conn, VSCARD_UNDEFINED_READER_ID, VSCARD_CANNOT_ADD_MORE_READERS);
+		return send_error(conn, VCCID_VSCARD_UNDEFINED_READER_ID, VCCID_VSCARD_CANNOT_ADD_MORE_READERS);
 	}
-	return send_error(conn, id, VSCARD_SUCCESS);
+	return send_error(conn, id, VCCID_VSCARD_SUCCESS);
 }
 
-static int handle_reader_remove(vscard_conn *conn, uint32_t id)
+static int handle_reader_remove(vccid_vscard_conn *conn, uint32_t id)
 {
 	pthread_mutex_lock(&host_lock);
-	if (id < VSCARD_MAX_READERS_PER_CONN && conn->readers[id] != NULL) {
+	if (id < VCCID_VSCARD_MAX_READERS_PER_CONN && conn->readers[id] != NULL) {
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: reader %u removed", conn->peer, id);
 		reader_destroy(conn->readers[id]);
 		conn_update_idle_locked(conn);
 	}
 	pthread_mutex_unlock(&host_lock);
 	/* Success also for an unknown id: clients send ReaderRemove(0) after an unclean exit. */
-	return send_error(conn, id, VSCARD_SUCCESS);
+	return send_error(conn, id, VCCID_VSCARD_SUCCESS);
 }
 
-static struct remote_reader *conn_reader(vscard_conn *conn, uint32_t id)
+static struct remote_reader *conn_reader(vccid_vscard_conn *conn, uint32_t id)
 {
-	return id < VSCARD_MAX_READERS_PER_CONN ? conn->readers[id] : NULL;
+	return id < VCCID_VSCARD_MAX_READERS_PER_CONN ? conn->readers[id] : NULL;
 }
 
-static int handle_atr(vscard_conn *conn, uint32_t id, const uint8_t *atr, size_t len)
+static int handle_atr(vccid_vscard_conn *conn, uint32_t id, const uint8_t *atr, size_t len)
 {
 	struct remote_reader *reader;
-	uint32_t code = VSCARD_GENERAL_ERROR;
+	uint32_t code = VCCID_VSCARD_GENERAL_ERROR;
 	unsigned protocols;
 
 	pthread_mutex_lock(&host_lock);
@@ -885,26 +885,26 @@ static int handle_atr(vscard_conn *conn, uint32_t id, const uint8_t *atr, size_t
 	} else {
 		pthread_mutex_lock(&conn->lock);
 		if (reader->in_slot) {
-			code = VSCARD_CARD_ALREADY_INSERTED;
+			code = VCCID_VSCARD_CARD_ALREADY_INSERTED;
 		} else {
 			reader->in_slot = true;
 			reader->removing = false;
 			memcpy(reader->atr, atr, len);
 			reader->atr_len = len;
-			code = VSCARD_SUCCESS;
+			code = VCCID_VSCARD_SUCCESS;
 		}
 		pthread_mutex_unlock(&conn->lock);
-		if (code == VSCARD_SUCCESS &&
+		if (code == VCCID_VSCARD_SUCCESS &&
 		    vccid_slot_insert(reader->hslot->slot, &remote_ops, reader, reader->name) !=
 			    VCCID_OK) {
 			pthread_mutex_lock(&conn->lock);
 			reader->in_slot = false;
 			pthread_mutex_unlock(&conn->lock);
-			code = VSCARD_GENERAL_ERROR;
+			code = VCCID_VSCARD_GENERAL_ERROR;
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: slot of reader %u is occupied",
 				  conn->peer, id);
 		}
-		if (code == VSCARD_SUCCESS)
+		if (code == VCCID_VSCARD_SUCCESS)
 			VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: card inserted in reader %u",
 				  conn->peer, id);
 	}
@@ -912,16 +912,16 @@ static int handle_atr(vscard_conn *conn, uint32_t id, const uint8_t *atr, size_t
 	return send_error(conn, id, code);
 }
 
-static int handle_card_remove(vscard_conn *conn, uint32_t id)
+static int handle_card_remove(vccid_vscard_conn *conn, uint32_t id)
 {
 	struct remote_reader *reader;
-	uint32_t code = VSCARD_GENERAL_ERROR;
+	uint32_t code = VCCID_VSCARD_GENERAL_ERROR;
 
 	pthread_mutex_lock(&host_lock);
 	reader = conn_reader(conn, id);
 	if (reader != NULL) {
 		reader_take_card_out(reader);
-		code = VSCARD_SUCCESS;
+		code = VCCID_VSCARD_SUCCESS;
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: card removed from reader %u",
 			  conn->peer, id);
 	} else {
@@ -933,7 +933,7 @@ static int handle_card_remove(vscard_conn *conn, uint32_t id)
 }
 
 /* An APDU (the answer) or an Error from the client for a pending exchange. */
-static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const uint8_t *data,
+static void handle_answer(vccid_vscard_conn *conn, uint32_t type, uint32_t id, const uint8_t *data,
 			  size_t len)
 {
 	struct remote_reader *reader;
@@ -946,7 +946,7 @@ static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const u
 		pthread_mutex_lock(&conn->lock);
 		if (reader->pending && !reader->answered) {
 			cap = reader->rsp_cap;
-			if (type == VSCARD_ERROR) {
+			if (type == VCCID_VSCARD_ERROR) {
 				reader->status = VCCID_EIO;   /* its payload is "not meaningful" */
 			} else if (len < 2 || len > reader->rsp_cap) {
 				reader->status = len < 2 ? VCCID_EPROTO : VCCID_ENOSPC;
@@ -964,8 +964,8 @@ static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const u
 	pthread_mutex_unlock(&host_lock);
 	if (!delivered)
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: unexpected %s for reader %u ignored",
-			  conn->peer, vscard_type_name(type), id);
-	else if (type == VSCARD_ERROR)
+			  conn->peer, vccid_vscard_type_name(type), id);
+	else if (type == VCCID_VSCARD_ERROR)
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u failed an APDU", conn->peer, id);
 	else if (len < 2)
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: reader %u answered with %zu byte(s), "
@@ -976,18 +976,18 @@ static void handle_answer(vscard_conn *conn, uint32_t type, uint32_t id, const u
 			  cap);
 }
 
-static int handle_init(vscard_conn *conn, const uint8_t *payload, size_t len)
+static int handle_init(vccid_vscard_conn *conn, const uint8_t *payload, size_t len)
 {
-	struct vscard_init init;
-	uint8_t msg[VSCARD_HEADER_SIZE + VSCARD_INIT_MIN_SIZE];
+	struct vccid_vscard_init init;
+	uint8_t msg[VCCID_VSCARD_HEADER_SIZE + VCCID_VSCARD_INIT_MIN_SIZE];
 	size_t msg_len;
 
-	if (vscard_init_decode(payload, len, &init) != VCCID_OK) {
+	if (vccid_vscard_init_decode(payload, len, &init) != VCCID_OK) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: bad Init (%zu bytes, magic or length)",
 			  conn->peer, len);
 		return VCCID_EPROTO;
 	}
-	conn->extended = (init.capabilities[0] & VSCARD_CAP_VCCID_EXTENDED) != 0;
+	conn->extended = (init.capabilities[0] & VCCID_VSCARD_CAP_VCCID_EXTENDED) != 0;
 	pthread_mutex_lock(&host_lock);
 	conn->idle_since_ms = vccid_now_ms();
 	conn->handshake_done = true;
@@ -995,83 +995,83 @@ static int handle_init(vscard_conn *conn, const uint8_t *payload, size_t len)
 	conn->framer.max_payload = READY_MAX_PAYLOAD;
 	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: Init version %u, %s APDUs", conn->peer,
 		  init.version, conn->extended ? "extended" : "short");
-	msg_len = vscard_init_encode(msg, sizeof(msg), VSCARD_UNDEFINED_READER_ID,
-				     VSCARD_CAP_VCCID_EXTENDED);
+	msg_len = vccid_vscard_init_encode(msg, sizeof(msg), VCCID_VSCARD_UNDEFINED_READER_ID,
+				     VCCID_VSCARD_CAP_VCCID_EXTENDED);
 	return conn_answer(conn, msg, msg_len);
 }
 
-static int handle_message(vscard_conn *conn, const struct vscard_header *header,
+static int handle_message(vccid_vscard_conn *conn, const struct vccid_vscard_header *header,
 			  const uint8_t *payload)
 {
 	if (!conn->handshake_done) {
-		if (header->type != VSCARD_INIT) {
+		if (header->type != VCCID_VSCARD_INIT) {
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s (type %u) before Init",
-				  conn->peer, vscard_type_name(header->type), header->type);
+				  conn->peer, vccid_vscard_type_name(header->type), header->type);
 			return VCCID_EPROTO;
 		}
 		return handle_init(conn, payload, header->length);
 	}
 	VCCID_LOG(VCCID_LOG_DEBUG, "VSCard peer %s: %s reader %u, %u bytes", conn->peer,
-		  vscard_type_name(header->type), header->reader_id, header->length);
-	switch ((enum vscard_type)header->type) {
-	case VSCARD_READER_ADD:
+		  vccid_vscard_type_name(header->type), header->reader_id, header->length);
+	switch ((enum vccid_vscard_type)header->type) {
+	case VCCID_VSCARD_READER_ADD:
 		return handle_reader_add(conn, payload, header->length);
-	case VSCARD_READER_REMOVE:
+	case VCCID_VSCARD_READER_REMOVE:
 		return handle_reader_remove(conn, header->reader_id);
-	case VSCARD_ATR:
+	case VCCID_VSCARD_ATR:
 		return handle_atr(conn, header->reader_id, payload, header->length);
-	case VSCARD_CARD_REMOVE:
+	case VCCID_VSCARD_CARD_REMOVE:
 		return handle_card_remove(conn, header->reader_id);
-	case VSCARD_APDU:
-	case VSCARD_ERROR:
+	case VCCID_VSCARD_APDU:
+	case VCCID_VSCARD_ERROR:
 		handle_answer(conn, header->type, header->reader_id, payload, header->length);
 		return VCCID_OK;
-	case VSCARD_FLUSH: {
-		uint8_t msg[VSCARD_HEADER_SIZE];
+	case VCCID_VSCARD_FLUSH: {
+		uint8_t msg[VCCID_VSCARD_HEADER_SIZE];
 
-		vscard_header_encode(msg, VSCARD_FLUSH_COMPLETE, header->reader_id, 0);
+		vccid_vscard_header_encode(msg, VCCID_VSCARD_FLUSH_COMPLETE, header->reader_id, 0);
 		return conn_answer(conn, msg, sizeof(msg));
 	}
-	case VSCARD_INIT:
-	case VSCARD_FLUSH_COMPLETE:
+	case VCCID_VSCARD_INIT:
+	case VCCID_VSCARD_FLUSH_COMPLETE:
 		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s: unexpected %s ignored", conn->peer,
-			  vscard_type_name(header->type));
+			  vccid_vscard_type_name(header->type));
 		return VCCID_OK;
 	default:
 		/* As QEMU does: a general error, a type every client expects. */
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: unknown message type %u", conn->peer,
 			  header->type);
-		return send_error(conn, header->reader_id, VSCARD_GENERAL_ERROR);
+		return send_error(conn, header->reader_id, VCCID_VSCARD_GENERAL_ERROR);
 	}
 }
 
-static uint8_t *conn_read_space(vscard_conn *conn, size_t *want)
+static uint8_t *conn_read_space(vccid_vscard_conn *conn, size_t *want)
 {
-	return vscard_framer_space(&conn->framer, want);
+	return vccid_vscard_framer_space(&conn->framer, want);
 }
 
-static int conn_read_done(vscard_conn *conn, size_t n)
+static int conn_read_done(vccid_vscard_conn *conn, size_t n)
 {
-	struct vscard_header header;
+	struct vccid_vscard_header header;
 	const uint8_t *payload;
-	int rv = vscard_framer_fill(&conn->framer, n, &header, &payload);
+	int rv = vccid_vscard_framer_fill(&conn->framer, n, &header, &payload);
 
 	if (rv < 0) {
-		vscard_header_decode(conn->buf, &header);
+		vccid_vscard_header_decode(conn->buf, &header);
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s message announces %u bytes, over the "
-			  "limit of %zu", conn->peer, vscard_type_name(header.type), header.length,
+			  "limit of %zu", conn->peer, vccid_vscard_type_name(header.type), header.length,
 			  conn->framer.max_payload);
 		return VCCID_EPROTO;
 	}
 	if (rv == 0)
 		return VCCID_OK;
 	rv = handle_message(conn, &header, payload);
-	if (rv == VCCID_OK && vscard_conn_dead(conn))
+	if (rv == VCCID_OK && vccid_vscard_conn_dead(conn))
 		rv = VCCID_EIO;
 	return rv;
 }
 
-int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len)
+int vccid_vscard_conn_input(vccid_vscard_conn *conn, const uint8_t *data, size_t len)
 {
 	while (len > 0) {
 		size_t want;
@@ -1093,7 +1093,7 @@ int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len)
 }
 
 /* Parses what a transmit read and left to the transport. */
-static int conn_read_stashed(vscard_conn *conn)
+static int conn_read_stashed(vccid_vscard_conn *conn)
 {
 	uint8_t *stash;
 	size_t len;
@@ -1106,19 +1106,19 @@ static int conn_read_stashed(vscard_conn *conn)
 	conn->stash_len = 0;
 	pthread_mutex_unlock(&conn->lock);
 	if (stash != NULL) {
-		rv = vscard_conn_input(conn, stash, len);
+		rv = vccid_vscard_conn_input(conn, stash, len);
 		explicit_bzero(stash, len);
 		free(stash);
 	}
 	return rv;
 }
 
-const char *vscard_conn_serve(vscard_conn *conn)
+const char *vccid_vscard_conn_serve(vccid_vscard_conn *conn)
 {
 	unsigned i;
 
 	if (conn_read_stashed(conn) != VCCID_OK)
-		return vscard_conn_dead(conn) ? "connection failed" : "protocol error";
+		return vccid_vscard_conn_dead(conn) ? "connection failed" : "protocol error";
 	for (i = 0; i < SERVE_MAX_READS; i++) {
 		struct iovec iov;
 		size_t want;
@@ -1136,7 +1136,7 @@ const char *vscard_conn_serve(vscard_conn *conn)
 		if (n < 0)
 			return "read error";
 		if (conn_read_done(conn, (size_t)n) != VCCID_OK)
-			return vscard_conn_dead(conn) ? "connection failed" : "protocol error";
+			return vccid_vscard_conn_dead(conn) ? "connection failed" : "protocol error";
 	}
 	return NULL;
 }

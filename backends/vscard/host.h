@@ -9,12 +9,12 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "core/slot.h"
+#include "corelib/slot.h"
 
-#define VSCARD_MAX_READERS_PER_CONN 16
-#define VSCARD_NAME_MAX 63
+#define VCCID_VSCARD_MAX_READERS_PER_CONN 16
+#define VCCID_VSCARD_NAME_MAX 63
 
-typedef struct vscard_conn vscard_conn;
+typedef struct vccid_vscard_conn vccid_vscard_conn;
 
 /**
  * How a connection reaches its peer. Every byte the host sends or receives
@@ -22,7 +22,7 @@ typedef struct vscard_conn vscard_conn;
  * and so can a TLS transport or an in-memory one in tests. The host itself
  * makes no system call on the connection.
  */
-struct vscard_io {
+struct vccid_vscard_io {
 	/**
 	 * Writes what it can of @p buf, waiting for room until @p deadline_ms
 	 * (vccid_now_ms() time); a deadline <= 0 takes only what fits now.
@@ -39,7 +39,7 @@ struct vscard_io {
 	ssize_t (*read)(void *io, const struct iovec *iov, size_t iovcnt, long long deadline_ms);
 	/** True: a transmit reads its answer itself (from its own thread, while the
 	 *  transport's thread leaves the connection alone), saving a hand-off per
-	 *  APDU. False: every byte is read by vscard_conn_serve(). */
+	 *  APDU. False: every byte is read by vccid_vscard_conn_serve(). */
 	bool transmit_reads;
 	/** Asks the transport to look at this connection (it became dead, or a
 	 *  transmit hands reading back). */
@@ -48,68 +48,68 @@ struct vscard_io {
 };
 
 /** Offers @p slot (index @p index of reader @p reader) to remote readers. */
-void vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index);
+void vccid_vscard_host_offer_slot(vccid_slot *slot, const char *reader, unsigned index);
 /** Takes @p slot back: a remote card in it is removed and its reader orphaned. */
-void vscard_host_withdraw_slot(vccid_slot *slot);
+void vccid_vscard_host_withdraw_slot(vccid_slot *slot);
 /** True when a remote reader holds @p slot (then only its client may fill it). */
-bool vscard_host_slot_bound(vccid_slot *slot);
+bool vccid_vscard_host_slot_bound(vccid_slot *slot);
 /** Copies the remote reader name and peer of @p slot; false if not bound. */
-bool vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
+bool vccid_vscard_host_slot_remote(vccid_slot *slot, char *name, size_t name_size,
 			     char *peer, size_t peer_size);
 
 /** Creates a connection in its handshake state. @p peer is copied for logs. */
-vscard_conn *vscard_conn_new(const struct vscard_io *io, const char *peer,
+vccid_vscard_conn *vccid_vscard_conn_new(const struct vccid_vscard_io *io, const char *peer,
 			     unsigned timeout_ms);
 /**
  * Feeds bytes the peer sent (tests and fuzzers; transports call
- * vscard_conn_serve()). Returns 0, or a negative vccid_error when the
+ * vccid_vscard_conn_serve()). Returns 0, or a negative vccid_error when the
  * connection must be closed (protocol violation; logged with the peer).
  */
-int vscard_conn_input(vscard_conn *conn, const uint8_t *data, size_t len);
+int vccid_vscard_conn_input(vccid_vscard_conn *conn, const uint8_t *data, size_t len);
 /**
  * For the transport's thread when the peer may have sent something: parses
  * what a transmit stashed, then reads through io->read without waiting (a
  * bounded number of reads, so a fast peer cannot keep the thread from the
- * others). Call it between vscard_conn_read_begin() and _read_end(). Returns
+ * others). Call it between vccid_vscard_conn_read_begin() and _read_end(). Returns
  * NULL, or why the connection must be closed.
  */
-const char *vscard_conn_serve(vscard_conn *conn);
-bool vscard_conn_handshake_done(vscard_conn *conn);
+const char *vccid_vscard_conn_serve(vccid_vscard_conn *conn);
+bool vccid_vscard_conn_handshake_done(vccid_vscard_conn *conn);
 /** Since when (vccid_now_ms()) a handshaken connection holds no reader; 0 while it
  *  holds one or is still in its handshake. */
-long long vscard_conn_idle_since(vscard_conn *conn);
+long long vccid_vscard_conn_idle_since(vccid_vscard_conn *conn);
 /** True when the connection failed (stalled, write error) and must be closed. */
-bool vscard_conn_dead(vscard_conn *conn);
+bool vccid_vscard_conn_dead(vccid_vscard_conn *conn);
 /** True while a message is partly received (a stalled peer shows here). */
-bool vscard_conn_mid_message(vscard_conn *conn);
+bool vccid_vscard_conn_mid_message(vccid_vscard_conn *conn);
 /**
  * The transport reads a connection only between these two calls.
- * vscard_conn_read_begin() returns false while a transmit reads the socket
+ * vccid_vscard_conn_read_begin() returns false while a transmit reads the socket
  * itself (to save the hand-off to another thread per APDU).
  */
-bool vscard_conn_read_begin(vscard_conn *conn);
-void vscard_conn_read_end(vscard_conn *conn);
+bool vccid_vscard_conn_read_begin(vccid_vscard_conn *conn);
+void vccid_vscard_conn_read_end(vccid_vscard_conn *conn);
 /**
  * Whether the transport should read the connection now. When not (a transmit
  * reads it, or did a moment ago and may again, or a transmit is writing to
  * it), *recheck_ms says when to ask again; a transmit that hands reading back
  * or ends its write calls the wake callback.
  */
-bool vscard_conn_watch(vscard_conn *conn, long long now_ms, long long *recheck_ms);
+bool vccid_vscard_conn_watch(vccid_vscard_conn *conn, long long now_ms, long long *recheck_ms);
 /**
  * True when answers wait for room in the transport (a slow reader): the
- * transport watches for room and then calls vscard_conn_writable().
+ * transport watches for room and then calls vccid_vscard_conn_writable().
  */
-bool vscard_conn_wants_write(vscard_conn *conn);
+bool vccid_vscard_conn_wants_write(vccid_vscard_conn *conn);
 /** Writes what waits in the outbox as far as the transport takes it; never waits. */
-void vscard_conn_writable(vscard_conn *conn);
+void vccid_vscard_conn_writable(vccid_vscard_conn *conn);
 /**
  * True when a transmit took bytes that were not its answer: the transport
- * must call vscard_conn_serve() without waiting for the peer to send more.
+ * must call vccid_vscard_conn_serve() without waiting for the peer to send more.
  */
-bool vscard_conn_stashed(vscard_conn *conn);
+bool vccid_vscard_conn_stashed(vccid_vscard_conn *conn);
 /** Removes the connection's cards (pcscd sees removal), releases its slots, frees it. */
-void vscard_conn_close(vscard_conn *conn, const char *reason);
-const char *vscard_conn_peer(const vscard_conn *conn);
+void vccid_vscard_conn_close(vccid_vscard_conn *conn, const char *reason);
+const char *vccid_vscard_conn_peer(const vccid_vscard_conn *conn);
 
 #endif

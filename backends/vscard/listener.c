@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* VSCard transport: TCP and unix sockets, one poll thread, limits on connections and stalls. */
 #define _GNU_SOURCE   /* pipe2 */
-#include "vscard.h"
+#include "listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/addr.h"
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/addr.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "host.h"
 #include "net/net.h"
 
@@ -39,8 +39,8 @@ enum refusal {
 
 struct client {
 	int fd;
-	vscard_conn *conn;
-	struct vscard_io io;
+	vccid_vscard_conn *conn;
+	struct vccid_vscard_io io;
 	char peer_key[64];            /* who it is, for fairness: an address, or unix:uid=U */
 	long long accepted_ms;
 	long long partial_since_ms;   /* 0 when no message is partly received */
@@ -141,7 +141,7 @@ static unsigned pending_handshakes(const struct listener *l)
 	unsigned n = 0;
 
 	for (c = l->clients; c != NULL; c = c->next)
-		n += !vscard_conn_handshake_done(c->conn);
+		n += !vccid_vscard_conn_handshake_done(c->conn);
 	return n;
 }
 
@@ -149,8 +149,8 @@ static unsigned pending_handshakes(const struct listener *l)
 static long long evictable_since(const struct client *c, bool idle)
 {
 	if (idle)
-		return vscard_conn_idle_since(c->conn);
-	return vscard_conn_handshake_done(c->conn) ? 0 : c->accepted_ms;
+		return vccid_vscard_conn_idle_since(c->conn);
+	return vccid_vscard_conn_handshake_done(c->conn) ? 0 : c->accepted_ms;
 }
 
 /*
@@ -254,7 +254,7 @@ static void accept_client(struct listener *l, int listen_fd)
 	client->io.read = client_read;
 	client->io.transmit_reads = true;
 	client->io.io = client;
-	client->conn = vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
+	client->conn = vccid_vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
 	if (client->conn == NULL) {
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
 		close(fd);
@@ -281,7 +281,7 @@ static void drop_client(struct listener *l, struct client *client, const char *r
 	l->n_clients--;
 	/* Close first: a transmit blocked writing to it fails at once. */
 	shutdown(client->fd, SHUT_RDWR);
-	vscard_conn_close(client->conn, reason);
+	vccid_vscard_conn_close(client->conn, reason);
 	close(client->fd);
 	free(client);
 }
@@ -289,11 +289,11 @@ static void drop_client(struct listener *l, struct client *client, const char *r
 /* Reads what is there; returns NULL or the reason to drop the client. */
 static const char *read_client(struct client *client)
 {
-	const char *reason = vscard_conn_serve(client->conn);
+	const char *reason = vccid_vscard_conn_serve(client->conn);
 
 	if (reason != NULL)
 		return reason;
-	if (vscard_conn_mid_message(client->conn)) {
+	if (vccid_vscard_conn_mid_message(client->conn)) {
 		if (client->partial_since_ms == 0)
 			client->partial_since_ms = vccid_now_ms();
 	} else {
@@ -314,9 +314,9 @@ static int check_deadlines(struct listener *l)
 		const char *reason = NULL;
 		long long due = -1;
 
-		if (vscard_conn_dead(c->conn)) {
+		if (vccid_vscard_conn_dead(c->conn)) {
 			reason = "connection failed";
-		} else if (!vscard_conn_handshake_done(c->conn)) {
+		} else if (!vccid_vscard_conn_handshake_done(c->conn)) {
 			due = c->accepted_ms + l->cfg.handshake_timeout_ms;
 			if (now >= due)
 				reason = "no Init in time";
@@ -324,14 +324,14 @@ static int check_deadlines(struct listener *l)
 			due = c->partial_since_ms + l->cfg.timeout_ms;
 			if (now >= due)
 				reason = "stalled in the middle of a message";
-		} else if (vscard_conn_idle_since(c->conn) != 0) {
-			due = vscard_conn_idle_since(c->conn) + l->cfg.idle_timeout_ms;
+		} else if (vccid_vscard_conn_idle_since(c->conn) != 0) {
+			due = vccid_vscard_conn_idle_since(c->conn) + l->cfg.idle_timeout_ms;
 			if (now >= due)
 				reason = "no reader for idle-timeout-ms";
 		}
 		if (reason != NULL) {
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s dropped: %s",
-				  vscard_conn_peer(c->conn), reason);
+				  vccid_vscard_conn_peer(c->conn), reason);
 			drop_client(l, c, reason);
 		} else if (due >= 0 && (next < 0 || due < next)) {
 			next = due;
@@ -374,8 +374,8 @@ static void *listener_loop(void *arg)
 			timeout = (int)(l->accept_paused_until_ms - now);
 		for (c = l->clients; c != NULL && n < sizeof(fds) / sizeof(fds[0]); c = c->next) {
 			long long recheck;
-			bool reading = vscard_conn_watch(c->conn, now, &recheck);
-			bool writing = vscard_conn_wants_write(c->conn);
+			bool reading = vccid_vscard_conn_watch(c->conn, now, &recheck);
+			bool writing = vccid_vscard_conn_wants_write(c->conn);
 
 			/* A socket a transmit reads or writes is left out for a moment. */
 			if (!reading) {
@@ -389,7 +389,7 @@ static void *listener_loop(void *arg)
 			fds[n].fd = c->fd;
 			fds[n].events = (short)((reading ? POLLIN : 0) | (writing ? POLLOUT : 0));
 			watching[n] = reading;
-			stashed[n] = reading && vscard_conn_stashed(c->conn);
+			stashed[n] = reading && vccid_vscard_conn_stashed(c->conn);
 			if (stashed[n])
 				timeout = 0;   /* bytes to parse that the socket no longer shows */
 			owners[n++] = c;
@@ -412,14 +412,14 @@ static void *listener_loop(void *arg)
 			const char *reason;
 
 			if (fds[i].revents & POLLOUT)
-				vscard_conn_writable(owners[i]->conn);   /* a failure drops it below */
+				vccid_vscard_conn_writable(owners[i]->conn);   /* a failure drops it below */
 			if (!watching[i] ||
 			    (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && !stashed[i]))
 				continue;
-			if (!vscard_conn_read_begin(owners[i]->conn))
+			if (!vccid_vscard_conn_read_begin(owners[i]->conn))
 				continue;   /* a transmit reads its answer itself */
 			reason = read_client(owners[i]);
-			vscard_conn_read_end(owners[i]->conn);
+			vccid_vscard_conn_read_end(owners[i]->conn);
 			if (reason != NULL)
 				drop_client(l, owners[i], reason);
 		}

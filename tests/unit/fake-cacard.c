@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "backends/cacard/cacard.h"
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "tests/unit/fake-cacard.h"
 #include "tests/unit/fake-card.h"
 

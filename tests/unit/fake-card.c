@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "corelib/error.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/sync.h"
 

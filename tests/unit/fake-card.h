@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/slot.h"
+#include "corelib/slot.h"
 
 enum fake_card_mode {
 	FAKE_OK,

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "core/addr.h"
-#include "core/error.h"
+#include "corelib/addr.h"
+#include "corelib/error.h"
 
 struct addr_case {
 	const char *text;

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "core/apdu.h"
-#include "core/error.h"
+#include "corelib/apdu.h"
+#include "corelib/error.h"
 #include "tests/unit/table.h"
 
 /* Expected data offset when the parser must point into the buffer; NO_DATA for NULL. */

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "core/atr.h"
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/atr.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/table.h"
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "backends/cacard/emul.h"
-#include "core/error.h"
+#include "corelib/error.h"
 
 static void test_token_problems(void **state)
 {

@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "ccid/ccid.h"
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "ccid/usb-desc.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/fake-card.h"

@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <glib.h>
 
-#include "core/config.h"
-#include "core/log.h"
+#include "corelib/config.h"
+#include "corelib/log.h"
 #include "tests/unit/table.h"
 
 #define FILE_NAME "/etc/vccid/unit-test.conf"

@@ -19,8 +19,8 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
-#include "core/log.h"
-#include "core/slot.h"
+#include "corelib/log.h"
+#include "corelib/slot.h"
 #include "ifdhandler/control.h"
 #include "ifdhandler/registry.h"
 #include "tests/cac-atr.h"

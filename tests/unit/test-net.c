@@ -19,10 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core/addr.h"
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/addr.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "net/net.h"
 
 static char logged[8192];

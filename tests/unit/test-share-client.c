@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "backends/vscard/proto.h"
-#include "core/error.h"
+#include "corelib/error.h"
 #include "tools/share/client.h"
 
 /* libcacard's CAC ATR (FACTS.md). */
@@ -25,7 +25,7 @@ static const uint8_t cac_atr[] = {
 struct fixture {
 	vccid_share_client *client;
 	struct {
-		struct vscard_header header;
+		struct vccid_vscard_header header;
 		uint8_t payload[300];
 	} sent[SENT_MAX];
 	size_t n_sent;
@@ -43,13 +43,13 @@ static int fake_write(void *io, const uint8_t *buf, size_t len)
 		errno = EPIPE;
 		return VCCID_EIO;
 	}
-	assert_true(len >= VSCARD_HEADER_SIZE);
+	assert_true(len >= VCCID_VSCARD_HEADER_SIZE);
 	assert_true(f->n_sent < SENT_MAX);
-	vscard_header_decode(buf, &f->sent[f->n_sent].header);
+	vccid_vscard_header_decode(buf, &f->sent[f->n_sent].header);
 	/* One write per whole message: the header's length is the rest. */
-	assert_int_equal(f->sent[f->n_sent].header.length, len - VSCARD_HEADER_SIZE);
-	assert_true(len - VSCARD_HEADER_SIZE <= sizeof(f->sent[0].payload));
-	memcpy(f->sent[f->n_sent].payload, buf + VSCARD_HEADER_SIZE, len - VSCARD_HEADER_SIZE);
+	assert_int_equal(f->sent[f->n_sent].header.length, len - VCCID_VSCARD_HEADER_SIZE);
+	assert_true(len - VCCID_VSCARD_HEADER_SIZE <= sizeof(f->sent[0].payload));
+	memcpy(f->sent[f->n_sent].payload, buf + VCCID_VSCARD_HEADER_SIZE, len - VCCID_VSCARD_HEADER_SIZE);
 	f->n_sent++;
 	return VCCID_OK;
 }
@@ -119,8 +119,8 @@ static int teardown(void **state)
 static int host_sends(struct fixture *f, uint32_t type, uint32_t reader_id, const void *payload,
 		      size_t len)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + 64];
-	size_t n = vscard_message_encode(buf, sizeof(buf), type, reader_id, payload, len);
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 64];
+	size_t n = vccid_vscard_message_encode(buf, sizeof(buf), type, reader_id, payload, len);
 
 	assert_int_not_equal(n, 0);
 	return vccid_share_client_input(f->client, buf, n);
@@ -128,16 +128,16 @@ static int host_sends(struct fixture *f, uint32_t type, uint32_t reader_id, cons
 
 static int host_error(struct fixture *f, uint32_t reader_id, uint32_t code)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + 4];
-	size_t n = vscard_error_encode(buf, sizeof(buf), reader_id, code);
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 4];
+	size_t n = vccid_vscard_error_encode(buf, sizeof(buf), reader_id, code);
 
 	return vccid_share_client_input(f->client, buf, n);
 }
 
 static int host_init(struct fixture *f, uint32_t capabilities)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + VSCARD_INIT_MIN_SIZE];
-	size_t n = vscard_init_encode(buf, sizeof(buf), VSCARD_UNDEFINED_READER_ID, capabilities);
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + VCCID_VSCARD_INIT_MIN_SIZE];
+	size_t n = vccid_vscard_init_encode(buf, sizeof(buf), VCCID_VSCARD_UNDEFINED_READER_ID, capabilities);
 
 	return vccid_share_client_input(f->client, buf, n);
 }
@@ -157,9 +157,9 @@ static void handshake(struct fixture *f, bool with_card)
 	if (with_card)
 		assert_int_equal(vccid_share_client_set_card(f->client, &fake_ops, f, true), VCCID_OK);
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
-	assert_int_equal(host_init(f, VSCARD_CAP_VCCID_EXTENDED), VCCID_OK);
-	assert_int_equal(host_error(f, 0, VSCARD_SUCCESS), VCCID_OK);   /* ReaderRemove(0) */
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);   /* ReaderAdd */
+	assert_int_equal(host_init(f, VCCID_VSCARD_CAP_VCCID_EXTENDED), VCCID_OK);
+	assert_int_equal(host_error(f, 0, VCCID_VSCARD_SUCCESS), VCCID_OK);   /* ReaderRemove(0) */
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);   /* ReaderAdd */
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_READY);
 	assert_int_equal(vccid_share_client_reader_id(f->client), 5);
 }
@@ -174,21 +174,21 @@ static void test_handshake(void **state)
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_DISCONNECTED);
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_WAIT_INIT);
-	assert_sent(f, 0, VSCARD_INIT, 0, sizeof(init_payload));
+	assert_sent(f, 0, VCCID_VSCARD_INIT, 0, sizeof(init_payload));
 	assert_memory_equal(f->sent[0].payload, init_payload, sizeof(init_payload));
 
 	assert_int_equal(host_init(f, 0), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_ADDING);
 	assert_false(vccid_share_client_host_extended(f->client));
-	assert_sent(f, 1, VSCARD_READER_REMOVE, 0, 0);
-	assert_sent(f, 2, VSCARD_READER_ADD, 0, strlen("test reader"));
+	assert_sent(f, 1, VCCID_VSCARD_READER_REMOVE, 0, 0);
+	assert_sent(f, 2, VCCID_VSCARD_READER_ADD, 0, strlen("test reader"));
 	assert_memory_equal(f->sent[2].payload, "test reader", strlen("test reader"));
 	assert_int_equal(vccid_share_client_pending(f->client), 2);
 
 	/* The first answer is ReaderRemove's, the second ReaderAdd's with our id. */
-	assert_int_equal(host_error(f, 0, VSCARD_GENERAL_ERROR), VCCID_OK);
+	assert_int_equal(host_error(f, 0, VCCID_VSCARD_GENERAL_ERROR), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_ADDING);
-	assert_int_equal(host_error(f, 7, VSCARD_SUCCESS), VCCID_OK);
+	assert_int_equal(host_error(f, 7, VCCID_VSCARD_SUCCESS), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_READY);
 	assert_int_equal(vccid_share_client_reader_id(f->client), 7);
 	assert_int_equal(vccid_share_client_pending(f->client), 0);
@@ -204,15 +204,15 @@ static void test_atr_on_insert(void **state)
 	assert_int_equal(vccid_share_client_set_card(f->client, &fake_ops, f, false), VCCID_OK);
 	assert_int_equal(f->n_sent, 3);   /* a reader without a card */
 	assert_int_equal(vccid_share_client_card_present(f->client, true), VCCID_OK);
-	assert_sent(f, 3, VSCARD_ATR, 5, sizeof(cac_atr));
+	assert_sent(f, 3, VCCID_VSCARD_ATR, 5, sizeof(cac_atr));
 	assert_memory_equal(f->sent[3].payload, cac_atr, sizeof(cac_atr));
 	assert_true(vccid_share_client_card_on_host(f->client));
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);
 	assert_int_equal(vccid_share_client_pending(f->client), 0);
 
 	/* The card leaves: CardRemove, and the card is powered off. */
 	assert_int_equal(vccid_share_client_card_present(f->client, false), VCCID_OK);
-	assert_sent(f, 4, VSCARD_CARD_REMOVE, 5, 0);
+	assert_sent(f, 4, VCCID_VSCARD_CARD_REMOVE, 5, 0);
 	assert_false(vccid_share_client_card_on_host(f->client));
 	assert_int_equal(f->power_downs, 1);
 }
@@ -223,7 +223,7 @@ static void test_card_present_before_connecting(void **state)
 
 	handshake(f, true);
 	assert_int_equal(f->power_ups, 1);
-	assert_sent(f, 3, VSCARD_ATR, 5, sizeof(cac_atr));
+	assert_sent(f, 3, VCCID_VSCARD_ATR, 5, sizeof(cac_atr));
 }
 
 static void test_apdu_answered(void **state)
@@ -232,20 +232,20 @@ static void test_apdu_answered(void **state)
 	struct fixture *f = *state;
 
 	handshake(f, true);
-	assert_int_equal(host_sends(f, VSCARD_APDU, 5, select, sizeof(select)), VCCID_OK);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 5, select, sizeof(select)), VCCID_OK);
 	assert_int_equal(f->last_cmd_len, sizeof(select));
 	assert_memory_equal(f->last_cmd, select, sizeof(select));
-	assert_sent(f, 4, VSCARD_APDU, 5, 2);
+	assert_sent(f, 4, VCCID_VSCARD_APDU, 5, 2);
 	assert_int_equal(f->sent[4].payload[0], 0x61);
 	assert_int_equal(f->sent[4].payload[1], 0x0D);
 
 	/* Any reader id is answered on that id: one reader per connection. */
-	assert_int_equal(host_sends(f, VSCARD_APDU, 0, select, sizeof(select)), VCCID_OK);
-	assert_sent(f, 5, VSCARD_APDU, 0, 2);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 0, select, sizeof(select)), VCCID_OK);
+	assert_sent(f, 5, VCCID_VSCARD_APDU, 0, 2);
 
 	/* A card that fails the APDU: an Error message, the connection stays. */
-	assert_int_equal(host_sends(f, VSCARD_APDU, 5, "\xFF\x00\x00\x00", 4), VCCID_OK);
-	assert_sent(f, 6, VSCARD_ERROR, 5, 4);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 5, "\xFF\x00\x00\x00", 4), VCCID_OK);
+	assert_sent(f, 6, VCCID_VSCARD_ERROR, 5, 4);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_READY);
 }
 
@@ -254,20 +254,20 @@ static void test_apdu_without_card(void **state)
 	struct fixture *f = *state;
 
 	handshake(f, false);
-	assert_int_equal(host_sends(f, VSCARD_APDU, 5, "\x00\xA4\x04\x00", 4), VCCID_OK);
-	assert_sent(f, 3, VSCARD_ERROR, 5, 4);
-	assert_int_equal(f->sent[3].payload[3], VSCARD_GENERAL_ERROR);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 5, "\x00\xA4\x04\x00", 4), VCCID_OK);
+	assert_sent(f, 3, VCCID_VSCARD_ERROR, 5, 4);
+	assert_int_equal(f->sent[3].payload[3], VCCID_VSCARD_GENERAL_ERROR);
 	assert_int_equal(f->last_cmd_len, 0);
 
 	/* Removed by the user: the card stays, but is not on the host. */
 	assert_int_equal(vccid_share_client_set_card(f->client, &fake_ops, f, true), VCCID_OK);
-	assert_sent(f, 4, VSCARD_ATR, 5, sizeof(cac_atr));
+	assert_sent(f, 4, VCCID_VSCARD_ATR, 5, sizeof(cac_atr));
 	assert_int_equal(vccid_share_client_remove(f->client), VCCID_OK);
-	assert_sent(f, 5, VSCARD_CARD_REMOVE, 5, 0);
-	assert_int_equal(host_sends(f, VSCARD_APDU, 5, "\x00\xA4\x04\x00", 4), VCCID_OK);
-	assert_sent(f, 6, VSCARD_ERROR, 5, 4);
+	assert_sent(f, 5, VCCID_VSCARD_CARD_REMOVE, 5, 0);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 5, "\x00\xA4\x04\x00", 4), VCCID_OK);
+	assert_sent(f, 6, VCCID_VSCARD_ERROR, 5, 4);
 	assert_int_equal(vccid_share_client_insert(f->client), VCCID_OK);
-	assert_sent(f, 7, VSCARD_ATR, 5, sizeof(cac_atr));
+	assert_sent(f, 7, VCCID_VSCARD_ATR, 5, sizeof(cac_atr));
 }
 
 static void test_flush(void **state)
@@ -275,8 +275,8 @@ static void test_flush(void **state)
 	struct fixture *f = *state;
 
 	handshake(f, false);
-	assert_int_equal(host_sends(f, VSCARD_FLUSH, 5, NULL, 0), VCCID_OK);
-	assert_sent(f, 3, VSCARD_FLUSH_COMPLETE, 5, 0);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_FLUSH, 5, NULL, 0), VCCID_OK);
+	assert_sent(f, 3, VCCID_VSCARD_FLUSH_COMPLETE, 5, 0);
 }
 
 static void test_error_answers(void **state)
@@ -285,13 +285,13 @@ static void test_error_answers(void **state)
 
 	handshake(f, true);
 	/* The ATR is rejected: the card is not on the host any more. */
-	assert_int_equal(host_error(f, 5, VSCARD_GENERAL_ERROR), VCCID_OK);
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_GENERAL_ERROR), VCCID_OK);
 	assert_false(vccid_share_client_card_on_host(f->client));
 	/* An Error nothing asked for is logged and ignored. */
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_READY);
 	/* A malformed one ends the connection. */
-	assert_int_equal(host_sends(f, VSCARD_ERROR, 5, "\x00\x00\x00", 3), VCCID_EPROTO);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_ERROR, 5, "\x00\x00\x00", 3), VCCID_EPROTO);
 	assert_non_null(strstr(vccid_share_client_why(f->client), "malformed Error"));
 	assert_false(vccid_share_client_fatal(f->client));
 }
@@ -304,9 +304,9 @@ static void test_reader_refused(void **state)
 		bool fatal;
 		const char *why;
 	} cases[] = {
-		{ VSCARD_GENERAL_ERROR, VCCID_EPROTO, false, "refused the reader (error 1)" },
-		{ VSCARD_CANNOT_ADD_MORE_READERS, VCCID_EBUSY, true, "cannot add more readers" },
-		{ VSCARD_CARD_ALREADY_INSERTED, VCCID_EPROTO, false, "refused the reader (error 3)" },
+		{ VCCID_VSCARD_GENERAL_ERROR, VCCID_EPROTO, false, "refused the reader (error 1)" },
+		{ VCCID_VSCARD_CANNOT_ADD_MORE_READERS, VCCID_EBUSY, true, "cannot add more readers" },
+		{ VCCID_VSCARD_CARD_ALREADY_INSERTED, VCCID_EPROTO, false, "refused the reader (error 3)" },
 	};
 	struct fixture *f = *state;
 	size_t i;
@@ -315,7 +315,7 @@ static void test_reader_refused(void **state)
 		vccid_share_client_disconnected(f->client);
 		assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
 		assert_int_equal(host_init(f, 0), VCCID_OK);
-		assert_int_equal(host_error(f, 0, VSCARD_SUCCESS), VCCID_OK);
+		assert_int_equal(host_error(f, 0, VCCID_VSCARD_SUCCESS), VCCID_OK);
 		assert_int_equal(host_error(f, 0, cases[i].code), cases[i].rv);
 		assert_int_equal(vccid_share_client_fatal(f->client), cases[i].fatal);
 		assert_non_null(strstr(vccid_share_client_why(f->client), cases[i].why));
@@ -326,8 +326,8 @@ static void test_reader_refused(void **state)
 static void test_host_sends_client_message(void **state)
 {
 	static const uint32_t types[] = {
-		VSCARD_READER_ADD, VSCARD_READER_REMOVE, VSCARD_ATR, VSCARD_CARD_REMOVE,
-		VSCARD_FLUSH_COMPLETE, 0, 10, 0xFFFFFFFFu,
+		VCCID_VSCARD_READER_ADD, VCCID_VSCARD_READER_REMOVE, VCCID_VSCARD_ATR, VCCID_VSCARD_CARD_REMOVE,
+		VCCID_VSCARD_FLUSH_COMPLETE, 0, 10, 0xFFFFFFFFu,
 	};
 	struct fixture *f = *state;
 	size_t i;
@@ -347,24 +347,24 @@ static void test_before_init(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
-	assert_int_equal(host_sends(f, VSCARD_APDU, 0, "\x00\xA4\x04\x00", 4), VCCID_EPROTO);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_APDU, 0, "\x00\xA4\x04\x00", 4), VCCID_EPROTO);
 	assert_non_null(strstr(vccid_share_client_why(f->client), "before its Init"));
 	assert_int_equal(f->n_sent, 1);
 
 	/* A malformed Init (bad magic). */
 	vccid_share_client_disconnected(f->client);
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
-	assert_int_equal(host_sends(f, VSCARD_INIT, 0, "VSCX\0\0\0\2\0\0\0\0", 12), VCCID_EPROTO);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_INIT, 0, "VSCX\0\0\0\2\0\0\0\0", 12), VCCID_EPROTO);
 	assert_non_null(strstr(vccid_share_client_why(f->client), "Init is malformed"));
 }
 
 static void test_oversized_payload(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t header[VSCARD_HEADER_SIZE];
+	uint8_t header[VCCID_VSCARD_HEADER_SIZE];
 
 	handshake(f, false);
-	vscard_header_encode(header, VSCARD_APDU, 5, 70000);
+	vccid_vscard_header_encode(header, VCCID_VSCARD_APDU, 5, 70000);
 	assert_int_equal(vccid_share_client_input(f->client, header, sizeof(header)), VCCID_EPROTO);
 	assert_non_null(strstr(vccid_share_client_why(f->client),
 			       "70000-byte APDU payload, over our limit"));
@@ -374,11 +374,11 @@ static void test_oversized_payload(void **state)
 static void test_legacy_limit(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t header[VSCARD_HEADER_SIZE];
+	uint8_t header[VCCID_VSCARD_HEADER_SIZE];
 
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
 	assert_int_equal(host_init(f, 0), VCCID_OK);
-	vscard_header_encode(header, VSCARD_APDU, 5, VCCID_SHARE_LEGACY_MAX_PAYLOAD + 1);
+	vccid_vscard_header_encode(header, VCCID_VSCARD_APDU, 5, VCCID_SHARE_LEGACY_MAX_PAYLOAD + 1);
 	assert_int_equal(vccid_share_client_input(f->client, header, sizeof(header)), VCCID_EPROTO);
 }
 
@@ -386,18 +386,18 @@ static void test_legacy_limit(void **state)
 static void test_split_input(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t stream[3 * (VSCARD_HEADER_SIZE + 12)];
+	uint8_t stream[3 * (VCCID_VSCARD_HEADER_SIZE + 12)];
 	size_t n, i;
 
 	assert_int_equal(vccid_share_client_set_card(f->client, &fake_ops, f, true), VCCID_OK);
 	assert_int_equal(vccid_share_client_connected(f->client), VCCID_OK);
-	n = vscard_init_encode(stream, sizeof(stream), VSCARD_UNDEFINED_READER_ID, 0);
-	n += vscard_error_encode(stream + n, sizeof(stream) - n, 0, VSCARD_SUCCESS);
-	n += vscard_error_encode(stream + n, sizeof(stream) - n, 3, VSCARD_SUCCESS);
+	n = vccid_vscard_init_encode(stream, sizeof(stream), VCCID_VSCARD_UNDEFINED_READER_ID, 0);
+	n += vccid_vscard_error_encode(stream + n, sizeof(stream) - n, 0, VCCID_VSCARD_SUCCESS);
+	n += vccid_vscard_error_encode(stream + n, sizeof(stream) - n, 3, VCCID_VSCARD_SUCCESS);
 	for (i = 0; i < n; i++)
 		assert_int_equal(vccid_share_client_input(f->client, stream + i, 1), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_READY);
-	assert_sent(f, 3, VSCARD_ATR, 3, sizeof(cac_atr));
+	assert_sent(f, 3, VCCID_VSCARD_ATR, 3, sizeof(cac_atr));
 }
 
 static void test_goodbye(void **state)
@@ -405,14 +405,14 @@ static void test_goodbye(void **state)
 	struct fixture *f = *state;
 
 	handshake(f, true);
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);   /* the ATR */
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);   /* the ATR */
 	assert_int_equal(vccid_share_client_goodbye(f->client), VCCID_OK);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_CLOSING);
-	assert_sent(f, 4, VSCARD_CARD_REMOVE, 5, 0);
-	assert_sent(f, 5, VSCARD_READER_REMOVE, 5, 0);
+	assert_sent(f, 4, VCCID_VSCARD_CARD_REMOVE, 5, 0);
+	assert_sent(f, 5, VCCID_VSCARD_READER_REMOVE, 5, 0);
 	assert_int_equal(vccid_share_client_pending(f->client), 2);
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);
-	assert_int_equal(host_error(f, 5, VSCARD_SUCCESS), VCCID_OK);
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);
+	assert_int_equal(host_error(f, 5, VCCID_VSCARD_SUCCESS), VCCID_OK);
 	assert_int_equal(vccid_share_client_pending(f->client), 0);
 	vccid_share_client_disconnected(f->client);
 	assert_int_equal(vccid_share_client_state(f->client), VCCID_SHARE_DISCONNECTED);
@@ -428,7 +428,7 @@ static void test_write_failure(void **state)
 
 	handshake(f, false);
 	f->write_fails = true;
-	assert_int_equal(host_sends(f, VSCARD_FLUSH, 5, NULL, 0), VCCID_EIO);
+	assert_int_equal(host_sends(f, VCCID_VSCARD_FLUSH, 5, NULL, 0), VCCID_EIO);
 	assert_string_equal(vccid_share_client_why(f->client),
 			    "cannot send FlushComplete to the host: Broken pipe");
 }

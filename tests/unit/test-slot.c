@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/log.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
+#include "corelib/slot.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/fake-card.h"
 #include "tests/unit/sync.h"

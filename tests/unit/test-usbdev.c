@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "usb/device.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/fake-card.h"

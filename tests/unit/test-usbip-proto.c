@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/slot.h"
+#include "corelib/error.h"
+#include "corelib/slot.h"
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
 #include "usb/usbip-conn.h"

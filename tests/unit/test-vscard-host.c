@@ -38,7 +38,7 @@
 #define READERS 4
 #define THREADS 8            /* two per reader: the slot serialises them */
 #define ROUNDS 1500          /* transmits per thread */
-#define HEADER VSCARD_HEADER_SIZE
+#define HEADER VCCID_VSCARD_HEADER_SIZE
 
 static atomic_uint refusal_lines;   /* log lines about refused clients */
 
@@ -59,7 +59,7 @@ void log_msg(const int priority, const char *fmt, ...)
 
 static size_t message(uint8_t *out, uint32_t type, uint32_t id, const uint8_t *data, size_t len)
 {
-	return vscard_message_encode(out, HEADER + len, type, id, data, len);
+	return vccid_vscard_message_encode(out, HEADER + len, type, id, data, len);
 }
 
 /* The sequence number in an APDU or answer, big-endian as everything here. */
@@ -102,9 +102,9 @@ static bool read_message(int fd, uint32_t *type, uint32_t *id, uint8_t *payload,
 
 	if (!read_all(fd, head, sizeof(head)))
 		return false;
-	struct vscard_header h;
+	struct vccid_vscard_header h;
 
-	vscard_header_decode(head, &h);
+	vccid_vscard_header_decode(head, &h);
 	*type = h.type;
 	*id = h.reader_id;
 	*len = h.length;
@@ -152,11 +152,11 @@ static void *client_loop(void *arg)
 		do {
 			uint8_t rsp[16];
 
-			if (type != VSCARD_APDU || len != 9 || batch == READERS * 2) {
+			if (type != VCCID_VSCARD_APDU || len != 9 || batch == READERS * 2) {
 				atomic_store(&c->unexpected, true);
 				return NULL;
 			}
-			sizes[batch] = message(answers[batch], VSCARD_APDU, id, rsp,
+			sizes[batch] = message(answers[batch], VCCID_VSCARD_APDU, id, rsp,
 					       answer(id, payload, rsp));
 			batch++;
 		} while (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) &&
@@ -193,22 +193,22 @@ static void client_start(struct client *c, int fd)
 	size_t len;
 
 	c->fd = fd;
-	assert_true(write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)));
+	assert_true(write_all(fd, buf, vccid_vscard_init_encode(buf, sizeof(buf), 0, 0)));
 	assert_true(read_message(fd, &type, &id, payload, &len));
-	assert_int_equal(type, VSCARD_INIT);
+	assert_int_equal(type, VCCID_VSCARD_INIT);
 	for (uint32_t r = 0; r < READERS; r++) {
 		char name[16];
 
 		snprintf(name, sizeof(name), "stress%u", r);
-		assert_true(write_all(fd, buf, message(buf, VSCARD_READER_ADD, 0, (const uint8_t *)name,
+		assert_true(write_all(fd, buf, message(buf, VCCID_VSCARD_READER_ADD, 0, (const uint8_t *)name,
 						       strlen(name))));
 		assert_true(read_message(fd, &type, &id, payload, &len));
-		assert_int_equal(type, VSCARD_ERROR);
+		assert_int_equal(type, VCCID_VSCARD_ERROR);
 		assert_int_equal(id, r);
-		assert_true(write_all(fd, buf, message(buf, VSCARD_ATR, r, atr, sizeof(atr))));
+		assert_true(write_all(fd, buf, message(buf, VCCID_VSCARD_ATR, r, atr, sizeof(atr))));
 		assert_true(read_message(fd, &type, &id, payload, &len));
-		assert_int_equal(type, VSCARD_ERROR);
-		assert_int_equal(vscard_error_decode(payload, len, &code), 0);
+		assert_int_equal(type, VCCID_VSCARD_ERROR);
+		assert_int_equal(vccid_vscard_error_decode(payload, len, &code), 0);
 		assert_int_equal(code, 0);
 	}
 	assert_int_equal(pthread_create(&c->thread, NULL, client_loop, c), 0);
@@ -457,18 +457,18 @@ static void stuck_client_start(int fd, unsigned readers)
 	uint32_t type, id;
 	size_t len;
 
-	assert_true(write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0,
-							  VSCARD_CAP_VCCID_EXTENDED)));
+	assert_true(write_all(fd, buf, vccid_vscard_init_encode(buf, sizeof(buf), 0,
+							  VCCID_VSCARD_CAP_VCCID_EXTENDED)));
 	assert_true(read_message(fd, &type, &id, payload, &len));
-	assert_int_equal(type, VSCARD_INIT);
+	assert_int_equal(type, VCCID_VSCARD_INIT);
 	for (uint32_t r = 0; r < readers; r++) {
-		assert_true(write_all(fd, buf, message(buf, VSCARD_READER_ADD, 0,
+		assert_true(write_all(fd, buf, message(buf, VCCID_VSCARD_READER_ADD, 0,
 						       (const uint8_t *)"stuck", 5)));
 		assert_true(read_message(fd, &type, &id, payload, &len));
 		assert_int_equal(id, r);
-		assert_true(write_all(fd, buf, message(buf, VSCARD_ATR, r, atr, sizeof(atr))));
+		assert_true(write_all(fd, buf, message(buf, VCCID_VSCARD_ATR, r, atr, sizeof(atr))));
 		assert_true(read_message(fd, &type, &id, payload, &len));
-		assert_int_equal(type, VSCARD_ERROR);
+		assert_int_equal(type, VCCID_VSCARD_ERROR);
 	}
 }
 
@@ -511,19 +511,19 @@ static void test_stuck_client_does_not_stall_listener(void **state)
 		assert_int_equal(ioctl(stuck, FIONREAD, &queued), 0);
 	}
 	assert_true(queued >= 3 * 65536);
-	assert_true(write_all(stuck, buf, message(buf, VSCARD_FLUSH, 0, NULL, 0)));
+	assert_true(write_all(stuck, buf, message(buf, VCCID_VSCARD_FLUSH, 0, NULL, 0)));
 	usleep(100000);   /* the listener has the Flush to answer before the newcomer comes */
 
 	start = now_ms();
 	other = connect_unix(host.sock);
-	assert_true(write_all(other, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)));
+	assert_true(write_all(other, buf, vccid_vscard_init_encode(buf, sizeof(buf), 0, 0)));
 	assert_true(read_message(other, &type, &id, payload, &len));
-	assert_int_equal(type, VSCARD_INIT);
-	assert_true(write_all(other, buf, message(buf, VSCARD_READER_ADD, 0,
+	assert_int_equal(type, VCCID_VSCARD_INIT);
+	assert_true(write_all(other, buf, message(buf, VCCID_VSCARD_READER_ADD, 0,
 						  (const uint8_t *)"other", 5)));
 	assert_true(read_message(other, &type, &id, payload, &len));
 	took = now_ms() - start;
-	assert_int_equal(type, VSCARD_ERROR);
+	assert_int_equal(type, VCCID_VSCARD_ERROR);
 	print_message("another client handshaken in %lld ms while one is stuck (timeout %d ms)\n",
 		      took, STUCK_TIMEOUT_MS);
 	assert_true(took < STUCK_TIMEOUT_MS / 3);
@@ -582,11 +582,11 @@ static bool handshake_within(int fd, int timeout_ms)
 	uint32_t type, id;
 	size_t len;
 
-	if (!write_all(fd, buf, vscard_init_encode(buf, sizeof(buf), 0, 0)))
+	if (!write_all(fd, buf, vccid_vscard_init_encode(buf, sizeof(buf), 0, 0)))
 		return false;
 	if (poll(&pfd, 1, timeout_ms) != 1 || !(pfd.revents & POLLIN))
 		return false;
-	return read_message(fd, &type, &id, payload, &len) && type == VSCARD_INIT;
+	return read_message(fd, &type, &id, payload, &len) && type == VCCID_VSCARD_INIT;
 }
 
 /*

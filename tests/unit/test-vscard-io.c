@@ -21,9 +21,9 @@
 
 #include "backends/vscard/host.h"
 #include "backends/vscard/proto.h"
-#include "core/clock.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "tests/fixtures/vscard-memio.h"
 
 #define TIMEOUT_MS 2000
@@ -37,8 +37,8 @@ static const uint8_t select_cmd[] = { 0x00, 0xA4, 0x04, 0x00 };
  * thread that serves the connection as the listener does when the host wakes it. */
 struct fixture {
 	vccid_slot *slot;
-	struct vscard_memio memio;
-	vscard_conn *conn;
+	struct vccid_vscard_memio memio;
+	vccid_vscard_conn *conn;
 	uint8_t in[4096];          /* what the client sends */
 	size_t in_len;
 	uint32_t written[32];      /* types of the messages the host wrote */
@@ -87,7 +87,7 @@ static bool logged(struct fixture *f, const char *text)
 
 static void put(struct fixture *f, uint32_t type, uint32_t id, const uint8_t *data, size_t len)
 {
-	f->in_len += vscard_message_encode(f->in + f->in_len, sizeof(f->in) - f->in_len, type, id,
+	f->in_len += vccid_vscard_message_encode(f->in + f->in_len, sizeof(f->in) - f->in_len, type, id,
 					   data, len);
 }
 
@@ -96,14 +96,14 @@ static void on_wake(void *ctx);
 static void on_write(const uint8_t *buf, size_t len, void *ctx)
 {
 	struct fixture *f = ctx;
-	struct vscard_header header;
+	struct vccid_vscard_header header;
 
-	assert_true(len >= VSCARD_HEADER_SIZE);
-	vscard_header_decode(buf, &header);
+	assert_true(len >= VCCID_VSCARD_HEADER_SIZE);
+	vccid_vscard_header_decode(buf, &header);
 	if (f->n_written < sizeof(f->written) / sizeof(f->written[0]))
 		f->written[f->n_written++] = header.type;
-	if (header.type == VSCARD_APDU && f->reply_len > 0) {
-		vscard_memio_feed(&f->memio, f->reply, f->reply_len);
+	if (header.type == VCCID_VSCARD_APDU && f->reply_len > 0) {
+		vccid_vscard_memio_feed(&f->memio, f->reply, f->reply_len);
 		f->reply_len = 0;
 		on_wake(f);   /* as the socket turning readable */
 	}
@@ -133,9 +133,9 @@ static void *serve_loop(void *arg)
 		f->wakes_pending--;
 		pthread_mutex_unlock(&f->lock);
 		pthread_mutex_lock(&f->serve_lock);
-		if (vscard_conn_read_begin(f->conn)) {
-			(void)vscard_conn_serve(f->conn);
-			vscard_conn_read_end(f->conn);
+		if (vccid_vscard_conn_read_begin(f->conn)) {
+			(void)vccid_vscard_conn_serve(f->conn);
+			vccid_vscard_conn_read_end(f->conn);
 		}
 		pthread_mutex_unlock(&f->serve_lock);
 		pthread_mutex_lock(&f->lock);
@@ -148,14 +148,14 @@ static void *serve_loop(void *arg)
 static void client_sent(struct fixture *f, size_t chunk)
 {
 	f->memio.chunk = chunk;
-	vscard_memio_feed(&f->memio, f->in, f->in_len);
+	vccid_vscard_memio_feed(&f->memio, f->in, f->in_len);
 	f->in_len = 0;
 }
 
 static int setup(void **state, bool transmit_reads)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	uint8_t init[VSCARD_HEADER_SIZE + VSCARD_INIT_MIN_SIZE];
+	uint8_t init[VCCID_VSCARD_HEADER_SIZE + VCCID_VSCARD_INIT_MIN_SIZE];
 	uint8_t atr[VCCID_MAX_ATR];
 	size_t atr_len = sizeof(atr);
 	const char *reason;
@@ -170,22 +170,22 @@ static int setup(void **state, bool transmit_reads)
 	pthread_cond_init(&f->logged, NULL);
 	f->slot = vccid_slot_new();
 	assert_non_null(f->slot);
-	vscard_host_offer_slot(f->slot, "test", 0);
-	vscard_memio_init(&f->memio, transmit_reads, 64);
+	vccid_vscard_host_offer_slot(f->slot, "test", 0);
+	vccid_vscard_memio_init(&f->memio, transmit_reads, 64);
 	f->memio.on_write = on_write;
 	f->memio.on_wake = on_wake;
 	f->memio.ctx = f;
-	f->conn = vscard_conn_new(&f->memio.io, "memio", TIMEOUT_MS);
+	f->conn = vccid_vscard_conn_new(&f->memio.io, "memio", TIMEOUT_MS);
 	assert_non_null(f->conn);
 
-	f->in_len = vscard_init_encode(init, sizeof(init), 0, 0);
+	f->in_len = vccid_vscard_init_encode(init, sizeof(init), 0, 0);
 	memcpy(f->in, init, f->in_len);
-	put(f, VSCARD_READER_ADD, 0, (const uint8_t *)"r", 1);
-	put(f, VSCARD_ATR, 0, cac_atr, sizeof(cac_atr));
+	put(f, VCCID_VSCARD_READER_ADD, 0, (const uint8_t *)"r", 1);
+	put(f, VCCID_VSCARD_ATR, 0, cac_atr, sizeof(cac_atr));
 	client_sent(f, 64);
-	assert_true(vscard_conn_read_begin(f->conn));
-	reason = vscard_conn_serve(f->conn);
-	vscard_conn_read_end(f->conn);
+	assert_true(vccid_vscard_conn_read_begin(f->conn));
+	reason = vccid_vscard_conn_serve(f->conn);
+	vccid_vscard_conn_read_end(f->conn);
 	assert_null(reason);
 	assert_true(vccid_slot_present(f->slot));
 	assert_int_equal(vccid_slot_power(f->slot, VCCID_POWER_UP, atr, &atr_len), VCCID_OK);
@@ -216,8 +216,8 @@ static int teardown(void **state)
 	pthread_cond_signal(&f->wake);
 	pthread_mutex_unlock(&f->lock);
 	pthread_join(f->server, NULL);
-	vscard_conn_close(f->conn, "test done");
-	vscard_host_withdraw_slot(f->slot);
+	vccid_vscard_conn_close(f->conn, "test done");
+	vccid_vscard_host_withdraw_slot(f->slot);
 	assert_false(vccid_slot_present(f->slot));
 	vccid_slot_free(f->slot);
 	pthread_cond_destroy(&f->wake);
@@ -253,21 +253,21 @@ static void test_direct_answer(void **state)
 	size_t rsp_len = sizeof(rsp);
 	long long now, recheck = 0;
 
-	put(f, VSCARD_APDU, 0, ok, sizeof(ok));
+	put(f, VCCID_VSCARD_APDU, 0, ok, sizeof(ok));
 	client_sent(f, 64);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 2);
 	assert_memory_equal(rsp, ok, 2);
 	assert_int_equal(f->memio.reads, 1);
 	assert_int_equal(f->memio.wakes, 0);
-	assert_true(wrote(f, VSCARD_APDU));
-	assert_false(vscard_conn_stashed(f->conn));
+	assert_true(wrote(f, VCCID_VSCARD_APDU));
+	assert_false(vccid_vscard_conn_stashed(f->conn));
 	/* The transport leaves the connection to transmits for a moment... */
 	now = vccid_now_ms();
-	assert_false(vscard_conn_watch(f->conn, now, &recheck));
+	assert_false(vccid_vscard_conn_watch(f->conn, now, &recheck));
 	assert_true(recheck > now && recheck <= now + LINGER_MS);
 	/* ...and watches it again after. */
-	assert_true(vscard_conn_watch(f->conn, now + LINGER_MS + 1, &recheck));
+	assert_true(vccid_vscard_conn_watch(f->conn, now + LINGER_MS + 1, &recheck));
 }
 
 /* An answer with a CardRemove glued to it: the rest is stashed, the transport
@@ -280,14 +280,14 @@ static void test_answer_then_card_remove(void **state)
 	size_t rsp_len = sizeof(rsp);
 	long long recheck = 0;
 
-	put(f, VSCARD_APDU, 0, ok, sizeof(ok));
-	put(f, VSCARD_CARD_REMOVE, 0, NULL, 0);
+	put(f, VCCID_VSCARD_APDU, 0, ok, sizeof(ok));
+	put(f, VCCID_VSCARD_CARD_REMOVE, 0, NULL, 0);
 	client_sent(f, 64);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 2);
 	assert_int_equal(f->memio.reads, 1);
 	/* No linger: the transport looks at once (and may already have parsed the stash). */
-	assert_true(vscard_conn_watch(f->conn, vccid_now_ms(), &recheck));
+	assert_true(vccid_vscard_conn_watch(f->conn, vccid_now_ms(), &recheck));
 	assert_true(f->memio.wakes >= 1);   /* the transmit asked the transport to look */
 	/* The serving thread parses the stash: the card leaves the slot. */
 	for (int i = 0; i < 2000 && vccid_slot_present(f->slot); i++) {
@@ -296,7 +296,7 @@ static void test_answer_then_card_remove(void **state)
 		nanosleep(&ts, NULL);   /* polling the observable result, bounded to 2 s */
 	}
 	assert_false(vccid_slot_present(f->slot));
-	assert_false(vscard_conn_stashed(f->conn));
+	assert_false(vccid_vscard_conn_stashed(f->conn));
 }
 
 /* Another message in front of the answer: the transmit hands reading back and
@@ -308,14 +308,14 @@ static void test_message_before_answer(void **state)
 	uint8_t rsp[258];
 	size_t rsp_len = sizeof(rsp);
 
-	put(f, VSCARD_FLUSH, 0, NULL, 0);
-	put(f, VSCARD_APDU, 0, ok, sizeof(ok));
+	put(f, VCCID_VSCARD_FLUSH, 0, NULL, 0);
+	put(f, VCCID_VSCARD_APDU, 0, ok, sizeof(ok));
 	client_sent(f, 64);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 2);
 	assert_memory_equal(rsp, ok, 2);
 	assert_true(f->memio.wakes >= 1);
-	assert_true(wrote(f, VSCARD_FLUSH_COMPLETE));
+	assert_true(wrote(f, VCCID_VSCARD_FLUSH_COMPLETE));
 }
 
 /* A header split over reads: the part is stashed and the transport completes it. */
@@ -326,7 +326,7 @@ static void test_split_header(void **state)
 	uint8_t rsp[258];
 	size_t rsp_len = sizeof(rsp);
 
-	put(f, VSCARD_APDU, 0, ok, sizeof(ok));
+	put(f, VCCID_VSCARD_APDU, 0, ok, sizeof(ok));
 	client_sent(f, 5);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 2);
@@ -346,14 +346,14 @@ static void test_answer_in_pieces(void **state)
 		answer[i] = (uint8_t)i;
 	answer[256] = 0x90;
 	answer[257] = 0x00;
-	put(f, VSCARD_APDU, 0, answer, sizeof(answer));
+	put(f, VCCID_VSCARD_APDU, 0, answer, sizeof(answer));
 	client_sent(f, 16);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, sizeof(answer));
 	assert_memory_equal(rsp, answer, sizeof(answer));
-	assert_int_equal(f->memio.reads, (VSCARD_HEADER_SIZE + sizeof(answer) + 15) / 16);
+	assert_int_equal(f->memio.reads, (VCCID_VSCARD_HEADER_SIZE + sizeof(answer) + 15) / 16);
 	assert_int_equal(f->memio.wakes, 0);
-	assert_false(vscard_conn_stashed(f->conn));
+	assert_false(vccid_vscard_conn_stashed(f->conn));
 }
 
 /* The client never answers: the transmit times out and the connection is failed. */
@@ -367,7 +367,7 @@ static void test_stall(void **state)
 	client_sent(f, 64);
 	assert_int_not_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_true(vccid_now_ms() - start >= TIMEOUT_MS - 50);
-	assert_true(vscard_conn_dead(f->conn));
+	assert_true(vccid_vscard_conn_dead(f->conn));
 	assert_true(logged(f, "no answer to an APDU in time"));
 }
 
@@ -379,12 +379,12 @@ static void test_eof_inside_answer(void **state)
 	uint8_t rsp[258];
 	size_t rsp_len = sizeof(rsp);
 
-	put(f, VSCARD_APDU, 0, answer, sizeof(answer));
+	put(f, VCCID_VSCARD_APDU, 0, answer, sizeof(answer));
 	f->in_len -= 40;
 	f->memio.eof_at_end = true;
 	client_sent(f, 32);
 	assert_int_not_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
-	assert_true(vscard_conn_dead(f->conn));
+	assert_true(vccid_vscard_conn_dead(f->conn));
 	assert_true(logged(f, "broke inside an answer"));
 }
 
@@ -397,33 +397,33 @@ static void test_malformed_answers(void **state)
 	uint8_t rsp[258];
 	size_t rsp_len;
 
-	put(f, VSCARD_APDU, 0, NULL, 0);
+	put(f, VCCID_VSCARD_APDU, 0, NULL, 0);
 	client_sent(f, 64);
 	rsp_len = sizeof(rsp);
 	assert_int_not_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(rsp_len, 0);
 	assert_true(logged(f, "answered with 0 byte(s)"));
 
-	put(f, VSCARD_APDU, 0, one, sizeof(one));
+	put(f, VCCID_VSCARD_APDU, 0, one, sizeof(one));
 	client_sent(f, 64);
 	rsp_len = sizeof(rsp);
 	assert_int_not_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_true(logged(f, "answered with 1 byte(s)"));
 
-	put(f, VSCARD_APDU, 0, big, sizeof(big));
+	put(f, VCCID_VSCARD_APDU, 0, big, sizeof(big));
 	client_sent(f, 64);
 	rsp_len = sizeof(rsp);
 	assert_int_not_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_true(logged(f, "answered with 300 bytes, more than the 258"));
-	assert_false(vscard_conn_dead(f->conn));   /* the client may go on */
+	assert_false(vccid_vscard_conn_dead(f->conn));   /* the client may go on */
 }
 
 static void serve(struct fixture *f)
 {
 	pthread_mutex_lock(&f->serve_lock);
-	assert_true(vscard_conn_read_begin(f->conn));
-	(void)vscard_conn_serve(f->conn);
-	vscard_conn_read_end(f->conn);
+	assert_true(vccid_vscard_conn_read_begin(f->conn));
+	(void)vccid_vscard_conn_serve(f->conn);
+	vccid_vscard_conn_read_end(f->conn);
 	pthread_mutex_unlock(&f->serve_lock);
 }
 
@@ -435,38 +435,38 @@ static void test_answers_wait_for_room(void **state)
 
 	f->memio.write_room = 0;
 	for (int i = 0; i < 3; i++)
-		put(f, VSCARD_FLUSH, 0, NULL, 0);
+		put(f, VCCID_VSCARD_FLUSH, 0, NULL, 0);
 	client_sent(f, 64);
 	serve(f);
 	assert_int_equal(f->n_written, 0);
-	assert_true(vscard_conn_wants_write(f->conn));
-	assert_false(vscard_conn_dead(f->conn));
+	assert_true(vccid_vscard_conn_wants_write(f->conn));
+	assert_false(vccid_vscard_conn_dead(f->conn));
 	f->memio.write_room = 20;   /* one answer and part of the next */
-	vscard_conn_writable(f->conn);
+	vccid_vscard_conn_writable(f->conn);
 	assert_int_equal(f->n_written, 1);
-	assert_true(vscard_conn_wants_write(f->conn));
+	assert_true(vccid_vscard_conn_wants_write(f->conn));
 	f->memio.write_room = SIZE_MAX;
-	vscard_conn_writable(f->conn);
+	vccid_vscard_conn_writable(f->conn);
 	assert_int_equal(f->n_written, 3);
-	assert_int_equal(f->written[2], VSCARD_FLUSH_COMPLETE);
-	assert_false(vscard_conn_wants_write(f->conn));
+	assert_int_equal(f->written[2], VCCID_VSCARD_FLUSH_COMPLETE);
+	assert_false(vccid_vscard_conn_wants_write(f->conn));
 }
 
 /* A client that never reads while it keeps asking is dropped when its outbox is full. */
 static void test_outbox_full(void **state)
 {
 	struct fixture *f = *state;
-	static uint8_t flood[2000 * VSCARD_HEADER_SIZE];
+	static uint8_t flood[2000 * VCCID_VSCARD_HEADER_SIZE];
 	size_t i;
 
 	f->memio.write_room = 0;
 	for (i = 0; i < 2000; i++)
-		vscard_header_encode(flood + i * VSCARD_HEADER_SIZE, VSCARD_FLUSH, 0, 0);
-	vscard_memio_feed(&f->memio, flood, sizeof(flood));
+		vccid_vscard_header_encode(flood + i * VCCID_VSCARD_HEADER_SIZE, VCCID_VSCARD_FLUSH, 0, 0);
+	vccid_vscard_memio_feed(&f->memio, flood, sizeof(flood));
 	f->memio.chunk = sizeof(flood);
-	for (i = 0; i < 50 && !vscard_conn_dead(f->conn); i++)
+	for (i = 0; i < 50 && !vccid_vscard_conn_dead(f->conn); i++)
 		serve(f);
-	assert_true(vscard_conn_dead(f->conn));
+	assert_true(vccid_vscard_conn_dead(f->conn));
 	assert_true(logged(f, "outbox full"));
 }
 
@@ -479,18 +479,18 @@ static void test_apdu_after_waiting_answers(void **state)
 	size_t rsp_len = sizeof(rsp);
 
 	f->memio.write_room = 5;   /* part of the FlushComplete */
-	put(f, VSCARD_FLUSH, 0, NULL, 0);
+	put(f, VCCID_VSCARD_FLUSH, 0, NULL, 0);
 	client_sent(f, 64);
 	serve(f);
 	assert_int_equal(f->n_written, 0);
 	f->memio.write_room = SIZE_MAX;
-	put(f, VSCARD_APDU, 0, ok, sizeof(ok));
+	put(f, VCCID_VSCARD_APDU, 0, ok, sizeof(ok));
 	client_sent(f, 64);
 	assert_int_equal(transmit(f, rsp, &rsp_len), VCCID_OK);
 	assert_int_equal(f->n_written, 2);
-	assert_int_equal(f->written[0], VSCARD_FLUSH_COMPLETE);
-	assert_int_equal(f->written[1], VSCARD_APDU);
-	assert_false(vscard_conn_wants_write(f->conn));
+	assert_int_equal(f->written[0], VCCID_VSCARD_FLUSH_COMPLETE);
+	assert_int_equal(f->written[1], VCCID_VSCARD_APDU);
+	assert_false(vccid_vscard_conn_wants_write(f->conn));
 }
 
 /* A transport whose transmits never read: every answer comes through its thread. */
@@ -504,13 +504,13 @@ static void test_handoff_only(void **state)
 	int rv;
 
 	/* The client answers when it sees the APDU; only a serve can deliver it. */
-	f->reply_len = vscard_message_encode(f->reply, sizeof(f->reply), VSCARD_APDU, 0, ok,
+	f->reply_len = vccid_vscard_message_encode(f->reply, sizeof(f->reply), VCCID_VSCARD_APDU, 0, ok,
 					     sizeof(ok));
 	rv = transmit(f, rsp, &rsp_len);
 	assert_int_equal(rv, VCCID_OK);
 	assert_int_equal(rsp_len, 2);
 	assert_true(f->memio.reads >= 1);   /* all by the serving thread */
-	assert_true(vscard_conn_watch(f->conn, vccid_now_ms(), &recheck));
+	assert_true(vccid_vscard_conn_watch(f->conn, vccid_now_ms(), &recheck));
 }
 
 int main(void)

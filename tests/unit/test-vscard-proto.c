@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "backends/vscard/proto.h"
-#include "core/error.h"
+#include "corelib/error.h"
 
 /* Bytes vscclient sends as its Init, as captured against QEMU 7.2 (FACTS.md). */
 static const uint8_t vscclient_init[] = {
@@ -29,23 +29,23 @@ static void test_type_names(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		assert_string_equal(vscard_type_name(names[i].type), names[i].name);
+		assert_string_equal(vccid_vscard_type_name(names[i].type), names[i].name);
 }
 
 static void test_header_roundtrip(void **state)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE];
-	struct vscard_header header;
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE];
+	struct vccid_vscard_header header;
 	uint32_t type;
 
 	(void)state;
-	for (type = VSCARD_INIT; type <= VSCARD_FLUSH_COMPLETE; type++) {
-		vscard_header_encode(buf, type, 0x01020304u, 0xA0B0C0D0u);
+	for (type = VCCID_VSCARD_INIT; type <= VCCID_VSCARD_FLUSH_COMPLETE; type++) {
+		vccid_vscard_header_encode(buf, type, 0x01020304u, 0xA0B0C0D0u);
 		assert_int_equal(buf[0], 0);
 		assert_int_equal(buf[3], type);                /* big-endian */
 		assert_int_equal(buf[4], 0x01);
 		assert_int_equal(buf[11], 0xD0);
-		vscard_header_decode(buf, &header);
+		vccid_vscard_header_decode(buf, &header);
 		assert_int_equal(header.type, type);
 		assert_int_equal(header.reader_id, 0x01020304u);
 		assert_int_equal(header.length, 0xA0B0C0D0u);
@@ -57,10 +57,10 @@ static void test_init_encode_matches_vscclient(void **state)
 	uint8_t buf[64];
 
 	(void)state;
-	assert_int_equal(vscard_init_encode(buf, sizeof(buf), 0, 0), sizeof(vscclient_init));
+	assert_int_equal(vccid_vscard_init_encode(buf, sizeof(buf), 0, 0), sizeof(vscclient_init));
 	assert_memory_equal(buf, vscclient_init, sizeof(vscclient_init));
 	/* Too small a buffer: nothing written. */
-	assert_int_equal(vscard_init_encode(buf, sizeof(vscclient_init) - 1, 0, 0), 0);
+	assert_int_equal(vccid_vscard_init_encode(buf, sizeof(vscclient_init) - 1, 0, 0), 0);
 }
 
 static void test_error_encode(void **state)
@@ -70,16 +70,16 @@ static void test_error_encode(void **state)
 	uint32_t code = 99;
 
 	(void)state;
-	assert_int_equal(vscard_error_encode(buf, sizeof(buf), 0, VSCARD_SUCCESS), 16);
+	assert_int_equal(vccid_vscard_error_encode(buf, sizeof(buf), 0, VCCID_VSCARD_SUCCESS), 16);
 	assert_memory_equal(buf, expect, sizeof(expect));
-	assert_int_equal(vscard_error_decode(buf + 12, 4, &code), VCCID_OK);
+	assert_int_equal(vccid_vscard_error_decode(buf + 12, 4, &code), VCCID_OK);
 	assert_int_equal(code, 0);
-	assert_int_equal(vscard_error_encode(buf, sizeof(buf), 0xFFFFFFFFu,
-					     VSCARD_CANNOT_ADD_MORE_READERS), 16);
+	assert_int_equal(vccid_vscard_error_encode(buf, sizeof(buf), 0xFFFFFFFFu,
+					     VCCID_VSCARD_CANNOT_ADD_MORE_READERS), 16);
 	assert_int_equal(buf[4], 0xFF);
 	assert_int_equal(buf[15], 2);
-	assert_int_equal(vscard_error_decode(buf + 12, 3, &code), VCCID_EPROTO);
-	assert_int_equal(vscard_error_decode(buf + 12, 5, &code), VCCID_EPROTO);
+	assert_int_equal(vccid_vscard_error_decode(buf + 12, 3, &code), VCCID_EPROTO);
+	assert_int_equal(vccid_vscard_error_decode(buf + 12, 5, &code), VCCID_EPROTO);
 }
 
 struct init_case {
@@ -116,10 +116,10 @@ static void test_init_decode(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(init_cases) / sizeof(init_cases[0]); i++) {
 		const struct init_case *c = &init_cases[i];
-		struct vscard_init init;
+		struct vccid_vscard_init init;
 
 		print_message("# init: %s\n", c->name);
-		assert_int_equal(vscard_init_decode(c->payload, c->len, &init), c->rv);
+		assert_int_equal(vccid_vscard_init_decode(c->payload, c->len, &init), c->rv);
 		if (c->rv != VCCID_OK)
 			continue;
 		assert_int_equal(init.version, 2);
@@ -131,7 +131,7 @@ static void test_init_decode(void **state)
 static void test_init_many_capabilities_capped(void **state)
 {
 	uint8_t payload[8 + 4 * 40];
-	struct vscard_init init;
+	struct vccid_vscard_init init;
 	size_t i;
 
 	(void)state;
@@ -142,33 +142,33 @@ static void test_init_many_capabilities_capped(void **state)
 		payload[10 + 4 * i] = 0;
 		payload[11 + 4 * i] = (uint8_t)i;
 	}
-	assert_int_equal(vscard_init_decode(payload, sizeof(payload), &init), VCCID_OK);
-	assert_int_equal(init.n_capabilities, VSCARD_INIT_MAX_CAPS);
-	assert_int_equal(init.capabilities[VSCARD_INIT_MAX_CAPS - 1], VSCARD_INIT_MAX_CAPS - 1);
+	assert_int_equal(vccid_vscard_init_decode(payload, sizeof(payload), &init), VCCID_OK);
+	assert_int_equal(init.n_capabilities, VCCID_VSCARD_INIT_MAX_CAPS);
+	assert_int_equal(init.capabilities[VCCID_VSCARD_INIT_MAX_CAPS - 1], VCCID_VSCARD_INIT_MAX_CAPS - 1);
 }
 
 static void test_message_encode_limits(void **state)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + 4];
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 4];
 	static const uint8_t apdu[4] = { 0x00, 0xA4, 0x04, 0x00 };
 
 	(void)state;
-	assert_int_equal(vscard_message_encode(buf, sizeof(buf), VSCARD_APDU, 3, apdu, 4), 16);
+	assert_int_equal(vccid_vscard_message_encode(buf, sizeof(buf), VCCID_VSCARD_APDU, 3, apdu, 4), 16);
 	assert_memory_equal(buf + 12, apdu, 4);
-	assert_int_equal(vscard_message_encode(buf, sizeof(buf) - 1, VSCARD_APDU, 3, apdu, 4), 0);
-	assert_int_equal(vscard_message_encode(buf, 11, VSCARD_FLUSH, 0, NULL, 0), 0);
-	assert_int_equal(vscard_message_encode(buf, 12, VSCARD_FLUSH, 0, NULL, 0), 12);
+	assert_int_equal(vccid_vscard_message_encode(buf, sizeof(buf) - 1, VCCID_VSCARD_APDU, 3, apdu, 4), 0);
+	assert_int_equal(vccid_vscard_message_encode(buf, 11, VCCID_VSCARD_FLUSH, 0, NULL, 0), 0);
+	assert_int_equal(vccid_vscard_message_encode(buf, 12, VCCID_VSCARD_FLUSH, 0, NULL, 0), 12);
 }
 
 /* Feeds @p len bytes in chunks of @p chunk; returns messages seen or a negative error. */
-static int feed(struct vscard_framer *framer, const uint8_t *data, size_t len, size_t chunk,
-		struct vscard_header *last, uint8_t *last_payload)
+static int feed(struct vccid_vscard_framer *framer, const uint8_t *data, size_t len, size_t chunk,
+		struct vccid_vscard_header *last, uint8_t *last_payload)
 {
 	int messages = 0;
 
 	while (len > 0) {
 		size_t want;
-		uint8_t *space = vscard_framer_space(framer, &want);
+		uint8_t *space = vccid_vscard_framer_space(framer, &want);
 		size_t n = want < chunk ? want : chunk;
 		const uint8_t *payload;
 		int rv;
@@ -178,7 +178,7 @@ static int feed(struct vscard_framer *framer, const uint8_t *data, size_t len, s
 		memcpy(space, data, n);
 		data += n;
 		len -= n;
-		rv = vscard_framer_fill(framer, n, last, &payload);
+		rv = vccid_vscard_framer_fill(framer, n, last, &payload);
 		if (rv < 0)
 			return rv;
 		if (rv == 1) {
@@ -192,22 +192,22 @@ static int feed(struct vscard_framer *framer, const uint8_t *data, size_t len, s
 static void test_framer_chunks(void **state)
 {
 	uint8_t stream[200];
-	uint8_t buf[VSCARD_HEADER_SIZE + 64];
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 64];
 	uint8_t payload[64];
 	static const uint8_t atr[] = { 0x3B, 0x02, 0x14, 0x50 };
-	struct vscard_framer framer;
-	struct vscard_header header;
+	struct vccid_vscard_framer framer;
+	struct vccid_vscard_header header;
 	size_t len = 0;
 	size_t chunk;
 
 	(void)state;
-	len += vscard_init_encode(stream + len, sizeof(stream) - len, 0, 0);
-	len += vscard_message_encode(stream + len, sizeof(stream) - len, VSCARD_FLUSH, 0, NULL, 0);
-	len += vscard_message_encode(stream + len, sizeof(stream) - len, VSCARD_ATR, 7, atr, 4);
+	len += vccid_vscard_init_encode(stream + len, sizeof(stream) - len, 0, 0);
+	len += vccid_vscard_message_encode(stream + len, sizeof(stream) - len, VCCID_VSCARD_FLUSH, 0, NULL, 0);
+	len += vccid_vscard_message_encode(stream + len, sizeof(stream) - len, VCCID_VSCARD_ATR, 7, atr, 4);
 	for (chunk = 1; chunk <= len; chunk++) {
-		vscard_framer_init(&framer, buf, 64);
+		vccid_vscard_framer_init(&framer, buf, 64);
 		assert_int_equal(feed(&framer, stream, len, chunk, &header, payload), 3);
-		assert_int_equal(header.type, VSCARD_ATR);
+		assert_int_equal(header.type, VCCID_VSCARD_ATR);
 		assert_int_equal(header.reader_id, 7);
 		assert_int_equal(header.length, 4);
 		assert_memory_equal(payload, atr, 4);
@@ -233,15 +233,15 @@ static void test_framer_lying_lengths(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(lie_cases) / sizeof(lie_cases[0]); i++) {
-		uint8_t buf[VSCARD_HEADER_SIZE + 64];
-		uint8_t header_bytes[VSCARD_HEADER_SIZE];
+		uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 64];
+		uint8_t header_bytes[VCCID_VSCARD_HEADER_SIZE];
 		uint8_t payload[64];
-		struct vscard_framer framer;
-		struct vscard_header header;
+		struct vccid_vscard_framer framer;
+		struct vccid_vscard_header header;
 
 		print_message("# framer: %s\n", lie_cases[i].name);
-		vscard_framer_init(&framer, buf, 64);
-		vscard_header_encode(header_bytes, VSCARD_APDU, 0, lie_cases[i].length);
+		vccid_vscard_framer_init(&framer, buf, 64);
+		vccid_vscard_header_encode(header_bytes, VCCID_VSCARD_APDU, 0, lie_cases[i].length);
 		assert_int_equal(feed(&framer, header_bytes, sizeof(header_bytes), 5, &header,
 				      payload), lie_cases[i].rv);
 	}
@@ -249,22 +249,22 @@ static void test_framer_lying_lengths(void **state)
 
 static void test_framer_truncated_header(void **state)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + 64];
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + 64];
 	uint8_t payload[64];
-	struct vscard_framer framer;
-	struct vscard_header header;
+	struct vccid_vscard_framer framer;
+	struct vccid_vscard_header header;
 	size_t want;
 
 	(void)state;
-	vscard_framer_init(&framer, buf, 64);
+	vccid_vscard_framer_init(&framer, buf, 64);
 	/* 11 of 12 header bytes: no message yet, and it asks for exactly one more. */
 	assert_int_equal(feed(&framer, vscclient_init, 11, 11, &header, payload), 0);
-	(void)vscard_framer_space(&framer, &want);
+	(void)vccid_vscard_framer_space(&framer, &want);
 	assert_int_equal(want, 1);
 	/* The rest of the Init completes it. */
 	assert_int_equal(feed(&framer, vscclient_init + 11, sizeof(vscclient_init) - 11, 3,
 			      &header, payload), 1);
-	assert_int_equal(header.type, VSCARD_INIT);
+	assert_int_equal(header.type, VCCID_VSCARD_INIT);
 	assert_int_equal(header.length, 12);
 }
 

@@ -14,8 +14,8 @@
 #include <libcacard.h>
 
 #include "backends/cacard/emul.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 #define CERTS_MAX 10                 /* a CAC card holds at most 10 certificates */
 

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "backends/vscard/proto.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 
 #define ATR_MAX 40                 /* ISO 7816-3; QEMU's MAX_ATR_SIZE */
 #define PENDING_MAX 64             /* requests awaiting the host's Error answer */
@@ -29,10 +29,10 @@ struct vccid_share_client {
 	bool user_removed;             /* "remove" asked; cleared by "insert" or a new card */
 	uint32_t pending[PENDING_MAX]; /* FIFO of message types awaiting an Error answer */
 	size_t pending_head, pending_count;
-	struct vscard_framer framer;
+	struct vccid_vscard_framer framer;
 	char why[320];
-	uint8_t in_buf[VSCARD_HEADER_SIZE + VCCID_SHARE_EXT_MAX_PAYLOAD];
-	uint8_t out_buf[VSCARD_HEADER_SIZE + VCCID_MAX_RESPONSE];
+	uint8_t in_buf[VCCID_VSCARD_HEADER_SIZE + VCCID_SHARE_EXT_MAX_PAYLOAD];
+	uint8_t out_buf[VCCID_VSCARD_HEADER_SIZE + VCCID_MAX_RESPONSE];
 };
 
 /* The connection must go: records why, returns @p err. */
@@ -61,8 +61,8 @@ vccid_share_client *vccid_share_client_new(const struct vccid_share_client_io *i
 	c->io = *io;
 	strcpy(c->name, reader_name);
 	c->state = VCCID_SHARE_DISCONNECTED;
-	c->reader_id = VSCARD_UNDEFINED_READER_ID;
-	vscard_framer_init(&c->framer, c->in_buf, VCCID_SHARE_LEGACY_MAX_PAYLOAD);
+	c->reader_id = VCCID_VSCARD_UNDEFINED_READER_ID;
+	vccid_vscard_framer_init(&c->framer, c->in_buf, VCCID_SHARE_LEGACY_MAX_PAYLOAD);
 	return c;
 }
 
@@ -95,32 +95,32 @@ static bool pending_pop(vccid_share_client *c, uint32_t *type)
 	return true;
 }
 
-static void log_message(const char *dir, const struct vscard_header *h, const uint8_t *payload)
+static void log_message(const char *dir, const struct vccid_vscard_header *h, const uint8_t *payload)
 {
 	char extra[64] = "";
 
 	if (!vccid_log_enabled(VCCID_LOG_DEBUG))
 		return;
-	if (h->type == VSCARD_ERROR && h->length == 4 && payload != NULL)
+	if (h->type == VCCID_VSCARD_ERROR && h->length == 4 && payload != NULL)
 		snprintf(extra, sizeof(extra), " code %u", (unsigned)((uint32_t)payload[0] << 24 |
 			 (uint32_t)payload[1] << 16 | (uint32_t)payload[2] << 8 | payload[3]));
-	else if (h->type == VSCARD_APDU && h->length >= 2 && payload != NULL && dir[0] == '-')
+	else if (h->type == VCCID_VSCARD_APDU && h->length >= 2 && payload != NULL && dir[0] == '-')
 		snprintf(extra, sizeof(extra), " SW %02X%02X", payload[h->length - 2],
 			 payload[h->length - 1]);
-	VCCID_LOG(VCCID_LOG_DEBUG, "%s %s reader=%u len=%u%s", dir, vscard_type_name(h->type),
+	VCCID_LOG(VCCID_LOG_DEBUG, "%s %s reader=%u len=%u%s", dir, vccid_vscard_type_name(h->type),
 		  (unsigned)h->reader_id, (unsigned)h->length, extra);
 }
 
 /* Writes a whole encoded message (one write for header and payload). */
 static int send_raw(vccid_share_client *c, const uint8_t *buf, size_t len)
 {
-	struct vscard_header h;
+	struct vccid_vscard_header h;
 
-	vscard_header_decode(buf, &h);
-	log_message("->", &h, buf + VSCARD_HEADER_SIZE);
+	vccid_vscard_header_decode(buf, &h);
+	log_message("->", &h, buf + VCCID_VSCARD_HEADER_SIZE);
 	errno = 0;
 	if (c->io.write(c->io.io, buf, len) != VCCID_OK)
-		return fail(c, VCCID_EIO, "cannot send %s to the host: %s", vscard_type_name(h.type),
+		return fail(c, VCCID_EIO, "cannot send %s to the host: %s", vccid_vscard_type_name(h.type),
 			    errno != 0 ? strerror(errno) : "short write");
 	return VCCID_OK;
 }
@@ -128,12 +128,12 @@ static int send_raw(vccid_share_client *c, const uint8_t *buf, size_t len)
 static int send_msg(vccid_share_client *c, uint32_t type, uint32_t reader_id,
 		    const uint8_t *payload, size_t len)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + VCCID_SHARE_NAME_MAX + ATR_MAX];
-	size_t n = vscard_message_encode(buf, sizeof(buf), type, reader_id, payload, len);
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + VCCID_SHARE_NAME_MAX + ATR_MAX];
+	size_t n = vccid_vscard_message_encode(buf, sizeof(buf), type, reader_id, payload, len);
 
 	if (n == 0)
 		return fail(c, VCCID_EINVAL, "a %zu-byte %s does not fit a message", len,
-			    vscard_type_name(type));
+			    vccid_vscard_type_name(type));
 	return send_raw(c, buf, n);
 }
 
@@ -163,7 +163,7 @@ static int card_to_host(vccid_share_client *c)
 			  vccid_strerror(rv), atr_len);
 		return VCCID_OK;
 	}
-	rv = send_request(c, VSCARD_ATR, c->reader_id, atr, atr_len);
+	rv = send_request(c, VCCID_VSCARD_ATR, c->reader_id, atr, atr_len);
 	if (rv == VCCID_OK) {
 		c->card_on_host = true;
 		VCCID_LOG(VCCID_LOG_INFO, "card inserted: ATR sent to the host (%zu bytes)", atr_len);
@@ -177,7 +177,7 @@ static int card_from_host(vccid_share_client *c)
 
 	if (c->card_on_host && c->state != VCCID_SHARE_DISCONNECTED) {
 		c->card_on_host = false;
-		rv = send_request(c, VSCARD_CARD_REMOVE, c->reader_id, NULL, 0);
+		rv = send_request(c, VCCID_VSCARD_CARD_REMOVE, c->reader_id, NULL, 0);
 		if (rv == VCCID_OK)
 			VCCID_LOG(VCCID_LOG_INFO, "card removed: CardRemove sent to the host");
 	}
@@ -188,19 +188,19 @@ static int card_from_host(vccid_share_client *c)
 
 int vccid_share_client_connected(vccid_share_client *c)
 {
-	uint8_t buf[VSCARD_HEADER_SIZE + VSCARD_INIT_MIN_SIZE];
+	uint8_t buf[VCCID_VSCARD_HEADER_SIZE + VCCID_VSCARD_INIT_MIN_SIZE];
 	size_t n;
 
 	c->host_extended = false;
-	c->reader_id = VSCARD_UNDEFINED_READER_ID;
+	c->reader_id = VCCID_VSCARD_UNDEFINED_READER_ID;
 	c->card_on_host = false;
 	c->fatal = false;
 	c->pending_count = 0;
 	c->pending_head = 0;
-	vscard_framer_init(&c->framer, c->in_buf, VCCID_SHARE_LEGACY_MAX_PAYLOAD);
+	vccid_vscard_framer_init(&c->framer, c->in_buf, VCCID_SHARE_LEGACY_MAX_PAYLOAD);
 	c->state = VCCID_SHARE_WAIT_INIT;
 	VCCID_LOG(VCCID_LOG_DEBUG, "connected; sending Init");
-	n = vscard_init_encode(buf, sizeof(buf), 0, VSCARD_CAP_VCCID_EXTENDED);
+	n = vccid_vscard_init_encode(buf, sizeof(buf), 0, VCCID_VSCARD_CAP_VCCID_EXTENDED);
 	return send_raw(c, buf, n);
 }
 
@@ -214,44 +214,44 @@ void vccid_share_client_disconnected(vccid_share_client *c)
 		c->ops->power(c->card, VCCID_POWER_DOWN, NULL, NULL);
 }
 
-static int on_host_init(vccid_share_client *c, const struct vscard_header *h,
+static int on_host_init(vccid_share_client *c, const struct vccid_vscard_header *h,
 			const uint8_t *payload)
 {
-	struct vscard_init init;
+	struct vccid_vscard_init init;
 	int rv;
 
-	if (vscard_init_decode(payload, h->length, &init) != VCCID_OK)
+	if (vccid_vscard_init_decode(payload, h->length, &init) != VCCID_OK)
 		return fail(c, VCCID_EPROTO, "the host's Init is malformed (bad magic or length)");
-	if (init.version != VSCARD_VERSION)
+	if (init.version != VCCID_VSCARD_VERSION)
 		VCCID_LOG(VCCID_LOG_INFO, "warning: host speaks VSCard version %u, we speak %u",
-			  (unsigned)init.version, VSCARD_VERSION);
+			  (unsigned)init.version, VCCID_VSCARD_VERSION);
 	c->host_extended = init.n_capabilities > 0 &&
-		(init.capabilities[0] & VSCARD_CAP_VCCID_EXTENDED) != 0;
+		(init.capabilities[0] & VCCID_VSCARD_CAP_VCCID_EXTENDED) != 0;
 	if (c->host_extended)
 		c->framer.max_payload = VCCID_SHARE_EXT_MAX_PAYLOAD;
 	VCCID_LOG(VCCID_LOG_DEBUG, "host Init: version %u, extended APDUs %s",
 		  (unsigned)init.version, c->host_extended ? "yes" : "no");
 	/* A reader left over from an unclean exit would make ReaderAdd fail. */
-	rv = send_request(c, VSCARD_READER_REMOVE, 0, NULL, 0);
+	rv = send_request(c, VCCID_VSCARD_READER_REMOVE, 0, NULL, 0);
 	if (rv == VCCID_OK)
-		rv = send_request(c, VSCARD_READER_ADD, 0, (const uint8_t *)c->name, strlen(c->name));
+		rv = send_request(c, VCCID_VSCARD_READER_ADD, 0, (const uint8_t *)c->name, strlen(c->name));
 	if (rv == VCCID_OK)
 		c->state = VCCID_SHARE_ADDING;
 	return rv;
 }
 
-static int on_reader_added(vccid_share_client *c, const struct vscard_header *h, uint32_t code)
+static int on_reader_added(vccid_share_client *c, const struct vccid_vscard_header *h, uint32_t code)
 {
 	if (c->state != VCCID_SHARE_ADDING)
 		return VCCID_OK;
-	if (code == VSCARD_SUCCESS) {
+	if (code == VCCID_VSCARD_SUCCESS) {
 		c->reader_id = h->reader_id;
 		c->state = VCCID_SHARE_READY;
 		VCCID_LOG(VCCID_LOG_INFO, "handshake complete: host reader id %u, extended APDUs %s",
 			  (unsigned)c->reader_id, c->host_extended ? "yes" : "no");
 		return card_to_host(c);
 	}
-	if (code == VSCARD_CANNOT_ADD_MORE_READERS) {
+	if (code == VCCID_VSCARD_CANNOT_ADD_MORE_READERS) {
 		c->fatal = true;
 		return fail(c, VCCID_EBUSY, "the host cannot add more readers (error 2): it already "
 			    "has as many as it takes (another client?); giving up");
@@ -259,39 +259,39 @@ static int on_reader_added(vccid_share_client *c, const struct vscard_header *h,
 	return fail(c, VCCID_EPROTO, "the host refused the reader (error %u)", (unsigned)code);
 }
 
-static int on_host_error(vccid_share_client *c, const struct vscard_header *h,
+static int on_host_error(vccid_share_client *c, const struct vccid_vscard_header *h,
 			 const uint8_t *payload)
 {
 	uint32_t code, what;
 
-	if (vscard_error_decode(payload, h->length, &code) != VCCID_OK)
+	if (vccid_vscard_error_decode(payload, h->length, &code) != VCCID_OK)
 		return fail(c, VCCID_EPROTO, "the host sent a malformed Error message");
 	if (!pending_pop(c, &what)) {
 		VCCID_LOG(VCCID_LOG_INFO, "warning: unsolicited Error from the host (code %u)",
 			  (unsigned)code);
 		return VCCID_OK;
 	}
-	VCCID_LOG(VCCID_LOG_DEBUG, "host answered %s with code %u", vscard_type_name(what),
+	VCCID_LOG(VCCID_LOG_DEBUG, "host answered %s with code %u", vccid_vscard_type_name(what),
 		  (unsigned)code);
 	switch (what) {
-	case VSCARD_READER_ADD:
+	case VCCID_VSCARD_READER_ADD:
 		return on_reader_added(c, h, code);
-	case VSCARD_ATR:
-		if (code == VSCARD_SUCCESS)
+	case VCCID_VSCARD_ATR:
+		if (code == VCCID_VSCARD_SUCCESS)
 			VCCID_LOG(VCCID_LOG_INFO, "the host accepted the ATR");
-		else if (code == VSCARD_CARD_ALREADY_INSERTED)
+		else if (code == VCCID_VSCARD_CARD_ALREADY_INSERTED)
 			VCCID_LOG(VCCID_LOG_INFO, "the host already has a card in the reader (error 3)");
 		else
 			VCCID_LOG(VCCID_LOG_INFO, "the host rejected the ATR (error %u)", (unsigned)code);
-		if (code != VSCARD_SUCCESS && code != VSCARD_CARD_ALREADY_INSERTED)
+		if (code != VCCID_VSCARD_SUCCESS && code != VCCID_VSCARD_CARD_ALREADY_INSERTED)
 			c->card_on_host = false;
 		break;
-	case VSCARD_CARD_REMOVE:
-		if (code != VSCARD_SUCCESS)
+	case VCCID_VSCARD_CARD_REMOVE:
+		if (code != VCCID_VSCARD_SUCCESS)
 			VCCID_LOG(VCCID_LOG_INFO, "the host answered CardRemove with error %u",
 				  (unsigned)code);
 		break;
-	case VSCARD_READER_REMOVE:
+	case VCCID_VSCARD_READER_REMOVE:
 		if (c->state == VCCID_SHARE_CLOSING)
 			VCCID_LOG(VCCID_LOG_INFO, "the host answered ReaderRemove (code %u)",
 				  (unsigned)code);
@@ -302,11 +302,11 @@ static int on_host_error(vccid_share_client *c, const struct vscard_header *h,
 	return VCCID_OK;
 }
 
-static int on_host_apdu(vccid_share_client *c, const struct vscard_header *h,
+static int on_host_apdu(vccid_share_client *c, const struct vccid_vscard_header *h,
 			const uint8_t *payload)
 {
 	/* Client to host, the code is "not meaningful" (FACTS.md): any says "failed". */
-	static const uint8_t err[4] = { 0, 0, 0, VSCARD_GENERAL_ERROR };
+	static const uint8_t err[4] = { 0, 0, 0, VCCID_VSCARD_GENERAL_ERROR };
 	size_t rlen = VCCID_MAX_RESPONSE;
 	int rv;
 
@@ -316,60 +316,60 @@ static int on_host_apdu(vccid_share_client *c, const struct vscard_header *h,
 	if (c->state != VCCID_SHARE_READY || !c->card_on_host || c->ops == NULL ||
 	    !c->card_present) {
 		VCCID_LOG(VCCID_LOG_DEBUG, "APDU without a card: answering with an Error");
-		return send_msg(c, VSCARD_ERROR, h->reader_id, err, sizeof(err));
+		return send_msg(c, VCCID_VSCARD_ERROR, h->reader_id, err, sizeof(err));
 	}
-	rv = c->ops->transmit(c->card, payload, h->length, c->out_buf + VSCARD_HEADER_SIZE, &rlen);
+	rv = c->ops->transmit(c->card, payload, h->length, c->out_buf + VCCID_VSCARD_HEADER_SIZE, &rlen);
 	if (rv != VCCID_OK || rlen > VCCID_MAX_RESPONSE) {
 		VCCID_LOG(VCCID_LOG_DEBUG, "the card failed the APDU (%s)", vccid_strerror(rv));
-		return send_msg(c, VSCARD_ERROR, h->reader_id, err, sizeof(err));
+		return send_msg(c, VCCID_VSCARD_ERROR, h->reader_id, err, sizeof(err));
 	}
-	vscard_header_encode(c->out_buf, VSCARD_APDU, h->reader_id, (uint32_t)rlen);
-	rv = send_raw(c, c->out_buf, VSCARD_HEADER_SIZE + rlen);
-	explicit_bzero(c->out_buf, VSCARD_HEADER_SIZE + rlen);   /* may answer a PIN */
+	vccid_vscard_header_encode(c->out_buf, VCCID_VSCARD_APDU, h->reader_id, (uint32_t)rlen);
+	rv = send_raw(c, c->out_buf, VCCID_VSCARD_HEADER_SIZE + rlen);
+	explicit_bzero(c->out_buf, VCCID_VSCARD_HEADER_SIZE + rlen);   /* may answer a PIN */
 	return rv;
 }
 
-static int on_message(vccid_share_client *c, const struct vscard_header *h,
+static int on_message(vccid_share_client *c, const struct vccid_vscard_header *h,
 		      const uint8_t *payload)
 {
 	log_message("<-", h, payload);
-	if (c->state == VCCID_SHARE_WAIT_INIT && h->type != VSCARD_INIT)
+	if (c->state == VCCID_SHARE_WAIT_INIT && h->type != VCCID_VSCARD_INIT)
 		return fail(c, VCCID_EPROTO, "the host sent %s (type %u) before its Init",
-			    vscard_type_name(h->type), (unsigned)h->type);
+			    vccid_vscard_type_name(h->type), (unsigned)h->type);
 	switch (h->type) {
-	case VSCARD_INIT:
+	case VCCID_VSCARD_INIT:
 		if (c->state == VCCID_SHARE_WAIT_INIT)
 			return on_host_init(c, h, payload);
 		VCCID_LOG(VCCID_LOG_INFO, "warning: ignoring a second Init from the host");
 		return VCCID_OK;
-	case VSCARD_ERROR:
+	case VCCID_VSCARD_ERROR:
 		return on_host_error(c, h, payload);
-	case VSCARD_APDU:
+	case VCCID_VSCARD_APDU:
 		return on_host_apdu(c, h, payload);
-	case VSCARD_FLUSH:
-		return send_msg(c, VSCARD_FLUSH_COMPLETE, h->reader_id, NULL, 0);
+	case VCCID_VSCARD_FLUSH:
+		return send_msg(c, VCCID_VSCARD_FLUSH_COMPLETE, h->reader_id, NULL, 0);
 	default:
 		/* vscclient drops a host that sends what only a client sends; so do we. */
 		return fail(c, VCCID_EPROTO, "the host sent an unexpected %s message (type %u)",
-			    vscard_type_name(h->type), (unsigned)h->type);
+			    vccid_vscard_type_name(h->type), (unsigned)h->type);
 	}
 }
 
 uint8_t *vccid_share_client_read_space(vccid_share_client *c, size_t *want)
 {
-	return vscard_framer_space(&c->framer, want);
+	return vccid_vscard_framer_space(&c->framer, want);
 }
 
 int vccid_share_client_read_done(vccid_share_client *c, size_t n)
 {
-	struct vscard_header h;
+	struct vccid_vscard_header h;
 	const uint8_t *payload;
-	int rv = vscard_framer_fill(&c->framer, n, &h, &payload);
+	int rv = vccid_vscard_framer_fill(&c->framer, n, &h, &payload);
 
 	if (rv < 0) {
-		vscard_header_decode(c->in_buf, &h);
+		vccid_vscard_header_decode(c->in_buf, &h);
 		return fail(c, VCCID_EPROTO, "the host announced a %u-byte %s payload, over our "
-			    "limit of %zu", (unsigned)h.length, vscard_type_name(h.type),
+			    "limit of %zu", (unsigned)h.length, vccid_vscard_type_name(h.type),
 			    c->framer.max_payload);
 	}
 	if (rv == 0)
@@ -377,7 +377,7 @@ int vccid_share_client_read_done(vccid_share_client *c, size_t n)
 	if (c->state == VCCID_SHARE_DISCONNECTED)
 		return fail(c, VCCID_EINVAL, "a message from the host while not connected");
 	rv = on_message(c, &h, payload);
-	explicit_bzero(c->in_buf + VSCARD_HEADER_SIZE, h.length);   /* may hold a PIN */
+	explicit_bzero(c->in_buf + VCCID_VSCARD_HEADER_SIZE, h.length);   /* may hold a PIN */
 	return rv;
 }
 
@@ -463,10 +463,10 @@ int vccid_share_client_goodbye(vccid_share_client *c)
 		return VCCID_OK;
 	if (c->card_on_host) {
 		c->card_on_host = false;
-		rv = send_request(c, VSCARD_CARD_REMOVE, c->reader_id, NULL, 0);
+		rv = send_request(c, VCCID_VSCARD_CARD_REMOVE, c->reader_id, NULL, 0);
 	}
 	if (rv == VCCID_OK)
-		rv = send_request(c, VSCARD_READER_REMOVE, c->reader_id, NULL, 0);
+		rv = send_request(c, VCCID_VSCARD_READER_REMOVE, c->reader_id, NULL, 0);
 	if (rv == VCCID_OK)
 		c->state = VCCID_SHARE_CLOSING;
 	return rv;

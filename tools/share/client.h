@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/slot.h"
+#include "corelib/slot.h"
 
 #define VCCID_SHARE_NAME_MAX 200            /* reader name sent in ReaderAdd */
 #define VCCID_SHARE_LEGACY_MAX_PAYLOAD 4096 /* what we take from a host without the extension */
@@ -78,7 +78,7 @@ int vccid_share_client_goodbye(vccid_share_client *client);
 
 enum vccid_share_state vccid_share_client_state(const vccid_share_client *client);
 const char *vccid_share_state_name(enum vccid_share_state state);
-/** The reader id the host gave; VSCARD_UNDEFINED_READER_ID before. */
+/** The reader id the host gave; VCCID_VSCARD_UNDEFINED_READER_ID before. */
 uint32_t vccid_share_client_reader_id(const vccid_share_client *client);
 bool vccid_share_client_card_on_host(const vccid_share_client *client);
 bool vccid_share_client_host_extended(const vccid_share_client *client);

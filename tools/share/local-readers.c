@@ -8,7 +8,7 @@
 #include <reader.h>
 #include <winscard.h>
 
-#include "core/log.h"
+#include "corelib/log.h"
 
 /* True when the PC/SC reader is served by vccid (its vendor attribute says so). */
 static bool pcsc_reader_is_vccid(SCARDCONTEXT ctx, const char *reader)

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "backends/cacard/emul.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "corelib/error.h"
+#include "corelib/log.h"
 #include "card.h"
 #include "client.h"
 #include "transport.h"

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "core/clock.h"
-#include "core/error.h"
+#include "corelib/clock.h"
+#include "corelib/error.h"
 #include "net/net.h"
 
 #define CONNECT_TIMEOUT_MS 5000

@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #include "client.h"
-#include "core/addr.h"
+#include "corelib/addr.h"
 
-/* Where the host is (core/addr.h syntax: HOST:PORT, [V6]:PORT or unix:PATH). */
+/* Where the host is (corelib/addr.h syntax: HOST:PORT, [V6]:PORT or unix:PATH). */
 struct vccid_share_target {
 	const char *text;            /* as given, for logs */
 	bool is_unix;

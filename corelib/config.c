@@ -28,7 +28,7 @@
 #define CONFIG_MAX_SIZE (1024 * 1024)
 
 /*
- * A log line ends after about 1000 bytes (core/log.c), and names and values
+ * A log line ends after about 1000 bytes (corelib/log.c), and names and values
  * come from the file at any length: a message shows at most SHOWN_MAX bytes of
  * each (SHOWN_PATH_MAX of the path, SHOWN_DETAIL_MAX of a GLib message that
  * quotes a line), with "..." in the middle, so the explanation is never cut.
@@ -396,7 +396,7 @@ static void parse_card(struct parse_ctx *ctx, const char *group)
 }
 
 /*
- * A TCP address (core/addr.h) with a port from 1024: the listener runs inside
+ * A TCP address (corelib/addr.h) with a port from 1024: the listener runs inside
  * pcscd, and vccid keeps it off the privileged ports. NULL or the reason.
  */
 static const char *check_listen(const char *text)

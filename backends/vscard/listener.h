@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The VSCard listener inside the driver: remote clients bring their cards into vccid's free slots. */
-#ifndef VCCID_VSCARD_H
-#define VCCID_VSCARD_H
+#ifndef VCCID_VSCARD_LISTENER_H
+#define VCCID_VSCARD_LISTENER_H
 
-#include "core/config.h"
+#include "corelib/config.h"
 
 /**
  * Starts the listener from the [vscard] group of @p config, or counts one
