@@ -30,7 +30,7 @@
 #include "backends/vscard/proto.h"
 #include "corelib/error.h"
 #include "fuzz-log.h"
-#include "tests/fixtures/vscard-memio.h"
+#include "tests/unit/vscard-memio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

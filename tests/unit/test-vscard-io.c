@@ -24,7 +24,7 @@
 #include "corelib/clock.h"
 #include "corelib/error.h"
 #include "corelib/log.h"
-#include "tests/fixtures/vscard-memio.h"
+#include "tests/unit/vscard-memio.h"
 
 #define TIMEOUT_MS 2000
 #define LINGER_MS 10   /* DIRECT_LINGER_MS in host.c */
