@@ -6,6 +6,8 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
+#include "apdu-le.h"
+
 #define FLOOR_EXPORT __attribute__((visibility("default")))
 
 /* ISO/IEC 7816-3 §8.2: TS 3B (direct convention), T0 02 (no interface
@@ -132,23 +134,13 @@ FLOOR_EXPORT RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWO
 /* Le of a case-2 APDU (ISO/IEC 7816-4 §5.1): short CLA INS P1 P2 Le with
  * Le 00 = 256, extended CLA INS P1 P2 00 Le1 Le2 with 0000 = 65536. Any other
  * shape gets no data. */
-static size_t floor_case2_le(const UCHAR *apdu, size_t len)
-{
-	if (len == 5)
-		return apdu[4] ? apdu[4] : 256;
-	if (len == 7 && apdu[4] == 0) {
-		size_t le = ((size_t)apdu[5] << 8) | apdu[6];
-		return le ? le : 65536;
-	}
-	return 0;
-}
 
 FLOOR_EXPORT RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
 					    DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
 					    PSCARD_IO_HEADER RecvPci)
 {
 	RESPONSECODE rc = IFD_COMMUNICATION_ERROR;
-	size_t le = floor_case2_le(TxBuffer, TxLength);
+	size_t le = bench_case2_le(TxBuffer, TxLength);
 
 	(void)Lun;
 	(void)SendPci;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apdu-le.h"
 #include "stats.h"
 #include "tcp.h"
 
@@ -64,16 +65,6 @@ static int send_msg(int fd, unsigned char *msg, size_t payload_len)
 }
 
 /* ISO/IEC 7816-4 §5.1: Le of a case-2 APDU, 0 for other shapes. */
-static size_t case2_le(const unsigned char *apdu, size_t len)
-{
-	if (len == 5)
-		return apdu[4] ? apdu[4] : 256;
-	if (len == 7 && apdu[4] == 0) {
-		size_t le = ((size_t)apdu[5] << 8) | apdu[6];
-		return le ? le : 65536;
-	}
-	return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -133,7 +124,7 @@ int main(int argc, char **argv)
 		}
 		if (len == 0)
 			continue;
-		le = case2_le(in + 2, len);
+		le = bench_case2_le(in + 2, len);
 		if (le + 2 > VPCD_MAX_MSG)
 			le = VPCD_MAX_MSG - 2;
 		memset(out + 2, 0, le);

@@ -14,7 +14,8 @@
  *   3. ReaderAdd is refused with "cannot add more readers": the client must exit 1
  *      (checked by the calling script).
  * Prints one "ok"/"not ok" line per check; exit 0 when all passed, 1 otherwise, 99 on a
- * setup error.
+ * setup error. It writes and checks the bytes by hand, on purpose: an independent oracle
+ * for the VSCard codec that vccid-share uses (backends/vscard/proto.c).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/bytes.h"
 #include "tests/cac-atr.h"
 
 #define IO_TIMEOUT_MS 5000
@@ -108,18 +110,6 @@ static bool wait_eof(int fd, int timeout_ms)
 	}
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void send_msg(int fd, uint32_t type, uint32_t id, const void *payload, uint32_t len)
 {
