@@ -1123,6 +1123,17 @@ const char *vccid_vscard_conn_serve(vccid_vscard_conn *conn)
 		struct iovec iov;
 		size_t want;
 		ssize_t n;
+		bool sender;
+
+		/* A transmit began writing: leave the rest until it is done (it wakes us), so
+		 * no message handled here waits for that write (a removal would). */
+		pthread_mutex_lock(&conn->lock);
+		sender = conn->sending > 0;
+		if (sender)
+			conn->skipped = true;
+		pthread_mutex_unlock(&conn->lock);
+		if (sender)
+			break;
 
 		iov.iov_base = conn_read_space(conn, &want);
 		iov.iov_len = want;
