@@ -16,7 +16,7 @@ struct vccid_slotset {
 	char *name;
 	struct vccid_config *config;
 	bool cacard_acquired;
-	bool vccid_vscard_acquired;
+	bool vscard_acquired;
 	uint32_t offered;                      /* slots given to the VSCard listener */
 	unsigned n_slots;
 	vccid_slot *slots[VCCID_MAX_SLOTS];
@@ -54,7 +54,7 @@ void vccid_slotset_close(vccid_slotset *set)
 	for (i = 0; i < set->n_slots; i++)
 		if (set->offered & (1u << i))
 			vccid_vscard_host_withdraw_slot(set->slots[i]);
-	if (set->vccid_vscard_acquired)
+	if (set->vscard_acquired)
 		vccid_vscard_release();
 	for (i = 0; i < set->n_slots; i++) {
 		vccid_slot_free(set->slots[i]);
@@ -112,7 +112,7 @@ static void slotset_fill(vccid_slotset *set)
 	}
 	if (vccid_config_vscard_reader(config, set->name) &&
 	    vccid_vscard_acquire(config) == VCCID_OK) {
-		set->vccid_vscard_acquired = true;
+		set->vscard_acquired = true;
 		for (i = 0; i < set->n_slots; i++) {
 			if (set->home[i] != NULL)
 				continue;
