@@ -429,15 +429,13 @@ struct stuck_transmit {
 static void *stuck_transmit(void *arg)
 {
 	struct stuck_transmit *t = arg;
-	static uint8_t apdu[7 + 65535];
+	/* UPDATE BINARY, extended Lc 65535; shared by the threads, read only. */
+	static const uint8_t apdu[7 + 65535] = { 0x00, 0xD6, 0x00, 0x00, 0x00, 0xFF, 0xFF };
 	SCARD_IO_HEADER pci = { .Protocol = 1, .Length = 0 };
 	uint8_t rsp[258];
 	DWORD rsp_len = sizeof(rsp);
 
-	apdu[1] = 0xD6;   /* UPDATE BINARY, extended Lc */
-	apdu[5] = 0xFF;
-	apdu[6] = 0xFF;
-	t->rv = (int)IFDHTransmitToICC(t->lun, pci, apdu, sizeof(apdu), rsp, &rsp_len, NULL);
+	t->rv = (int)IFDHTransmitToICC(t->lun, pci, (PUCHAR)apdu, sizeof(apdu), rsp, &rsp_len, NULL);
 	return NULL;
 }
 
