@@ -115,13 +115,16 @@ static void log_message(const char *dir, const struct vccid_vscard_header *h, co
 static int send_raw(vccid_share_client *c, const uint8_t *buf, size_t len)
 {
 	struct vccid_vscard_header h;
+	int rv;
 
 	vccid_vscard_header_decode(buf, &h);
 	log_message("->", &h, buf + VCCID_VSCARD_HEADER_SIZE);
 	errno = 0;
-	if (c->io.write(c->io.io, buf, len) != VCCID_OK)
+	rv = c->io.write(c->io.io, buf, len);
+	if (rv != VCCID_OK)
 		return fail(c, VCCID_EIO, "cannot send %s to the host: %s", vccid_vscard_type_name(h.type),
-			    errno != 0 ? strerror(errno) : "short write");
+			    rv == VCCID_ETIMEDOUT ? "it does not read (timed out)"
+			    : errno != 0 ? strerror(errno) : "the connection is closed");
 	return VCCID_OK;
 }
 
