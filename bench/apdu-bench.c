@@ -227,16 +227,14 @@ int main(int argc, char **argv)
 			readers[nreaders++] = optarg;
 			break;
 		case 'n':
-			if (stats_parse_count(optarg, 1, BENCH_MAX_COUNT, &count) != 0) {
-				fprintf(stderr, "apdu-bench: COUNT must be 1..%lu\n", BENCH_MAX_COUNT);
+			if (stats_option_count("apdu-bench", "COUNT", optarg, 1, BENCH_MAX_COUNT,
+					       &count) != 0)
 				return 2;
-			}
 			break;
 		case 'w':
-			if (stats_parse_count(optarg, 0, BENCH_MAX_WARMUP, &warmup) != 0) {
-				fprintf(stderr, "apdu-bench: WARMUP must be 0..%lu\n", BENCH_MAX_WARMUP);
+			if (stats_option_count("apdu-bench", "WARMUP", optarg, 0, BENCH_MAX_WARMUP,
+					       &warmup) != 0)
 				return 2;
-			}
 			break;
 		case 'a':
 			apdu_len = parse_hex(optarg, apdu, sizeof apdu);
@@ -249,10 +247,8 @@ int main(int argc, char **argv)
 			/* An extended case-4 APDU: 80 E2 00 00, Lc 00 HI LO, LC bytes 5A, Le 00 00. */
 			unsigned long lc;
 
-			if (stats_parse_count(optarg, 1, 65535, &lc) != 0) {
-				fprintf(stderr, "apdu-bench: -x needs an Lc of 1..65535\n");
+			if (stats_option_count("apdu-bench", "-x Lc", optarg, 1, 65535, &lc) != 0)
 				return 2;
-			}
 			apdu[0] = 0x80;
 			apdu[1] = 0xE2;
 			apdu[2] = apdu[3] = apdu[4] = 0x00;
@@ -264,10 +260,9 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 't':
-			if (stats_parse_count(optarg, 1, BENCH_MAX_THREADS, &nthreads) != 0) {
-				fprintf(stderr, "apdu-bench: THREADS must be 1..%lu\n", BENCH_MAX_THREADS);
+			if (stats_option_count("apdu-bench", "THREADS", optarg, 1, BENCH_MAX_THREADS,
+					       &nthreads) != 0)
 				return 2;
-			}
 			break;
 		case 's':
 			sample_path = optarg;

@@ -64,16 +64,14 @@ int main(int argc, char **argv)
 			reader = optarg;
 			break;
 		case 'n':
-			if (stats_parse_count(optarg, 1, EVENT_MAX_ROUNDS, &rounds) != 0) {
-				fprintf(stderr, "event-bench: ROUNDS must be 1..%lu\n", EVENT_MAX_ROUNDS);
+			if (stats_option_count("event-bench", "ROUNDS", optarg, 1, EVENT_MAX_ROUNDS,
+					       &rounds) != 0)
 				return 2;
-			}
 			break;
 		case 'T':
-			if (stats_parse_count(optarg, 1, 60000, &timeout_ms) != 0) {
-				fprintf(stderr, "event-bench: TIMEOUT_MS must be 1..60000\n");
+			if (stats_option_count("event-bench", "TIMEOUT_MS", optarg, 1, 60000,
+					       &timeout_ms) != 0)
 				return 2;
-			}
 			break;
 		case 'h':
 			usage(stdout);

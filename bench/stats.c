@@ -4,6 +4,7 @@
 #include "stats.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,4 +69,13 @@ int stats_parse_count(const char *s, unsigned long lo, unsigned long hi, unsigne
 		return -1;
 	*out = v;
 	return 0;
+}
+
+int stats_option_count(const char *prog, const char *what, const char *s, unsigned long lo,
+		       unsigned long hi, unsigned long *out)
+{
+	if (stats_parse_count(s, lo, hi, out) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s must be %lu..%lu, not '%s'\n", prog, what, lo, hi, s);
+	return -1;
 }

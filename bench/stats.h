@@ -19,5 +19,8 @@ void stats_summarise(uint64_t *ns, size_t n, struct stats_summary *out);
 
 /** Parses a decimal count in [lo, hi]; returns 0 or -1. */
 int stats_parse_count(const char *s, unsigned long lo, unsigned long hi, unsigned long *out);
+/* stats_parse_count for an option: on failure prints "PROG: WHAT must be LO..HI" to stderr. */
+int stats_option_count(const char *prog, const char *what, const char *s, unsigned long lo,
+		       unsigned long hi, unsigned long *out);
 
 #endif

@@ -82,15 +82,12 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) {
 			host = argv[++i];
 		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
-			if (stats_parse_count(argv[++i], 1, 65535, &port) != 0) {
-				usage(stderr);
+			if (stats_option_count("vpcd-card", "PORT", argv[++i], 1, 65535, &port) != 0)
 				return 2;
-			}
 		} else if (strcmp(argv[i], "-T") == 0 && i + 1 < argc) {
-			if (stats_parse_count(argv[++i], 1, 600000, &timeout_ms) != 0) {
-				usage(stderr);
+			if (stats_option_count("vpcd-card", "TIMEOUT_MS", argv[++i], 1, 600000,
+					       &timeout_ms) != 0)
 				return 2;
-			}
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;

@@ -124,13 +124,16 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-N") == 0 && i + 1 < argc) {
 			name = argv[++i];
 		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
-			if (stats_parse_count(argv[++i], 1, 65535, &port) != 0)
+			if (stats_option_count("vscard-card", "PORT", argv[++i], 1, 65535,
+					       &port) != 0)
 				goto bad;
 		} else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
-			if (stats_parse_count(argv[++i], 1, CARD_MAX_READERS, &nreaders) != 0)
+			if (stats_option_count("vscard-card", "READERS", argv[++i], 1, CARD_MAX_READERS,
+					       &nreaders) != 0)
 				goto bad;
 		} else if (strcmp(argv[i], "-T") == 0 && i + 1 < argc) {
-			if (stats_parse_count(argv[++i], 1, 600000, &timeout_ms) != 0)
+			if (stats_option_count("vscard-card", "TIMEOUT_MS", argv[++i], 1, 600000,
+					       &timeout_ms) != 0)
 				goto bad;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);

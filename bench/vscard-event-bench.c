@@ -65,17 +65,18 @@ int main(int argc, char **argv)
 			host = optarg;
 			break;
 		case 'p':
-			if (stats_parse_count(optarg, 1, 65535, &port) != 0)
+			if (stats_option_count("vscard-event-bench", "PORT", optarg, 1, 65535,
+					       &port) != 0)
 				return 2;
 			break;
 		case 'n':
-			if (stats_parse_count(optarg, 1, EVENT_MAX_ROUNDS, &rounds) != 0) {
-				fprintf(stderr, "vscard-event-bench: ROUNDS must be 1..%lu\n", EVENT_MAX_ROUNDS);
+			if (stats_option_count("vscard-event-bench", "ROUNDS", optarg, 1, EVENT_MAX_ROUNDS,
+					       &rounds) != 0)
 				return 2;
-			}
 			break;
 		case 'T':
-			if (stats_parse_count(optarg, 1, 60000, &timeout_ms) != 0)
+			if (stats_option_count("vscard-event-bench", "TIMEOUT_MS", optarg, 1, 60000,
+					       &timeout_ms) != 0)
 				return 2;
 			break;
 		case 'h':
