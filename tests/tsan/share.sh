@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # share.sh: vccid-share built with ThreadSanitizer against a real pcscd with the plain vccid
 # driver and its VSCard listener (tests/pcscd-ns.sh, private mount, pid and network
-# namespaces): connect, APDUs from PC/SC, remove/insert from stdin (also while APDUs run),
-# status, the listener going away with pcscd and vccid-share reconnecting to the next one,
-# SIGTERM. Fails when TSan reports anything or vccid-share does not exit 0.
+# namespaces): connect, APDUs from PC/SC, status, remove/insert from stdin and signals
+# (also while APDUs run), the listener going away with pcscd and vccid-share reconnecting
+# to the next one, SIGTERM. Fails when TSan reports anything or vccid-share does not exit 0.
 #
 # Usage: tests/tsan/share.sh BUILDDIR TSAN_BUILDDIR      (needs root)
 #   BUILDDIR: a plain build (the driver, tests/integration/pcsc-wait, bench/apdu-bench if
@@ -84,7 +84,7 @@ card_out() { # a bounded poll: each try is one pcsc-wait call
 
 # Inside the namespace.
 body() {
-	local i rc
+	local i rc child
 	ip link set lo up || fail "loopback"
 	pcscd_up 0 || fail "pcscd does not start"
 	mkfifo "$WORK/cmd" && exec 3<>"$WORK/cmd"
@@ -103,12 +103,14 @@ body() {
 	echo insert >&3
 	card_in || fail "the card did not come back on insert"
 	apdus "$APDUS" || fail "APDUs after insert"
-	step "$TOGGLES remove/insert pairs while APDUs run"
+	step "$TOGGLES remove/insert pairs while APDUs run (stdin and SIGUSR1/SIGUSR2 in turn)"
+	child=$(cat "/proc/$SHARE_PID/task/$SHARE_PID/children")
+	child=${child%% *}
 	apdus $((APDUS * 5)) &
 	for ((i = 0; i < TOGGLES; i++)); do
-		echo remove >&3
+		if ((i % 2 == 0)); then echo remove >&3; else kill -USR1 "$child"; fi
 		sleep 0.02 # spacing the commands, not a readiness wait
-		echo insert >&3
+		if ((i % 2 == 0)); then echo insert >&3; else kill -USR2 "$child"; fi
 		sleep 0.02 # as above
 	done
 	wait $! # the APDU run may fail when a removal hits it: only TSan's verdict counts here
