@@ -246,26 +246,35 @@ body_cycles() {
 	record "run cycles apdus=$((CYCLES * CYCLE_APDUS)) cycles=$CYCLES wall_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')"
 }
 
-# vccid-usb on loopback and the importer; a sample at every progress line.
+# vccid-usb on loopback and the importer (a coprocess); a sample at every progress line,
+# the last one with the device still imported (the importer holds it until told).
 body_usb() {
-	local rc=0 line n result= status=
+	local rc=0 line n result= status imp
 	ip link set lo up || return 1
 	card_start vccid-usb "$VCCID_USB" --usbip "127.0.0.1:$USBIP_PORT" "$WORK/conf-usb/vccid.conf"
 	[ -n "$CARD_CHILD" ] || { echo "vccid-usb did not start" >&2; return 1; }
 	sample usb 0 "vccid-usb=$CARD_CHILD" || rc=1
-	while IFS= read -r line; do
+	coproc IMP { client "$IMPORTER" -W -p "$USBIP_PORT" -n "$APDUS" -e "$EVERY" -T 20000 \
+		2>>"$WORK/usbip-importer.log"; }
+	imp=$IMP_PID # bash unsets IMP_PID once the coprocess is reaped
+	while IFS= read -r line <&"${IMP[0]}"; do
 		case $line in
 		progress\ n=*)
 			n=${line#progress n=}
-			sample usb "$n" "vccid-usb=$CARD_CHILD" || rc=1
+			# The last progress line comes with the result: sampled there.
+			[ "$n" -lt "$APDUS" ] && { sample usb "$n" "vccid-usb=$CARD_CHILD" || rc=1; }
 			;;
-		n=*) result=$line ;;
-		exit=*) status=$line ;;
+		n=*)
+			result=$line
+			sample usb "$APDUS" "vccid-usb=$CARD_CHILD" || rc=1
+			echo >&"${IMP[1]}"
+			;;
 		esac
-	done < <(client "$IMPORTER" -p "$USBIP_PORT" -n "$APDUS" -e "$EVERY" -T 20000 \
-		2>>"$WORK/usbip-importer.log"; echo "exit=$?")
-	if [ "$status" != exit=0 ]; then
-		echo "usbip-importer failed ($status): $(tail -n 3 "$WORK/usbip-importer.log")" >&2
+	done
+	wait "$imp"
+	status=$?
+	if [ "$status" != 0 ] || [ -z "$result" ]; then
+		echo "usbip-importer failed (exit $status): $(tail -n 3 "$WORK/usbip-importer.log")" >&2
 		rc=1
 	fi
 	record "run usb apdus=$APDUS $result"

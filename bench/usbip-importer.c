@@ -35,7 +35,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: usbip-importer -p PORT [-H HOST] [-b BUSID] [-n COUNT] [-e EVERY]\n"
+		"usage: usbip-importer -p PORT [-H HOST] [-b BUSID] [-n COUNT] [-e EVERY] [-W]\n"
 		"                      [-a HEXAPDU] [-T CONNECT_TIMEOUT_MS]\n"
 		"  Imports BUSID (default 1-1) from a USB/IP server (vccid-usb --usbip) over\n"
 		"  TCP, sets configuration 1, powers slot 0 on (PC_to_RDR_IccPowerOn) and\n"
@@ -44,7 +44,9 @@ static void usage(FILE *f)
 		"  URB for its RDR_to_PC_DataBlock answer. Every answer is checked (message\n"
 		"  type, sequence number, status); any SW is accepted.\n"
 		"  Prints 'progress n=N' after every EVERY exchanges (default 50000) and a\n"
-		"  last line: n, wall_s, apdus_per_s, sw (of the last answer).\n");
+		"  last line: n, wall_s, apdus_per_s, sw (of the last answer). With -W it then\n"
+		"  waits for a line (or EOF) on standard input before closing the connection,\n"
+		"  so a caller can look at the server with the device still imported.\n");
 }
 
 struct imp {
@@ -220,10 +222,10 @@ int main(int argc, char **argv)
 	struct imp im = { .fd = -1 };
 	struct sigaction sa;
 	uint64_t t0, t1;
-	int opt, n = 0;
+	int opt, n = 0, hold = 0;
 
 	memcpy(apdu, default_apdu, sizeof default_apdu);
-	while ((opt = getopt(argc, argv, "H:p:b:n:e:a:T:h")) != -1) {
+	while ((opt = getopt(argc, argv, "H:p:b:n:e:a:T:Wh")) != -1) {
 		switch (opt) {
 		case 'H': host = optarg; break;
 		case 'b': busid = optarg; break;
@@ -247,6 +249,7 @@ int main(int argc, char **argv)
 			if (hexparse(optarg, apdu, sizeof apdu, &apdu_len) != 0)
 				goto bad;
 			break;
+		case 'W': hold = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: goto bad;
 		}
@@ -288,7 +291,14 @@ int main(int argc, char **argv)
 	}
 	t1 = stats_now_ns();
 	printf("n=%lu wall_s=%.3f apdus_per_s=%.0f sw=%02X%02X\n", i, (double)(t1 - t0) / 1e9,
-	       (double)i / ((double)(t1 - t0) / 1e9), im.in[n - 2], im.in[n - 1]);
+	       (double)i / ((double)(t1 - t0) / 1e9), n >= 2 ? im.in[n - 2] : 0,
+	       n >= 2 ? im.in[n - 1] : 0);
+	fflush(stdout);
+	if (hold) {
+		char line[16];
+
+		(void)!fgets(line, sizeof line, stdin);
+	}
 	close(im.fd);
 	free(im.in);
 	return i == count ? 0 : 1;
