@@ -31,16 +31,10 @@
 set -u
 set -o pipefail
 
-prog=${0##*/}
-die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 2; }
-say() { printf '%s\n' "$*" >&2; }
-
-[ $# -eq 1 ] || die "usage: $prog BUILDDIR"
-[ "$(id -u)" -eq 0 ] || die "needs root for unshare --mount --net and mount -t tmpfs"
-BUILDDIR=$(cd "$1" 2>/dev/null && pwd) || die "no build directory $1"
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PATH
+# shellcheck source=lib.sh
+. "$SRCDIR/bench/lib.sh"
+bench_args "$@"
 
 SOURCES=${SOAK_SOURCES:-driver share vscard cycles usb}
 APDUS=${SOAK_APDUS:-1000000}
@@ -52,6 +46,7 @@ RSS_SLACK_KB=${SOAK_RSS_SLACK_KB:-256}
 SERVER_CPU=${SOAK_SERVER_CPU:-0}
 CLIENT_CPU=${SOAK_CLIENT_CPU:-$SERVER_CPU}
 SERVER_TIMEOUT=${SOAK_SERVER_TIMEOUT:-3600}
+CLIENT_TIMEOUT=$SERVER_TIMEOUT
 VSCARD_PORT=35992
 USBIP_PORT=35993
 for n in APDUS EVERY CYCLES CYCLE_APDUS WARMUP_PCT RSS_SLACK_KB SERVER_CPU CLIENT_CPU SERVER_TIMEOUT; do
@@ -60,15 +55,9 @@ done
 [ "$EVERY" -ge 1 ] && [ "$EVERY" -le 200000 ] || die "SOAK_EVERY must be 1..200000"
 [ "$APDUS" -ge "$EVERY" ] || die "SOAK_APDUS must be at least SOAK_EVERY"
 [ "$CYCLES" -ge 20 ] || die "SOAK_CYCLES must be at least 20"
-if [ -z "${PCSCD-}" ]; then
-	PCSCD=$(command -v pcscd) || die "pcscd not found"
-fi
 for t in unshare taskset timeout mount ip; do
 	command -v "$t" >/dev/null || die "$t not found"
 done
-# shellcheck source=../tests/pcscd-ns.sh
-. "$SRCDIR/tests/pcscd-ns.sh"
-pcscd_ns_detect || die "cannot create a mount namespace with a tmpfs (unshare --mount failed)"
 
 # The programs of "make soak".
 APDU_BENCH=$BUILDDIR/bench/apdu-bench
@@ -99,19 +88,23 @@ cp "$DRIVER" "$WORK/libvccid.so" || die "cannot copy $DRIVER"
 DRIVER=$WORK/libvccid.so
 
 export APDU_BENCH VSCARD_CARD IMPORTER PCSC_WAIT VCCID_SHARE VCCID_USB PCSCD WORK RESULTS
-export APDUS EVERY CYCLES CYCLE_APDUS SERVER_CPU CLIENT_CPU SERVER_TIMEOUT VSCARD_PORT USBIP_PORT
+export APDUS EVERY CYCLES CYCLE_APDUS SERVER_CPU CLIENT_CPU SERVER_TIMEOUT CLIENT_TIMEOUT
+export VSCARD_PORT USBIP_PORT
 
 record() { printf '%s\n' "$*" >>"$RESULTS"; }
 
 # ---------------------------------------------------------------- helpers (in the namespace)
 
-client() { timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$CLIENT_CPU" "$@"; }
-
-# child_of PID: the one child of a timeout process (taskset has exec'ed the program).
-child_of() {
-	local c
-	c=$(cat "/proc/$1/task/$1/children" 2>/dev/null)
-	printf '%s\n' "${c%% *}"
+# card_child: the program card_start started (timeout's one child: taskset has exec'ed
+# it), in CARD_CHILD, empty if it did not start.
+card_child() {
+	local i
+	CARD_CHILD=
+	for ((i = 0; i < 500 && ${#CARD_CHILD} == 0; i++)); do
+		CARD_CHILD=$(cat "/proc/$CARD_PID/task/$CARD_PID/children" 2>/dev/null)
+		CARD_CHILD=${CARD_CHILD%% *}
+		[ -n "$CARD_CHILD" ] || sleep 0.01 # bounded: timeout forks its child at once
+	done
 }
 
 # sample SOURCE N NAME=PID...: one line per process, "sample SOURCE n=N proc=NAME rss_kb= fds=".
@@ -144,71 +137,23 @@ apdu_chunks() {
 	record "run $src apdus=$done wall_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') last=[$out]"
 }
 
-# Inside the namespace: loopback up, the private pcscd, BODY, pcscd stopped.
-# ns_session CONFDIR LOG NCARDS BODY [ARG]...
-ns_session() {
-	local confdir=$1 log=$2 ncards=$3 rc
-	shift 3
-	ip link set lo up || return 1
-	: >"$log"
-	PCSCD_NS_WAIT=$PCSC_WAIT PCSCD_NS_WAIT_MS=30000 PCSCD_NS_LIFETIME=$SERVER_TIMEOUT \
-		PCSCD_NS_QUIET=1 pcscd_ns_start "$confdir" "$log" 1 "$ncards" -- \
-		taskset -c "$SERVER_CPU" "$PCSCD" -f -c "$confdir" || return 1
-	PCSCD_PID=$PCSCD_NS_CHILD
-	export PCSCD_PID
-	"$@"
-	rc=$?
-	pcscd_ns_stop
-	return "$rc"
-}
-
-# card_start NAME CMD...: a card client or daemon on the client CPU, bounded; the
-# timeout process in CARD_PID, the program in CARD_CHILD.
-card_start() {
-	local name=$1 i
-	shift
-	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$CLIENT_CPU" "$@" >>"$WORK/$name.out" \
-		2>>"$WORK/$name.log" </dev/null &
-	CARD_PID=$!
-	CARD_CHILD=
-	for ((i = 0; i < 500 && ${#CARD_CHILD} == 0; i++)); do
-		CARD_CHILD=$(child_of "$CARD_PID")
-		[ -n "$CARD_CHILD" ] || sleep 0.01 # bounded: timeout forks its child at once
-	done
-}
-card_stop() { # PID...
-	local p
-	for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "$@"; do wait "$p"; done
-}
-
 # ---------------------------------------------------------------- sources (in the namespace)
 
 body_driver() {
 	apdu_chunks driver "vccid 00 00" "pcscd=$PCSCD_PID"
 }
 
-body_share() {
-	local rc=0
-	card_start vccid-share "$VCCID_SHARE" --no-reconnect -d "sql:$WORK/nssdb" \
-		-c card1-id,card1-sign,card1-enc -n share "127.0.0.1:$VSCARD_PORT"
+# body_card SOURCE NAME CMD...: a card client or daemon that brings a card to the
+# listener, then APDUs through it; samples pcscd and it.
+body_card() {
+	local src=$1 name=$2 rc=0
+	shift 2
+	card_start "$name" "$@"
+	card_child
 	if "$PCSC_WAIT" -q -n 1 -c 1 -t 20000 -p "$CARD_PID"; then
-		apdu_chunks share "vccid 00 00" "pcscd=$PCSCD_PID" "vccid-share=$CARD_CHILD" || rc=1
+		apdu_chunks "$src" "vccid 00 00" "pcscd=$PCSCD_PID" "$name=$CARD_CHILD" || rc=1
 	else
-		echo "vccid-share did not bring a card" >&2
-		rc=1
-	fi
-	card_stop "$CARD_PID"
-	return "$rc"
-}
-
-body_vscard() {
-	local rc=0
-	card_start vscard-card "$VSCARD_CARD" -p "$VSCARD_PORT" -n 1
-	if "$PCSC_WAIT" -q -n 1 -c 1 -t 20000 -p "$CARD_PID"; then
-		apdu_chunks vscard "vccid 00 00" "pcscd=$PCSCD_PID" "vscard-card=$CARD_CHILD" || rc=1
-	else
-		echo "vscard-card did not bring a card" >&2
+		echo "$name did not bring a card" >&2
 		rc=1
 	fi
 	card_stop "$CARD_PID"
@@ -252,6 +197,7 @@ body_usb() {
 	local rc=0 line n result= status imp
 	ip link set lo up || return 1
 	card_start vccid-usb "$VCCID_USB" --usbip "127.0.0.1:$USBIP_PORT" "$WORK/conf-usb/vccid.conf"
+	card_child
 	[ -n "$CARD_CHILD" ] || { echo "vccid-usb did not start" >&2; return 1; }
 	sample usb 0 "vccid-usb=$CARD_CHILD" || rc=1
 	coproc IMP { client "$IMPORTER" -W -p "$USBIP_PORT" -n "$APDUS" -e "$EVERY" -T 20000 \
@@ -286,14 +232,6 @@ for f in $(declare -F | awk '{print $3}'); do
 	export -f "${f?}"
 done
 
-# session NAME CONFDIR NCARDS BODY: ns_session in new mount and network namespaces.
-session() {
-	local name=$1
-	shift
-	# shellcheck disable=SC2016,SC2086
-	$PCSCD_NS_UNSHARE --net bash -c 'ns_session "$@"' "soak-$name" "$1" "$WORK/pcscd-$name.log" "${@:2}"
-}
-
 # ---------------------------------------------------------------- configuration
 
 bash "$SRCDIR/tools/vccid-mkdb" -q -n 1 "$WORK/nssdb" >"$WORK/mkdb.log" 2>&1 ||
@@ -318,17 +256,21 @@ record "meta date=$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) cpus=$(nproc) 
 
 FAILED=0
 has() { case " $SOURCES " in *" $1 "*) return 0 ;; esac; return 1; }
-run() { # NAME CONFDIR NCARDS BODY
+export SESSION_NET=1
+run() { # NAME CONFDIR NCARDS BODY [ARG]...
 	say "soak: $1 ($(date -u +%H:%M:%S))"
-	if ! session "$@"; then
+	if ! session "$1" "$2" 1 "${@:3}"; then
 		say "FAILED: $1 (pcscd log: $WORK/pcscd-$1.log)"
 		record "error $1"
 		FAILED=1
 	fi
 }
 has driver && run driver "$WORK/conf-cacard/readers" 1 body_driver
-has share && run share "$WORK/conf-vscard/readers" 0 body_share
-has vscard && run vscard "$WORK/conf-vscard/readers" 0 body_vscard
+has share && run share "$WORK/conf-vscard/readers" 0 body_card share vccid-share \
+	"$VCCID_SHARE" --no-reconnect -d "sql:$WORK/nssdb" -c card1-id,card1-sign,card1-enc \
+	-n share "127.0.0.1:$VSCARD_PORT"
+has vscard && run vscard "$WORK/conf-vscard/readers" 0 body_card vscard vscard-card \
+	"$VSCARD_CARD" -p "$VSCARD_PORT" -n 1
 has cycles && run cycles "$WORK/conf-vscard/readers" 0 body_cycles
 if has usb; then
 	say "soak: usb ($(date -u +%H:%M:%S))"
