@@ -1,4 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
+# shellcheck shell=bash
+# BUILDDIR, CARD_PID and the rest are for the scripts that source this.
+# shellcheck disable=SC2034
 # lib.sh: what the benchmark scripts (run.sh, soak.sh) share. Sourced by bash with SRCDIR
 # set to the source tree.
 #

@@ -52,7 +52,7 @@ USBIP_PORT=35993
 for n in APDUS EVERY CYCLES CYCLE_APDUS WARMUP_PCT RSS_SLACK_KB SERVER_CPU CLIENT_CPU SERVER_TIMEOUT; do
 	case ${!n} in '' | *[!0-9]*) die "SOAK_$n must be a number, got '${!n}'" ;; esac
 done
-[ "$EVERY" -ge 1 ] && [ "$EVERY" -le 200000 ] || die "SOAK_EVERY must be 1..200000"
+if [ "$EVERY" -lt 1 ] || [ "$EVERY" -gt 200000 ]; then die "SOAK_EVERY must be 1..200000"; fi
 [ "$APDUS" -ge "$EVERY" ] || die "SOAK_APDUS must be at least SOAK_EVERY"
 [ "$CYCLES" -ge 20 ] || die "SOAK_CYCLES must be at least 20"
 for t in unshare taskset timeout mount ip; do
@@ -194,7 +194,7 @@ body_cycles() {
 # vccid-usb on loopback and the importer (a coprocess); a sample at every progress line,
 # the last one with the device still imported (the importer holds it until told).
 body_usb() {
-	local rc=0 line n result= status imp
+	local rc=0 line n result='' status imp
 	ip link set lo up || return 1
 	card_start vccid-usb "$VCCID_USB" --usbip "127.0.0.1:$USBIP_PORT" "$WORK/conf-usb/vccid.conf"
 	card_child
