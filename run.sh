@@ -4,7 +4,7 @@
 # builds it, and runs the demo or the whole test suite.
 #   ./run.sh demo    set up, build, show OpenSC using vccid's virtual CAC cards
 #   ./run.sh test    set up, build, run every test (plain, again from a deep build path
-#                    for the socket tests, ASan+UBSan, distcheck)
+#                    for the socket tests, vccid-share under TSan, ASan+UBSan, distcheck)
 #   ./run.sh deps    only install the Debian packages
 set -euo pipefail
 
@@ -93,6 +93,23 @@ run_tests() {
 
 	say "unix socket paths from a deep build path"
 	deep_path_tests || status=1
+
+	say "ThreadSanitizer: vccid-share against pcscd (tests/tsan/share.sh)"
+	mkdir -p "$top/build-tsan"
+	if (cd "$top/build-tsan" && "$top/configure" CC=gcc CFLAGS="-fsanitize=thread -g -O1" \
+		LDFLAGS=-fsanitize=thread >/dev/null && make -j"$jobs" tools/vccid-share >/dev/null) &&
+		(cd "$top/build" && make -j"$jobs" bench/apdu-bench >/dev/null); then
+		if bash "$top/tests/tsan/share.sh" "$top/build" "$top/build-tsan" \
+			>"$top/build-tsan/share.log" 2>&1; then
+			tail -n 2 "$top/build-tsan/share.log"
+		else
+			tail -n 40 "$top/build-tsan/share.log"
+			status=1
+		fi
+	else
+		echo "tsan: cannot build vccid-share with -fsanitize=thread"
+		status=1
+	fi
 
 	say "ASan + UBSan build and test"
 	build "$top/build-asan" --enable-sanitizers

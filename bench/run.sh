@@ -35,16 +35,10 @@
 set -u
 set -o pipefail
 
-prog=${0##*/}
-die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 2; }
-say() { printf '%s\n' "$*" >&2; }
-
-[ $# -eq 1 ] || die "usage: $prog BUILDDIR"
-[ "$(id -u)" -eq 0 ] || die "needs root for unshare --mount and mount -t tmpfs"
-BUILDDIR=$(cd "$1" 2>/dev/null && pwd) || die "no build directory $1"
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PATH
+# shellcheck source=lib.sh
+. "$SRCDIR/bench/lib.sh"
+bench_args "$@"
 
 PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -63,18 +57,12 @@ CLIENT_TIMEOUT=300
 DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
 MKDB=${VCCID_MKDB:-$SRCDIR/tools/vccid-mkdb}
 VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)/serial/libifdvpcd.so
-if [ -z "${PCSCD-}" ]; then
-	PCSCD=$(command -v pcscd) || die "pcscd not found"
-fi
 for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
 	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 for t in unshare taskset timeout mount; do
 	command -v "$t" >/dev/null || die "$t not found"
 done
-# shellcheck source=../tests/pcscd-ns.sh
-. "$SRCDIR/tests/pcscd-ns.sh"
-pcscd_ns_detect || die "cannot create a mount namespace with a tmpfs (unshare --mount failed)"
 
 OUTDIR=$BUILDDIR/bench
 mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
@@ -145,9 +133,6 @@ has_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 FAILED=0
 fail() { say "FAILED: $*"; record "error $*"; FAILED=1; }
 
-# Client commands: pinned, bounded.
-client() { timeout -k 5 "$CLIENT_TIMEOUT" taskset -c "$CLIENT_CPU" "$@"; }
-
 # apdu_run TAG ARGS...: runs apdu-bench, records every line as "TAG line".
 apdu_run() {
 	local tag=$1 out rc samples=()
@@ -165,36 +150,6 @@ memory() {
 	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PCSCD_PID/status")
 	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$PCSCD_PID/status")
 	record "$tag vmrss_kb=$rss vmhwm_kb=$hwm"
-}
-
-# Inside the namespace: the private pcscd of tests/pcscd-ns.sh, pinned to the server CPU and
-# awaited, BODY run, pcscd stopped. ns_session CONFDIR LOG NREADERS NCARDS BODY [ARG]...
-ns_session() {
-	local confdir=$1 log=$2 nreaders=$3 ncards=$4 rc
-	shift 4
-	: >"$log"
-	PCSCD_NS_WAIT=$PCSC_WAIT PCSCD_NS_WAIT_MS=30000 PCSCD_NS_LIFETIME=$SERVER_TIMEOUT \
-		PCSCD_NS_QUIET=1 pcscd_ns_start "$confdir" "$log" "$nreaders" "$ncards" -- \
-		taskset -c "$SERVER_CPU" "$PCSCD" -f -c "$confdir" || return 1
-	PCSCD_PID=$PCSCD_NS_CHILD
-	export PCSCD_PID
-	"$@"
-	rc=$?
-	pcscd_ns_stop
-	return "$rc"
-}
-
-# session NAME CONFDIR NREADERS NCARDS BODY [ARG]...: ns_session in a new mount namespace.
-# SESSION_NET=1 adds a private network namespace (its own loopback, so vpcd's fixed TCP
-# port cannot clash with another pcscd on the machine).
-session() {
-	local name=$1 confdir=$2 net=()
-	shift 2
-	[ "${SESSION_NET:-0}" = 1 ] && net=(--net)
-	# shellcheck disable=SC2016,SC2086
-	$PCSCD_NS_UNSHARE "${net[@]}" \
-		bash -c '[ "${SESSION_NET:-0}" = 1 ] && { ip link set lo up || exit 99; }
-			ns_session "$@"' "bench-$name" "$confdir" "$WORK/pcscd-$name.log" "$@"
 }
 
 # ---------------------------------------------------------------- bodies (in the namespace)
@@ -287,20 +242,6 @@ body_vpcd() {
 
 
 # ---- vscard: vccid's VSCard listener against vpcd, both with a C card client on loopback
-
-# card_start NAME CMD...: a card client on the client CPU, bounded; its pid in CARD_PID.
-card_start() {
-	local name=$1
-	shift
-	timeout -k 5 "$SERVER_TIMEOUT" taskset -c "$CLIENT_CPU" "$@" >>"$WORK/$name.out" \
-		2>>"$WORK/$name.log" </dev/null &
-	CARD_PID=$!
-}
-card_stop() { # PID...
-	local p
-	for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "$@"; do wait "$p"; done
-}
 
 # body_vscard RUN MODE: vscard-card with four readers in the four empty slots of "vccid 00",
 # one connection per reader (MODE per; as vpcd, which has one socket per slot) or all four
