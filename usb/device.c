@@ -318,7 +318,14 @@ size_t vccid_usbdev_bulk_packet_size(const vccid_usbdev *dev)
 
 unsigned vccid_usbdev_configuration(const vccid_usbdev *dev)
 {
-	return dev->configuration;
+	/* Any transport thread may ask (a USB/IP device list while a host configures). */
+	vccid_usbdev *d = (vccid_usbdev *)dev;
+	unsigned configuration;
+
+	pthread_mutex_lock(&d->lock);
+	configuration = d->configuration;
+	pthread_mutex_unlock(&d->lock);
+	return configuration;
 }
 
 /* ---- endpoint 0 ---- */
@@ -397,7 +404,7 @@ static int standard_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in
 	case USB_REQ_GET_CONFIGURATION:
 		if (!dir_in)
 			return VCCID_ENOTSUP;
-		one = (uint8_t)dev->configuration;
+		one = (uint8_t)vccid_usbdev_configuration(dev);
 		return reply(&one, 1, length, in, in_size, in_len);
 	case USB_REQ_SET_CONFIGURATION:
 		if (dir_in || value > 1)
