@@ -33,43 +33,15 @@
 #include "usb/device.h"
 #include "usb/usbip-proto.h"
 #include "usb/usbip.h"
+#include "usbip-test.h"
 
 #define N_SLOTS 2
-#define DEVID 0x10002u
 #define PC_to_RDR_GetSlotStatus 0x65
 #define PC_to_RDR_IccPowerOn 0x62
 #define RDR_to_PC_SlotStatus 0x81
 #define RDR_to_PC_DataBlock 0x80
 /* RET_SUBMIT does not say the direction: the seqnums of IN URBs here carry this bit. */
 #define IN_SEQ 0x40000000u
-
-static int card_power(void *card, enum vccid_power_action action, uint8_t *atr, size_t *atr_len)
-{
-	static const uint8_t atr_bytes[] = { 0x3B, 0x02, 0x14, 0x50 };
-
-	(void)card;
-	if (action != VCCID_POWER_DOWN) {
-		memcpy(atr, atr_bytes, sizeof(atr_bytes));
-		*atr_len = sizeof(atr_bytes);
-	}
-	return VCCID_OK;
-}
-
-static int card_transmit(void *card, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp,
-			 size_t *rsp_len)
-{
-	(void)card;
-	(void)cmd;
-	(void)cmd_len;
-	rsp[0] = 0x90;
-	rsp[1] = 0x00;
-	*rsp_len = 2;
-	return VCCID_OK;
-}
-
-static const struct vccid_card_ops card_ops = {
-	.backend = "test", .power = card_power, .transmit = card_transmit,
-};
 
 /* ------------------------------------------------------------------ log capture */
 
@@ -141,7 +113,7 @@ static int setup(void **state)
 	vccid_log_set_level(VCCID_LOG_INFO);
 	for (i = 0; i < N_SLOTS; i++) {
 		f->slots[i] = vccid_slot_new();
-		assert_int_equal(vccid_slot_insert(f->slots[i], &card_ops, NULL, "card"), VCCID_OK);
+		assert_int_equal(vccid_slot_insert(f->slots[i], &fake_ops, NULL, "card"), VCCID_OK);
 	}
 	f->dev = vccid_usbdev_new(f->slots, N_SLOTS, NULL);
 	assert_non_null(f->dev);
@@ -260,27 +232,6 @@ static int import_retry(const struct server_fixture *f)
 		usleep(20000);
 	assert_true(fd >= 0);
 	return fd;
-}
-
-static size_t submit(uint8_t *buf, uint32_t seq, uint32_t dir, uint32_t ep, uint32_t len,
-		     const uint8_t *setup, const uint8_t *data)
-{
-	struct vccid_usbip_cmd c;
-
-	memset(&c, 0, sizeof(c));
-	c.seqnum = seq;
-	c.devid = DEVID;
-	c.direction = dir;
-	c.ep = ep;
-	c.transfer_buffer_length = len;
-	if (setup != NULL)
-		memcpy(c.setup, setup, 8);
-	vccid_usbip_cmd_submit_encode(buf, &c);
-	if (dir == USBIP_DIR_OUT && len > 0 && data != NULL) {
-		memcpy(buf + VCCID_USBIP_HEADER_SIZE, data, len);
-		return VCCID_USBIP_HEADER_SIZE + len;
-	}
-	return VCCID_USBIP_HEADER_SIZE;
 }
 
 /* A bulk-OUT URB with one 10-byte CCID command. */
