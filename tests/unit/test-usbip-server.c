@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -497,6 +498,64 @@ static void test_refusals_rate_limited(void **state)
 		close(squat[i]);
 }
 
+static long cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
+/*
+ * Out of descriptors, accept() fails with the newcomer still queued: the
+ * server pauses instead of spinning on a readable socket, says so once, and
+ * takes the newcomer when descriptors are back.
+ */
+static void test_out_of_descriptors_pauses(void **state)
+{
+	struct server_fixture *f = *state;
+	static const uint8_t req[] = { 0x01, 0x11, 0x80, 0x05, 0, 0, 0, 0 };
+	enum { MAX_FILL = 65536 };
+	int *fill = calloc(MAX_FILL, sizeof(int));
+	uint8_t rep[12];
+	unsigned before = refusal_lines();
+	struct rlimit saved, low;
+	size_t n = 0;
+	long cpu;
+	int fd;
+
+	assert_non_null(fill);
+	/* A low limit, so that filling it is quick whatever the system's is. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = saved.rlim_cur < 512 ? saved.rlim_cur : 512;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	usleep(300000);   /* the readiness probe's connection thread is gone */
+	while (n < MAX_FILL && (fill[n] = dup(0)) >= 0)
+		n++;
+	assert_true(n > 1 && n < MAX_FILL);
+	close(fill[--n]);   /* one for the client's socket, none for the server */
+	fd = connect_server(f);
+	assert_true(fd >= 0);
+	send_all(fd, req, sizeof(req));
+	cpu = cpu_ms();
+	usleep(600000);
+	cpu = cpu_ms() - cpu;
+	print_message("# 600 ms out of descriptors: %ld ms of CPU, %u log lines\n", cpu,
+		      refusal_lines() - before);
+	assert_true(cpu < 200);
+	assert_true(refusal_lines() - before >= 1 && refusal_lines() - before <= 2);
+	while (n > 0)
+		close(fill[--n]);
+	free(fill);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	/* Descriptors are back: the waiting newcomer is served. */
+	assert_true(read_full(fd, rep, sizeof(rep), 2000));
+	assert_int_equal(get32(rep + 8), 1);
+	close(fd);
+}
+
 /* ---- several threads of one importer: the path ThreadSanitizer looks at ---- */
 
 struct importer {
@@ -607,6 +666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_squatters_do_not_lock_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stuck_importer_does_not_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_rate_limited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_descriptors_pauses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_threads_detach_reimport, setup,
 						teardown),
 	};
