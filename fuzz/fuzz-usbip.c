@@ -217,9 +217,10 @@ static void check_ret(const uint8_t *m, size_t len)
 			if (len != VCCID_USBIP_HEADER_SIZE)
 				__builtin_trap();
 			if (r.status == VCCID_USBIP_ECONNRESET) {
-				/* The unlinked URB was outstanding; it must never complete now. */
+				/* The unlinked URB (an IN one, or a bulk-OUT one waiting for
+				 * room) was outstanding; it must never complete now. */
 				for (j = 0; j < sh.n; j++)
-					if (!sh.out[j].unlink && sh.out[j].in &&
+					if (!sh.out[j].unlink &&
 					    sh.out[j].seqnum == u->unlink_seqnum)
 						break;
 				if (j == sh.n)

@@ -473,3 +473,26 @@ void vccid_net_peer_key(const char *peer, char *key, size_t size)
 
 	snprintf(key, size, "%.*s", end != NULL ? (int)(end - peer) : (int)strlen(peer), peer);
 }
+
+long vccid_net_pick_eviction(const struct vccid_net_evictable *c, size_t n, long long now,
+			     long long grace_ms)
+{
+	long best = -1;
+	size_t best_count = 0;
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		size_t count = 0;
+
+		if (c[i].since == 0 || now - c[i].since < grace_ms)
+			continue;
+		for (j = 0; j < n; j++)
+			count += c[j].since != 0 && strcmp(c[j].key, c[i].key) == 0;
+		if (best < 0 || count > best_count ||
+		    (count == best_count && c[i].since < c[best].since)) {
+			best = (long)i;
+			best_count = count;
+		}
+	}
+	return best;
+}

@@ -73,6 +73,21 @@ void vccid_net_log_refusal(struct vccid_net_refusals *r, const char *label, cons
  */
 void vccid_net_peer_key(const char *peer, char *key, size_t size);
 
+/** A connection a server might close to make room for a newcomer. */
+struct vccid_net_evictable {
+	const char *key;     /* vccid_net_peer_key() of its peer */
+	long long since;     /* evictable (idle) since, vccid_now_ms(); 0: not evictable */
+};
+
+/**
+ * The connection to close so that a newcomer gets a place and no peer keeps
+ * the others out with connections that do nothing: among the @p n in @p c
+ * evictable for at least @p grace_ms at @p now, one of the peer holding the
+ * most evictable ones, the one evictable longest. Returns its index, or -1.
+ */
+long vccid_net_pick_eviction(const struct vccid_net_evictable *c, size_t n, long long now,
+			     long long grace_ms);
+
 /** Names the peer of connected socket @p fd, as vccid_net_accept() does ("?" if unknown). */
 void vccid_net_peer_name(int fd, char *out, size_t size);
 

@@ -79,6 +79,8 @@ struct vccid_usbdev {
 	bool stopping;
 	unsigned configuration;
 	struct answer *head, *tail;
+	size_t n_answers;           /* in the queue; with busy workers under VCCID_USBDEV_MAX_ANSWERS */
+	uint64_t reset_gen;         /* bumps at each reset: a held message belongs to the old host */
 	uint64_t notify_gen;        /* bumps when a watcher sees a slot change */
 	bool notify_all_pending;    /* report every slot at the next interrupt */
 	uint64_t cancel_gen;
@@ -87,6 +89,7 @@ struct vccid_usbdev {
 	uint8_t *rx;
 	size_t rx_len;
 	size_t skip;                /* bytes of an oversized message still to drop */
+	bool held;                  /* rx holds a whole message that found no room yet */
 	uint8_t *inline_out;        /* answers built on the caller's thread */
 
 	struct worker workers[VCCID_CCID_MAX_SLOTS];
@@ -109,6 +112,7 @@ static int queue_answer(vccid_usbdev *dev, const uint8_t *data, size_t len)
 	else
 		dev->head = a;
 	dev->tail = a;
+	dev->n_answers++;
 	pthread_cond_broadcast(&dev->changed);
 	return VCCID_OK;
 }
@@ -314,7 +318,14 @@ size_t vccid_usbdev_bulk_packet_size(const vccid_usbdev *dev)
 
 unsigned vccid_usbdev_configuration(const vccid_usbdev *dev)
 {
-	return dev->configuration;
+	/* Any transport thread may ask (a USB/IP device list while a host configures). */
+	vccid_usbdev *d = (vccid_usbdev *)dev;
+	unsigned configuration;
+
+	pthread_mutex_lock(&d->lock);
+	configuration = d->configuration;
+	pthread_mutex_unlock(&d->lock);
+	return configuration;
 }
 
 /* ---- endpoint 0 ---- */
@@ -393,7 +404,7 @@ static int standard_request(vccid_usbdev *dev, const uint8_t *setup, uint8_t *in
 	case USB_REQ_GET_CONFIGURATION:
 		if (!dir_in)
 			return VCCID_ENOTSUP;
-		one = (uint8_t)dev->configuration;
+		one = (uint8_t)vccid_usbdev_configuration(dev);
 		return reply(&one, 1, length, in, in_size, in_len);
 	case USB_REQ_SET_CONFIGURATION:
 		if (dir_in || value > 1)
@@ -491,14 +502,57 @@ int vccid_usbdev_control(vccid_usbdev *dev, const uint8_t setup[VCCID_USB_SETUP_
 
 /* ---- bulk-out ---- */
 
-/* Hands a whole message to its slot's worker, or answers it here. */
-static int dispatch(vccid_usbdev *dev, const uint8_t *msg, size_t len)
+/* Answers queued or being made: what the host has not read yet; dev->lock held. */
+static size_t outstanding(const vccid_usbdev *dev)
+{
+	size_t n = dev->n_answers;
+	size_t i;
+
+	for (i = 0; i < dev->n_slots; i++)
+		n += dev->workers[i].state != WORKER_IDLE;
+	return n;
+}
+
+/* Waits on dev->changed until @p deadline; dev->lock held. False on timeout. */
+static bool wait_until(vccid_usbdev *dev, const struct timespec *deadline)
+{
+	if (deadline == NULL) {
+		pthread_cond_wait(&dev->changed, &dev->lock);
+		return true;
+	}
+	return pthread_cond_timedwait(&dev->changed, &dev->lock, deadline) == 0;
+}
+
+/*
+ * Hands a whole message to its slot's worker, or answers it here, once fewer
+ * than VCCID_USBDEV_MAX_ANSWERS answers are unread: a reader whose answers are
+ * not collected stops taking commands (its bulk-out endpoint NAKs), so a host
+ * cannot make it queue answers without bound. Returns 0, VCCID_ETIMEDOUT
+ * (nothing done), VCCID_ECANCELED (a cancel or a reset came: the message is the
+ * old host's) or VCCID_ENOMEM.
+ */
+static int dispatch(vccid_usbdev *dev, const uint8_t *msg, size_t len,
+		    const struct timespec *deadline)
 {
 	unsigned slot = msg[5];   /* bSlot */
 	size_t out_len = 0;
+	uint64_t cancel_gen, reset_gen;
 	int rv = VCCID_OK;
 
 	pthread_mutex_lock(&dev->lock);
+	cancel_gen = dev->cancel_gen;
+	reset_gen = dev->reset_gen;
+	while (outstanding(dev) >= VCCID_USBDEV_MAX_ANSWERS && rv == VCCID_OK) {
+		if (dev->cancel_gen != cancel_gen || dev->reset_gen != reset_gen || dev->stopping)
+			rv = VCCID_ECANCELED;
+		else if (!wait_until(dev, deadline) &&
+			 outstanding(dev) >= VCCID_USBDEV_MAX_ANSWERS)
+			rv = VCCID_ETIMEDOUT;
+	}
+	if (rv != VCCID_OK) {
+		pthread_mutex_unlock(&dev->lock);
+		return rv;
+	}
 	if (slot < dev->n_slots) {
 		struct worker *w = &dev->workers[slot];
 
@@ -515,7 +569,9 @@ static int dispatch(vccid_usbdev *dev, const uint8_t *msg, size_t len)
 		}
 	}
 	pthread_mutex_unlock(&dev->lock);
-	/* A bad bSlot, or a slot still busy: the engine answers at once. */
+	/* A bad bSlot, or a slot still busy: the engine answers at once (CMD_SLOT_BUSY
+	 * for a busy slot, CCID §6.1). Only this thread adds such answers, so the room
+	 * seen above is still there. */
 	if (vccid_ccid_bulk_out(dev->ccid, msg, len, dev->inline_out, dev->max_message,
 				&out_len) == VCCID_OK) {
 		pthread_mutex_lock(&dev->lock);
@@ -526,19 +582,43 @@ static int dispatch(vccid_usbdev *dev, const uint8_t *msg, size_t len)
 	return rv;
 }
 
-int vccid_usbdev_bulk_out(vccid_usbdev *dev, const uint8_t *data, size_t len)
+/* Dispatches the message in rx (held until there is room). */
+static int dispatch_rx(vccid_usbdev *dev, const struct timespec *deadline)
 {
+	int rv = dispatch(dev, dev->rx, dev->rx_len, deadline);
+
+	if (rv == VCCID_ETIMEDOUT) {
+		dev->held = true;
+		return rv;
+	}
+	dev->held = false;
+	explicit_bzero(dev->rx, dev->rx_len);
+	dev->rx_len = 0;
+	return rv;
+}
+
+int vccid_usbdev_bulk_out_timed(vccid_usbdev *dev, const uint8_t *data, size_t len,
+				int timeout_ms, size_t *used)
+{
+	struct timespec deadline;
+	const struct timespec *dl = NULL;
+	size_t taken = 0;
 	int rv = VCCID_OK;
 
-	while (len > 0 && rv == VCCID_OK) {
+	if (timeout_ms >= 0) {
+		vccid_deadline_after(&deadline, (unsigned)timeout_ms);
+		dl = &deadline;
+	}
+	if (dev->held)
+		rv = dispatch_rx(dev, dl);
+	while (len > taken && rv == VCCID_OK) {
 		size_t need;
 		size_t n;
 
 		if (dev->skip > 0) {   /* the rest of an oversized message */
-			n = len < dev->skip ? len : dev->skip;
+			n = len - taken < dev->skip ? len - taken : dev->skip;
 			dev->skip -= n;
-			data += n;
-			len -= n;
+			taken += n;
 			continue;
 		}
 		need = dev->rx_len < VCCID_CCID_HEADER_SIZE
@@ -549,38 +629,32 @@ int vccid_usbdev_bulk_out(vccid_usbdev *dev, const uint8_t *data, size_t len)
 			VCCID_LOG(VCCID_LOG_ERROR, "bulk-out message of %zu bytes is over "
 				  "dwMaxCCIDMessageLength %zu: skipped", need, dev->max_message);
 			dev->skip = need - dev->rx_len;
-			rv = dispatch(dev, dev->rx, dev->rx_len);
-			dev->rx_len = 0;
+			rv = dispatch_rx(dev, dl);
 			continue;
 		}
 		n = need - dev->rx_len;
-		if (n > len)
-			n = len;
-		memcpy(dev->rx + dev->rx_len, data, n);
+		if (n > len - taken)
+			n = len - taken;
+		memcpy(dev->rx + dev->rx_len, data + taken, n);
 		dev->rx_len += n;
-		data += n;
-		len -= n;
+		taken += n;
 		if (dev->rx_len >= VCCID_CCID_HEADER_SIZE &&
-		    dev->rx_len == vccid_ccid_message_size(dev->rx, dev->rx_len)) {
-			rv = dispatch(dev, dev->rx, dev->rx_len);
-			explicit_bzero(dev->rx, dev->rx_len);
-			dev->rx_len = 0;
-		}
+		    dev->rx_len == vccid_ccid_message_size(dev->rx, dev->rx_len))
+			rv = dispatch_rx(dev, dl);
 	}
+	if (used != NULL)
+		*used = taken;
 	return rv;
 }
 
-/* ---- bulk-in and interrupt-in ---- */
-
-/* Waits on dev->changed until @p deadline; dev->lock held. False on timeout. */
-static bool wait_until(vccid_usbdev *dev, const struct timespec *deadline)
+int vccid_usbdev_bulk_out(vccid_usbdev *dev, const uint8_t *data, size_t len)
 {
-	if (deadline == NULL) {
-		pthread_cond_wait(&dev->changed, &dev->lock);
-		return true;
-	}
-	return pthread_cond_timedwait(&dev->changed, &dev->lock, deadline) == 0;
+	int rv = vccid_usbdev_bulk_out_timed(dev, data, len, -1, NULL);
+
+	return rv == VCCID_ENOMEM ? rv : VCCID_OK;
 }
+
+/* ---- bulk-in and interrupt-in ---- */
 
 int vccid_usbdev_bulk_in(vccid_usbdev *dev, uint8_t *buf, size_t size, size_t *len, bool *zlp,
 			 int timeout_ms)
@@ -619,7 +693,9 @@ int vccid_usbdev_bulk_in(vccid_usbdev *dev, uint8_t *buf, size_t size, size_t *l
 			dev->head = a->next;
 			if (dev->head == NULL)
 				dev->tail = NULL;
+			dev->n_answers--;
 			free_answer(a);
+			pthread_cond_broadcast(&dev->changed);   /* room for bulk-out */
 		}
 	}
 	pthread_mutex_unlock(&dev->lock);
@@ -691,10 +767,13 @@ void vccid_usbdev_reset(vccid_usbdev *dev)
 		free_answer(a);
 	}
 	dev->tail = NULL;
+	dev->n_answers = 0;
+	dev->reset_gen++;
 	vccid_ccid_reset(dev->ccid);
 	explicit_bzero(dev->rx, dev->max_message);
 	dev->rx_len = 0;
 	dev->skip = 0;
+	dev->held = false;
 	dev->configuration = 0;
 	dev->notify_all_pending = true;
 	pthread_cond_broadcast(&dev->changed);

@@ -59,15 +59,28 @@ int vccid_usbdev_control(vccid_usbdev *dev, const uint8_t setup[VCCID_USB_SETUP_
 /** The configuration selected by SET_CONFIGURATION (0 = not configured). */
 unsigned vccid_usbdev_configuration(const vccid_usbdev *dev);
 
+/* Answers queued or being made at once, at most: then bulk-out waits (a real
+ * reader NAKs), so a host that never reads bulk-in cannot grow the queue. */
+#define VCCID_USBDEV_MAX_ANSWERS (2 * VCCID_CCID_MAX_SLOTS)
+
 /**
  * Bytes the host sent on bulk-out, in any chunking. Whole PC_to_RDR
- * messages (10 + dwLength bytes) go to the slot's worker; the call returns
- * once the worker has taken the message (at once unless the host sent a
- * second command for a slot before the first was taken);
- * answers appear on bulk-in in the order they complete. A message announcing
- * more than dwMaxCCIDMessageLength is answered with a dwLength error and its
- * bytes are skipped. Returns 0, or VCCID_ENOMEM.
+ * messages (10 + dwLength bytes) go to the slot's worker, or are answered at
+ * once (CMD_SLOT_BUSY for a slot still busy, CCID §6.1); answers appear on
+ * bulk-in in the order they complete. A message announcing more than
+ * dwMaxCCIDMessageLength is answered with a dwLength error and its bytes are
+ * skipped. A whole message is taken only while fewer than
+ * VCCID_USBDEV_MAX_ANSWERS answers are unread (queued or being made); else the
+ * call waits for bulk-in to take one, up to @p timeout_ms (< 0: without
+ * limit). *used (may be NULL) gets the bytes taken: on VCCID_ETIMEDOUT the last
+ * whole message is held and goes first at the next call (which may pass no
+ * bytes). Returns 0, VCCID_ETIMEDOUT, VCCID_ECANCELED (vccid_usbdev_cancel()
+ * or a reset during the wait: the message is dropped) or VCCID_ENOMEM. Only
+ * one thread may call it (or vccid_usbdev_bulk_out) at a time.
  */
+int vccid_usbdev_bulk_out_timed(vccid_usbdev *dev, const uint8_t *data, size_t len,
+				int timeout_ms, size_t *used);
+/** vccid_usbdev_bulk_out_timed() without limit: returns 0 (also after a cancel) or VCCID_ENOMEM. */
 int vccid_usbdev_bulk_out(vccid_usbdev *dev, const uint8_t *data, size_t len);
 
 /**

@@ -154,6 +154,20 @@ static size_t round_up(size_t n, size_t packet)
  * until the 10-byte header is known and then for the rest of that message
  * only, so it never waits for bytes the host will not send.
  */
+/* Hands bytes to the device; while its answers are unread this waits (the endpoint
+ * NAKs), looking at the halt flag between waits. */
+static int bulk_out(struct ffs_session *s, const uint8_t *buf, size_t len)
+{
+	size_t off = 0, used = 0;
+	int rv;
+
+	do {
+		rv = vccid_usbdev_bulk_out_timed(s->dev, buf + off, len - off, FFS_POLL_MS, &used);
+		off += used;
+	} while (rv == VCCID_ETIMEDOUT && !atomic_load(&s->halt));
+	return rv;
+}
+
 static void *bulk_out_loop(void *arg)
 {
 	struct ep_thread *ep = arg;
@@ -185,7 +199,7 @@ static void *bulk_out_loop(void *arg)
 			break;
 		}
 		VCCID_HEX("bulk-out", buf, (size_t)n);
-		if (n > 0 && vccid_usbdev_bulk_out(s->dev, buf, (size_t)n) != VCCID_OK)
+		if (n > 0 && bulk_out(s, buf, (size_t)n) == VCCID_ENOMEM)
 			VCCID_LOG(VCCID_LOG_ERROR, "ffs: bulk-out message dropped (out of memory)");
 		/* Follow the message boundaries the device will see. */
 		for (i = 0; i < (size_t)n;) {

@@ -28,7 +28,7 @@ enum {
 };
 
 enum {
-	MAX_PENDING = 256,          /* queued IN URBs per endpoint */
+	MAX_PENDING = VCCID_USBIP_MAX_IN_PENDING,
 	WORKER_WAIT_MS = 200,       /* an IN worker looks at unlinks and stops this often */
 	CONTROL_IN_MAX = 4096,      /* every descriptor vccid has fits */
 };
@@ -36,6 +36,14 @@ enum {
 struct pending {
 	uint32_t seqnum;
 	uint32_t length;
+};
+
+/* A bulk-OUT URB the device has not taken whole yet: it has answers unread. */
+struct out_urb {
+	uint32_t seqnum;
+	uint32_t length;
+	size_t off;                         /* bytes taken by the device */
+	uint8_t *data;
 };
 
 struct in_ep {
@@ -66,6 +74,11 @@ struct vccid_usbip_conn {
 	bool failed;
 	bool was_imported;          /* the device must be reset when this connection goes */
 	struct in_ep eps[2];        /* bulk-in, interrupt-in */
+	/* Bulk-OUT URBs in order, and every call of vccid_usbdev_bulk_out_timed: out_lock,
+	 * taken before conn->lock, never held while waiting. */
+	pthread_mutex_t out_lock;
+	struct out_urb outs[VCCID_USBIP_MAX_OUT_PENDING];
+	size_t n_outs;
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -134,6 +147,44 @@ static int complete_head(struct in_ep *e)
 	return rv;
 }
 
+/*
+ * Hands parked bulk-OUT URBs to the device as far as it has room, and
+ * completes those it took whole; out_lock held, conn->lock not.
+ */
+static int flush_outs(vccid_usbip_conn *conn)
+{
+	int rv = VCCID_OK;
+
+	while (conn->n_outs > 0 && rv == VCCID_OK) {
+		struct out_urb *o = &conn->outs[0];
+		size_t used = 0;
+		int status;
+
+		status = vccid_usbdev_bulk_out_timed(conn->p.dev, o->data + o->off,
+						     o->length - o->off, 0, &used);
+		o->off += used;
+		if (status == VCCID_ETIMEDOUT)
+			break;   /* still no room: the URB stays pending */
+		pthread_mutex_lock(&conn->lock);
+		rv = send_ret_submit(conn, o->seqnum, status == VCCID_OK ? 0 : URB_ENOMEM,
+				     status == VCCID_OK ? o->length : 0, NULL, 0);
+		pthread_mutex_unlock(&conn->lock);
+		explicit_bzero(o->data, o->length);
+		free(o->data);
+		conn->n_outs--;
+		memmove(&conn->outs[0], &conn->outs[1], conn->n_outs * sizeof(conn->outs[0]));
+	}
+	return rv;
+}
+
+/* An answer was taken: bulk-OUT URBs waiting for room may go on. conn->lock not held. */
+static void answers_taken(vccid_usbip_conn *conn)
+{
+	pthread_mutex_lock(&conn->out_lock);
+	(void)flush_outs(conn);
+	pthread_mutex_unlock(&conn->out_lock);
+}
+
 /* Takes the next answer or notification from the device, outside conn->lock. */
 static int fetch(struct in_ep *e, int timeout_ms)
 {
@@ -167,6 +218,11 @@ static void *in_worker(void *arg)
 		}
 		if (e->len > e->off) {
 			(void)complete_head(e);
+			if (e->ep == EP_BULK_IN && e->len == 0) {
+				pthread_mutex_unlock(&conn->lock);
+				answers_taken(conn);
+				pthread_mutex_lock(&conn->lock);
+			}
 			continue;
 		}
 		/* The buffer is empty: only this thread fills it. */
@@ -178,13 +234,11 @@ static void *in_worker(void *arg)
 	return NULL;
 }
 
-size_t vccid_usbip_conn_pump(vccid_usbip_conn *conn, int timeout_ms)
+static size_t pump(vccid_usbip_conn *conn, int timeout_ms)
 {
 	size_t done = 0;
 	size_t i;
 
-	if (conn->p.threads || conn->state != CONN_IMPORTED)
-		return 0;
 	for (i = 0; i < 2; i++) {
 		struct in_ep *e = &conn->eps[i];
 
@@ -193,6 +247,11 @@ size_t vccid_usbip_conn_pump(vccid_usbip_conn *conn, int timeout_ms)
 			if (e->len > e->off) {
 				(void)complete_head(e);
 				done++;
+				if (e->ep == EP_BULK_IN && e->len == 0) {
+					pthread_mutex_unlock(&conn->lock);
+					answers_taken(conn);
+					pthread_mutex_lock(&conn->lock);
+				}
 				continue;
 			}
 			pthread_mutex_unlock(&conn->lock);
@@ -205,6 +264,13 @@ size_t vccid_usbip_conn_pump(vccid_usbip_conn *conn, int timeout_ms)
 		pthread_mutex_unlock(&conn->lock);
 	}
 	return done;
+}
+
+size_t vccid_usbip_conn_pump(vccid_usbip_conn *conn, int timeout_ms)
+{
+	if (conn->p.threads || conn->state != CONN_IMPORTED)
+		return 0;
+	return pump(conn, timeout_ms);
 }
 
 static void stop_workers(vccid_usbip_conn *conn)
@@ -261,6 +327,7 @@ vccid_usbip_conn *vccid_usbip_conn_new(const struct vccid_usbip_conn_params *p)
 	conn->in = malloc(conn->in_size);
 	conn->control_in = malloc(CONTROL_IN_MAX);
 	pthread_mutex_init(&conn->lock, NULL);
+	pthread_mutex_init(&conn->out_lock, NULL);
 	for (i = 0; i < 2; i++) {
 		struct in_ep *e = &conn->eps[i];
 
@@ -305,6 +372,11 @@ void vccid_usbip_conn_free(vccid_usbip_conn *conn)
 		free(conn->in);
 	}
 	free(conn->control_in);
+	for (i = 0; i < conn->n_outs; i++) {
+		explicit_bzero(conn->outs[i].data, conn->outs[i].length);
+		free(conn->outs[i].data);
+	}
+	pthread_mutex_destroy(&conn->out_lock);
 	pthread_mutex_destroy(&conn->lock);
 	free(conn);
 }
@@ -386,10 +458,14 @@ static int handle_op(vccid_usbip_conn *conn, const struct vccid_usbip_op *op)
 	return rv != 0 ? rv : VCCID_USBIP_DONE;
 }
 
+/* out_lock and conn->lock held. */
 static bool seqnum_pending(vccid_usbip_conn *conn, uint32_t seqnum)
 {
 	size_t i, j;
 
+	for (i = 0; i < conn->n_outs; i++)
+		if (conn->outs[i].seqnum == seqnum)
+			return true;
 	for (i = 0; i < 2; i++)
 		for (j = 0; j < conn->eps[i].n_urbs; j++)
 			if (conn->eps[i].urbs[j].seqnum == seqnum)
@@ -430,6 +506,42 @@ static int handle_control(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *
 	return rv;
 }
 
+/*
+ * A bulk-OUT URB completes only once the device took every command in it.
+ * While VCCID_USBDEV_MAX_ANSWERS answers are unread the device takes none:
+ * the URB stays pending (a real reader NAKs) and later ones wait behind it,
+ * while IN URBs, unlinks and control requests still go on; when an IN URB
+ * takes an answer they continue. A host that never collects answers cannot
+ * make the daemon queue them: past VCCID_USBIP_MAX_OUT_PENDING URBs it is
+ * malformed.
+ */
+static int submit_out(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
+{
+	struct out_urb *o;
+	int rv;
+
+	pthread_mutex_lock(&conn->out_lock);
+	rv = flush_outs(conn);
+	if (rv != VCCID_OK || conn->n_outs == VCCID_USBIP_MAX_OUT_PENDING) {
+		pthread_mutex_unlock(&conn->out_lock);
+		return rv != VCCID_OK ? rv : malformed(conn, "too many bulk-OUT URBs pending");
+	}
+	o = &conn->outs[conn->n_outs];
+	o->seqnum = cmd->seqnum;
+	o->length = (uint32_t)cmd->data_len;
+	o->off = 0;
+	o->data = malloc(cmd->data_len > 0 ? cmd->data_len : 1);
+	if (o->data == NULL) {
+		pthread_mutex_unlock(&conn->out_lock);
+		return VCCID_ENOMEM;
+	}
+	memcpy(o->data, cmd->data, cmd->data_len);
+	conn->n_outs++;
+	rv = flush_outs(conn);
+	pthread_mutex_unlock(&conn->out_lock);
+	return rv;
+}
+
 static int handle_submit(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
 {
 	struct in_ep *e = NULL;
@@ -437,20 +549,17 @@ static int handle_submit(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *c
 	int rv;
 
 	/* A seqnum names one URB until it completes: vhci-hcd never reuses a pending one. */
+	pthread_mutex_lock(&conn->out_lock);
 	pthread_mutex_lock(&conn->lock);
 	duplicate = seqnum_pending(conn, cmd->seqnum);
 	pthread_mutex_unlock(&conn->lock);
+	pthread_mutex_unlock(&conn->out_lock);
 	if (duplicate)
 		return malformed(conn, "seqnum of a URB still pending");
 	if (cmd->ep == EP_CONTROL)
 		return handle_control(conn, cmd);
 	if (cmd->ep == EP_BULK_OUT && cmd->direction == USBIP_DIR_OUT) {
-		rv = vccid_usbdev_bulk_out(conn->p.dev, cmd->data, cmd->data_len);
-		pthread_mutex_lock(&conn->lock);
-		rv = send_ret_submit(conn, cmd->seqnum, rv == VCCID_OK ? 0 : URB_ENOMEM,
-				     rv == VCCID_OK ? (uint32_t)cmd->data_len : 0, NULL, 0);
-		pthread_mutex_unlock(&conn->lock);
-		return rv;
+		return submit_out(conn, cmd);
 	}
 	if (cmd->direction == USBIP_DIR_IN && cmd->ep == EP_BULK_IN)
 		e = &conn->eps[0];
@@ -484,7 +593,21 @@ static int handle_unlink(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *c
 	size_t i, j;
 	int rv;
 
+	pthread_mutex_lock(&conn->out_lock);
 	pthread_mutex_lock(&conn->lock);
+	/* A bulk-OUT URB still waiting, none of it taken by the device, can go. */
+	for (i = 0; i < conn->n_outs; i++) {
+		struct out_urb *o = &conn->outs[i];
+
+		if (o->seqnum != cmd->unlink_seqnum || o->off > 0)
+			continue;
+		explicit_bzero(o->data, o->length);
+		free(o->data);
+		conn->n_outs--;
+		memmove(o, o + 1, (conn->n_outs - i) * sizeof(*o));
+		status = VCCID_USBIP_ECONNRESET;
+		break;
+	}
 	for (i = 0; i < 2 && status == 0; i++) {
 		struct in_ep *e = &conn->eps[i];
 
@@ -502,6 +625,7 @@ static int handle_unlink(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *c
 	vccid_usbip_ret_unlink_encode(hdr, cmd->seqnum, status);
 	rv = send_locked(conn, &iov, 1);
 	pthread_mutex_unlock(&conn->lock);
+	pthread_mutex_unlock(&conn->out_lock);
 	return rv;
 }
 

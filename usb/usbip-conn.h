@@ -51,6 +51,10 @@ struct vccid_usbip_conn_params {
 	bool threads;
 };
 
+/* Per connection: URBs pending at once (beyond them the host is malformed). */
+#define VCCID_USBIP_MAX_IN_PENDING 256    /* per IN endpoint */
+#define VCCID_USBIP_MAX_OUT_PENDING 8     /* bulk-OUT URBs waiting for the device */
+
 /* vccid_usbip_conn_input(): the exchange is over, close the connection politely. */
 #define VCCID_USBIP_DONE 1
 
@@ -64,9 +68,14 @@ void vccid_usbip_conn_free(vccid_usbip_conn *conn);
 /**
  * Bytes received from the peer, in any chunking. Handles every whole request:
  * management requests, then after a successful import the URB commands.
+ * A bulk-OUT URB completes only when the device took its commands: while
+ * VCCID_USBDEV_MAX_ANSWERS answers are unread it stays pending (a real
+ * reader NAKs) and goes on when IN URBs take answers; at most
+ * VCCID_USBIP_MAX_OUT_PENDING such URBs, more is malformed.
  * Returns 0 (more may come), VCCID_USBIP_DONE (DEVLIST answered or IMPORT
- * refused), VCCID_EPROTO (malformed: logged with the peer and the reason) or
- * the send function's error. After a nonzero result only conn_free is allowed.
+ * refused), VCCID_EPROTO (malformed: logged with the peer and the reason)
+ * or the send function's error. After a
+ * nonzero result only conn_free is allowed.
  */
 int vccid_usbip_conn_input(vccid_usbip_conn *conn, const uint8_t *data, size_t len);
 /** True once the peer imported the device. */

@@ -154,32 +154,30 @@ static long long evictable_since(const struct client *c, bool idle)
 }
 
 /*
- * The connection to close for a newcomer: among those evictable for at least
- * EVICT_GRACE_MS, one of the peer that holds the most evictable connections,
- * the one that has waited longest. NULL when there is none.
+ * The connection to close for a newcomer (vccid_net_pick_eviction: evictable for
+ * EVICT_GRACE_MS, of the peer holding the most, the longest waiting). NULL when
+ * there is none.
  */
 static struct client *eviction_candidate(const struct listener *l, bool idle, long long now)
 {
-	struct client *c, *best = NULL;
-	unsigned best_count = 0;
-	long long best_since = 0;
+	struct vccid_net_evictable *e = calloc(l->n_clients ? l->n_clients : 1, sizeof(*e));
+	struct client *c, *victim = NULL;
+	size_t n = 0;
+	long pick;
 
-	for (c = l->clients; c != NULL; c = c->next) {
-		long long since = evictable_since(c, idle);
-		const struct client *d;
-		unsigned count = 0;
-
-		if (since == 0 || now - since < EVICT_GRACE_MS)
-			continue;
-		for (d = l->clients; d != NULL; d = d->next)
-			count += strcmp(d->peer_key, c->peer_key) == 0 && evictable_since(d, idle) != 0;
-		if (best == NULL || count > best_count || (count == best_count && since < best_since)) {
-			best = c;
-			best_count = count;
-			best_since = since;
-		}
+	if (e == NULL)
+		return NULL;   /* no room made: the newcomer is refused, as when full */
+	for (c = l->clients; c != NULL && n < l->n_clients; c = c->next, n++) {
+		e[n].key = c->peer_key;
+		e[n].since = evictable_since(c, idle);
 	}
-	return best;
+	pick = vccid_net_pick_eviction(e, n, now, EVICT_GRACE_MS);
+	for (c = l->clients; c != NULL && pick > 0; c = c->next)
+		pick--;
+	if (pick == 0)
+		victim = c;
+	free(e);
+	return victim;
 }
 
 static void drop_client(struct listener *l, struct client *client, const char *reason);

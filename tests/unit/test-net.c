@@ -316,6 +316,21 @@ static void test_write_deadline(void **state)
 	free(big);
 }
 
+/* The peer holding the most evictable connections loses its oldest one past the grace. */
+static void test_pick_eviction(void **state)
+{
+	const struct vccid_net_evictable c[] = {
+		{ "10.0.0.1", 1000 }, { "10.0.0.2", 900 }, { "10.0.0.2", 950 },
+		{ "10.0.0.3", 0 },    { "10.0.0.2", 1990 },
+	};
+
+	(void)state;
+	assert_int_equal(vccid_net_pick_eviction(c, 5, 2000, 500), 1);
+	assert_int_equal(vccid_net_pick_eviction(c, 1, 2000, 500), 0);
+	assert_int_equal(vccid_net_pick_eviction(c, 5, 1200, 500), -1);   /* all within grace */
+	assert_int_equal(vccid_net_pick_eviction(c + 3, 1, 9000, 500), -1);   /* not evictable */
+}
+
 static void test_writev_parts(void **state)
 {
 	int sv[2];
@@ -484,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_connect_timeout_and_cancel),
 		cmocka_unit_test(test_write_deadline),
 		cmocka_unit_test(test_writev_parts),
+		cmocka_unit_test(test_pick_eviction),
 		cmocka_unit_test(test_unix_listen_and_peer),
 		cmocka_unit_test(test_unix_live_refused),
 		cmocka_unit_test(test_unix_stale_replaced),

@@ -191,6 +191,43 @@ static void test_zlp_hint(void **state)
 	assert_int_equal(len, 10 + 102 - 40);
 }
 
+/*
+ * Answers nobody reads are bounded: past VCCID_USBDEV_MAX_ANSWERS the device
+ * takes no command (it waits, then holds the whole message), a read makes
+ * room, and a reset drops what was held.
+ */
+static void test_unread_answers_bounded(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t msgs[2 * 10] = { 0x65, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x65, 0, 0, 0, 0, 1, 0, 0, 0, 0 };
+	uint8_t buf[64];
+	size_t used = 0;
+	size_t i;
+	bool zlp;
+
+	for (i = 0; i < VCCID_USBDEV_MAX_ANSWERS; i++) {
+		assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, msgs, 10, 0, &used), VCCID_OK);
+		assert_int_equal(used, 10);
+	}
+	/* The next whole message is held: nothing more is taken. */
+	assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, msgs, sizeof(msgs), 50, &used),
+			 VCCID_ETIMEDOUT);
+	assert_int_equal(used, 10);
+	assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, NULL, 0, 0, &used), VCCID_ETIMEDOUT);
+	assert_int_equal(vccid_usbdev_bulk_in(f->dev, buf, sizeof(buf), &used, &zlp, 2000),
+			 VCCID_OK);
+	/* A read made room for the held one, and only for it. */
+	assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, NULL, 0, 0, &used), VCCID_OK);
+	assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, msgs + 10, 10, 0, &used),
+			 VCCID_ETIMEDOUT);
+	vccid_usbdev_reset(f->dev);
+	/* The held message went with the reset: the device takes commands again. */
+	assert_int_equal(vccid_usbdev_bulk_out_timed(f->dev, msgs + 10, 10, 0, &used), VCCID_OK);
+	assert_int_equal(vccid_usbdev_bulk_in(f->dev, buf, sizeof(buf), &used, &zlp, 2000),
+			 VCCID_OK);
+	assert_int_equal(buf[5], 1);   /* bSlot of the second message, not the dropped first */
+}
+
 static void test_bad_slot_and_oversized(void **state)
 {
 	struct fixture *f = *state;
@@ -265,6 +302,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_power_on_in_pieces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zlp_hint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_slot_and_oversized, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unread_answers_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
 		cmocka_unit_test(test_new_rejects),
 	};

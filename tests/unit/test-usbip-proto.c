@@ -19,6 +19,7 @@
 #include "tests/bytes.h"
 #include "tests/cac-atr.h"
 #include "tests/unit/fake-card.h"
+#include "usbip-test.h"
 
 
 /* ------------------------------------------------------------------ management requests */
@@ -411,27 +412,6 @@ static void import(struct conn_fixture *f)
 	assert_int_equal(f->out_len, 320);
 	assert_memory_equal(f->out, "\x01\x11\x00\x03\x00\x00\x00\x00", 8);
 	assert_true(vccid_usbip_conn_imported(f->conn));
-}
-
-static size_t submit(uint8_t *buf, uint32_t seq, uint32_t dir, uint32_t ep, uint32_t len,
-		     const uint8_t *setup, const uint8_t *data)
-{
-	struct vccid_usbip_cmd c;
-
-	memset(&c, 0, sizeof(c));
-	c.seqnum = seq;
-	c.devid = 0x10002;
-	c.direction = dir;
-	c.ep = ep;
-	c.transfer_buffer_length = len;
-	if (setup != NULL)
-		memcpy(c.setup, setup, 8);
-	vccid_usbip_cmd_submit_encode(buf, &c);
-	if (dir == USBIP_DIR_OUT && len > 0 && data != NULL) {
-		memcpy(buf + 48, data, len);
-		return 48 + len;
-	}
-	return 48;
 }
 
 /* Checks that f->out holds exactly one RET_SUBMIT and returns it. */
