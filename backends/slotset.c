@@ -247,7 +247,8 @@ vccid_slotset *vccid_slotset_open_vpcd(unsigned port)
 	len = snprintf(text, sizeof(text), "[reader:%s]\nslots=%d\n", name, VCCID_VPCD_DROPIN_SLOTS);
 	if (port != 0)
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
-				"[vpcd]\nlisten=%s\nport=%u\n", VCCID_VPCD_DEFAULT_HOST, port);
+				"[vpcd]\nreaders=%s\nlisten=%s\nport=%u\n", name,
+				VCCID_VPCD_DEFAULT_HOST, port);
 	config = vccid_config_load_data(text, (size_t)len, "/dev/null (vsmartcard reader.conf)");
 	return config ? slotset_open(config, name, VCCID_VPCD_DROPIN_SLOTS) : NULL;
 }

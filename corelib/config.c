@@ -271,6 +271,7 @@ static void parse_reader(struct parse_ctx *ctx, const char *group)
 		reader->name = g_strdup(name);
 	}
 	reader->slots = slots;
+	reader->declared = true;
 }
 
 static const struct vccid_card_config *card_in_slot(const struct vccid_config *config,
@@ -585,17 +586,38 @@ bool vccid_config_vpcd_reader(const struct vccid_config *config, const char *nam
 	return false;
 }
 
+/* The @p n th vpcd reader in port order (see config.h), or NULL. */
+static const struct vccid_reader_config *vpcd_reader_at(const struct vccid_config *config,
+							size_t n)
+{
+	const char *const *list = (const char *const *)config->vpcd.readers;
+	size_t i, seen = 0;
+	int pass;
+
+	if (list != NULL) {
+		for (i = 0; list[i] != NULL; i++)
+			if (vccid_config_vpcd_reader(config, list[i]) &&
+			    vccid_config_find_reader(config, list[i]) != NULL && seen++ == n)
+				return vccid_config_find_reader(config, list[i]);
+		return NULL;
+	}
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < config->n_readers; i++)
+			if (config->readers[i].declared == (pass == 0) &&
+			    vccid_config_vpcd_reader(config, config->readers[i].name) &&
+			    seen++ == n)
+				return &config->readers[i];
+	return NULL;
+}
+
 unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
 				unsigned slot)
 {
+	const struct vccid_reader_config *r;
 	unsigned base = config->vpcd.port;
-	size_t i;
+	size_t n;
 
-	for (i = 0; i < config->n_readers; i++) {
-		const struct vccid_reader_config *r = &config->readers[i];
-
-		if (!vccid_config_vpcd_reader(config, r->name))
-			continue;
+	for (n = 0; (r = vpcd_reader_at(config, n)) != NULL; n++) {
 		if (strcmp(r->name, name) == 0)
 			return slot < r->slots && base + slot <= 65535 ? base + slot : 0;
 		base += r->slots;

@@ -17,6 +17,7 @@
 struct vccid_reader_config {
 	char *name;
 	unsigned slots;
+	bool declared;               /* a [reader:NAME] group; false for the implicit default */
 };
 
 struct vccid_card_config {
@@ -49,7 +50,9 @@ struct vccid_vscard_config {
 #define VCCID_VPCD_DEFAULT_PORT 35963   /* vsmartcard's VPCDPORT, 0x8C7B */
 
 /* vpcd card emulators ([vpcd] group; enabled when the group exists): slot N of the
- * first vpcd reader on port + N, the next reader's slots after the first's. */
+ * first vpcd reader on port + N, the next reader's slots after the first's, in the
+ * order of [vpcd] readers, else of the [reader:...] groups (an undeclared default
+ * reader last). */
 struct vccid_vpcd_config {
 	bool enabled;
 	char *listen;                /* host without port, default 127.0.0.1 */
