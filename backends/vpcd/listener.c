@@ -58,12 +58,15 @@ struct port {
 };
 
 /*
- * Lock order: vpcd_lock, then a slot's lock, then a card's lock. The poll
+ * Lock order: lifecycle_lock, vpcd_lock, then a slot's lock, then a card's lock. The poll
  * itself runs without vpcd_lock; an exchange (pcscd's thread, slot and card
  * locks) never takes vpcd_lock, so dropping a card under it waits at most
  * for an exchange that the socket's shutdown has just failed.
  */
 static pthread_mutex_t vpcd_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Taken alone around offering and withdrawing a port (before vpcd_lock): the thread
+ * is stopped and joined under it, so a new first port cannot start another meanwhile. */
+static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct port *ports;
 static unsigned n_conns;
 static unsigned max_connections;
@@ -401,6 +404,7 @@ int vccid_vpcd_offer_slot(vccid_slot *slot, const struct vccid_vpcd_slot_opts *o
 		free(port);
 		return rv;
 	}
+	pthread_mutex_lock(&lifecycle_lock);
 	pthread_mutex_lock(&vpcd_lock);
 	if (ports == NULL)
 		max_connections = opts->max_connections;
@@ -412,6 +416,7 @@ int vccid_vpcd_offer_slot(vccid_slot *slot, const struct vccid_vpcd_slot_opts *o
 		wake_listener();
 	}
 	pthread_mutex_unlock(&vpcd_lock);
+	pthread_mutex_unlock(&lifecycle_lock);
 	if (rv != VCCID_OK) {
 		close(port->listen_fd);
 		free(port);
@@ -427,6 +432,7 @@ void vccid_vpcd_withdraw_slot(vccid_slot *slot)
 	struct port **p, *port = NULL;
 	bool stop = false;
 
+	pthread_mutex_lock(&lifecycle_lock);
 	pthread_mutex_lock(&vpcd_lock);
 	for (p = &ports; *p != NULL; p = &(*p)->next) {
 		if ((*p)->slot == slot) {
@@ -455,6 +461,7 @@ void vccid_vpcd_withdraw_slot(vccid_slot *slot)
 		close(wake_pipe[1]);
 		wake_pipe[0] = wake_pipe[1] = -1;
 	}
+	pthread_mutex_unlock(&lifecycle_lock);
 }
 
 bool vccid_vpcd_slot_bound(vccid_slot *slot)

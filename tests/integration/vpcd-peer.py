@@ -9,6 +9,7 @@ Scenarios:
   stall      a card that does not answer an APDU: the transmit fails after timeout-ms and
              the card leaves its slot
   busy       a second connection to a port whose card is connected is closed at once
+  hold       a card on PORT that answers until this process ends
 Prints "ok - ..." / "not ok - ..." lines; exit 1 if a check failed."""
 
 import socket
@@ -196,6 +197,12 @@ def scenario_busy(port, reader):
     check(wait_state(reader, False, 5000), "and leaves when it disconnects")
 
 
+def scenario_hold(port, reader):
+    card = Card(port)
+    card.serve_one()
+    serve_in_background(card).join(600)
+
+
 def main():
     if len(sys.argv) < 4 or len(sys.argv) % 2 != 0:
         print(__doc__, file=sys.stderr)
@@ -204,7 +211,7 @@ def main():
     name = sys.argv[1]
     if name == "cards":
         scenario_cards(pairs)
-    elif name in ("garbage", "stall", "busy"):
+    elif name in ("garbage", "stall", "busy", "hold"):
         globals()["scenario_" + name](*pairs[0])
     else:
         print(__doc__, file=sys.stderr)
