@@ -10,6 +10,8 @@ Scenarios:
              the card leaves its slot
   busy       a second connection to a port whose card is connected is closed at once
   hold       a card on PORT that answers until this process ends
+  props      the reader of a vpcd card reports dwMaxAPDUDataSize 65526 (one frame) and
+             takes a C-APDU of that size
 Prints "ok - ..." / "not ok - ..." lines; exit 1 if a check failed."""
 
 import socket
@@ -197,6 +199,26 @@ def scenario_busy(port, reader):
     check(wait_state(reader, False, 5000), "and leaves when it disconnects")
 
 
+def scenario_props(port, reader):
+    from smartcard.pcsc.PCSCPart10 import getTlvProperties
+
+    card = Card(port)
+    card.serve_one()
+    serve_in_background(card)
+    check(wait_state(reader, True), "the card arrives")
+    conn = connect(reader)
+    props = getTlvProperties(conn)
+    size = props.get("PCSCv2_PART10_PROPERTY_dwMaxAPDUDataSize")
+    check(size == 65526, "dwMaxAPDUDataSize is 65526 (65535 less header, Lc and Le)", props)
+    apdu = [0x00, 0xD6, 0x00, 0x00, 0x00, 0xFF, 0xF6] + [0xA5] * 65526
+    data, sw1, sw2 = conn.transmit(apdu)
+    check((sw1, sw2) == (0x90, 0x00) and len(data) == len(apdu),
+          "a C-APDU with 65526 data bytes goes through", (len(data), sw1, sw2))
+    conn.disconnect()
+    card.close()
+    check(wait_state(reader, False, 5000), "and the card leaves when it disconnects")
+
+
 def scenario_hold(port, reader):
     card = Card(port)
     card.serve_one()
@@ -211,7 +233,7 @@ def main():
     name = sys.argv[1]
     if name == "cards":
         scenario_cards(pairs)
-    elif name in ("garbage", "stall", "busy", "hold"):
+    elif name in ("garbage", "stall", "busy", "hold", "props"):
         globals()["scenario_" + name](*pairs[0])
     else:
         print(__doc__, file=sys.stderr)
