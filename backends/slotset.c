@@ -2,6 +2,7 @@
 /* A reader from vccid.conf: slots, configured libcacard cards, and free slots offered to the VSCard listener. */
 #include "slotset.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 #include "backends/cacard/cacard.h"
 #include "backends/vscard/host.h"
 #include "backends/vscard/listener.h"
+#include "backends/vpcd/card.h"
+#include "backends/vpcd/listener.h"
 #include "corelib/error.h"
 #include "corelib/log.h"
 
@@ -18,6 +21,7 @@ struct vccid_slotset {
 	bool cacard_acquired;
 	bool vscard_acquired;
 	uint32_t offered;                      /* slots given to the VSCard listener */
+	uint32_t vpcd;                         /* slots given to vpcd card emulators */
 	unsigned n_slots;
 	vccid_slot *slots[VCCID_MAX_SLOTS];
 	char *home[VCCID_MAX_SLOTS];           /* the card configured for each slot */
@@ -54,6 +58,9 @@ void vccid_slotset_close(vccid_slotset *set)
 	for (i = 0; i < set->n_slots; i++)
 		if (set->offered & (1u << i))
 			vccid_vscard_host_withdraw_slot(set->slots[i]);
+	for (i = 0; i < set->n_slots; i++)
+		if (set->vpcd & (1u << i))
+			vccid_vpcd_withdraw_slot(set->slots[i]);
 	if (set->vscard_acquired)
 		vccid_vscard_release();
 	for (i = 0; i < set->n_slots; i++) {
@@ -77,6 +84,36 @@ static void apply_log_level(const struct vccid_config *config)
 		vccid_log_set_level((enum vccid_log_level)level);
 	else if (config->log_level_set)
 		vccid_log_set_level(config->log_level);
+}
+
+/* Opens a vpcd port for each free slot of a vpcd reader. */
+static void slotset_offer_vpcd(vccid_slotset *set)
+{
+	const struct vccid_config *config = set->config;
+	unsigned i;
+
+	if (!vccid_config_vpcd_reader(config, set->name))
+		return;
+	for (i = 0; i < set->n_slots; i++) {
+		struct vccid_vpcd_slot_opts opts = {
+			.host = config->vpcd.listen,
+			.port = (uint16_t)vccid_config_vpcd_port(config, set->name, i),
+			.timeout_ms = config->vpcd.timeout_ms,
+			.max_connections = config->vpcd.max_connections,
+			.reader = set->name,
+			.index = i,
+		};
+
+		if (set->home[i] != NULL || (set->offered & (1u << i)))
+			continue;
+		if (opts.port == 0) {
+			VCCID_LOG(VCCID_LOG_ERROR, "%s: [vpcd]: reader %s slot %u would need a port "
+				  "past 65535; no vpcd card there", config->path, set->name, i);
+			continue;
+		}
+		if (vccid_vpcd_offer_slot(set->slots[i], &opts) == VCCID_OK)
+			set->vpcd |= 1u << i;
+	}
 }
 
 /* Puts the configured cards in and offers the other slots to remote readers. */
@@ -120,18 +157,23 @@ static void slotset_fill(vccid_slotset *set)
 			set->offered |= 1u << i;
 		}
 	}
+	slotset_offer_vpcd(set);
 }
 
-vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, unsigned max_slots)
+/* Builds the reader from @p config (taken over, freed on failure). */
+static vccid_slotset *slotset_open(struct vccid_config *config, const char *reader_name,
+				   unsigned max_slots)
 {
 	vccid_slotset *set = calloc(1, sizeof(*set));
 	const struct vccid_reader_config *rconf;
 	unsigned i;
 
-	if (set == NULL)
+	if (set == NULL) {
+		vccid_config_free(config);
 		return NULL;
+	}
 	set->name = strdup(reader_name ? reader_name : VCCID_DEFAULT_READER);
-	set->config = vccid_config_load(path);
+	set->config = config;
 	if (set->name == NULL || set->config == NULL) {
 		vccid_slotset_close(set);
 		return NULL;
@@ -164,6 +206,63 @@ vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, uns
 	return set;
 }
 
+vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, unsigned max_slots)
+{
+	struct vccid_config *config = vccid_config_load(path);
+
+	return config ? slotset_open(config, reader_name, max_slots) : NULL;
+}
+
+int vccid_slotset_vpcd_device(const char *device, unsigned *port)
+{
+	static const char prefix[] = "/dev/null:";
+	unsigned long value;
+	char *end;
+
+	if (device == NULL || strncmp(device, prefix, sizeof(prefix) - 1) != 0)
+		return VCCID_ENOENT;
+	device += sizeof(prefix) - 1;
+	errno = 0;
+	/* vsmartcard writes 0x8C7B; strtoul's base 0 would read a leading 0 as octal. */
+	if (device[0] == '0' && (device[1] == 'x' || device[1] == 'X'))
+		value = strtoul(device + 2, &end, 16);
+	else
+		value = strtoul(device, &end, 10);
+	if (device[0] == '\0' || device[0] == '-' || *end != '\0' || errno != 0 ||
+	    value < 1024 || value > 65534)
+		return VCCID_EINVAL;
+	*port = (unsigned)value;
+	return VCCID_OK;
+}
+
+vccid_slotset *vccid_slotset_open_vpcd(unsigned port)
+{
+	char text[256];
+	char name[32];
+	struct vccid_config *config;
+	int len;
+
+	/* The reader vsmartcard's entry describes, as a configuration of our own. */
+	snprintf(name, sizeof(name), "vpcd-%u", port);
+	len = snprintf(text, sizeof(text), "[reader:%s]\nslots=%d\n", name, VCCID_VPCD_DROPIN_SLOTS);
+	if (port != 0)
+		len += snprintf(text + len, sizeof(text) - (size_t)len,
+				"[vpcd]\nreaders=%s\nlisten=%s\nport=%u\n", name,
+				VCCID_VPCD_DEFAULT_HOST, port);
+	config = vccid_config_load_data(text, (size_t)len, "/dev/null (vsmartcard reader.conf)");
+	return config ? slotset_open(config, name, VCCID_VPCD_DROPIN_SLOTS) : NULL;
+}
+
+size_t vccid_slotset_max_apdu_data(const vccid_slotset *set)
+{
+	return set->vpcd != 0 ? VCCID_VPCD_MAX_APDU_DATA : 65536;
+}
+
+size_t vccid_slotset_max_command(const vccid_slotset *set)
+{
+	return set->vpcd != 0 ? VCCID_VPCD_MAX_APDU_DATA + 9 : VCCID_MAX_COMMAND;
+}
+
 const struct vccid_config *vccid_slotset_config(const vccid_slotset *set)
 {
 	return set->config;
@@ -194,6 +293,10 @@ bool vccid_slotset_remote(const vccid_slotset *set, unsigned index, char *name,
 {
 	if (index >= set->n_slots)
 		return false;
+	if (set->vpcd & (1u << index)) {
+		snprintf(name, name_size, "vpcd");
+		return vccid_vpcd_slot_peer(set->slots[index], peer, peer_size);
+	}
 	return vccid_vscard_host_slot_remote(set->slots[index], name, name_size, peer, peer_size);
 }
 
@@ -239,7 +342,7 @@ int vccid_slotset_insert(vccid_slotset *set, unsigned index, const char *card_na
 		card_name = set->home[index];
 	if (card_name == NULL)
 		return VCCID_ENOENT;
-	if (vccid_vscard_host_slot_bound(set->slots[index]))
+	if (vccid_vscard_host_slot_bound(set->slots[index]) || (set->vpcd & (1u << index)))
 		return VCCID_EBUSY;   /* the slot belongs to a remote reader */
 	rv = vccid_cacard_insert(card_name, set->slots[index]);
 	VCCID_LOG(rv == VCCID_OK ? VCCID_LOG_INFO : VCCID_LOG_ERROR,

@@ -20,6 +20,21 @@ typedef struct vccid_slotset vccid_slotset;
  * Returns NULL only when memory runs out.
  */
 vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, unsigned max_slots);
+/* The reader a vsmartcard reader.conf entry describes: two slots, as vpcd builds in. */
+#define VCCID_VPCD_DROPIN_SLOTS 2
+/**
+ * Reads vsmartcard's DEVICENAME "/dev/null:PORT" (PORT hex with 0x, or
+ * decimal): 0 and *port, VCCID_ENOENT when @p device is not of that form,
+ * VCCID_EINVAL when its port is bad.
+ */
+int vccid_slotset_vpcd_device(const char *device, unsigned *port);
+/** A reader of VCCID_VPCD_DROPIN_SLOTS vpcd slots on 127.0.0.1 ports @p port and up, no file
+ *  (port 0: the slots stay empty). */
+vccid_slotset *vccid_slotset_open_vpcd(unsigned port);
+/** The largest APDU data field every slot carries (dwMaxAPDUDataSize). */
+size_t vccid_slotset_max_apdu_data(const vccid_slotset *set);
+/** The largest command every slot carries (SCARD_ATTR_MAXINPUT). */
+size_t vccid_slotset_max_command(const vccid_slotset *set);
 /** Withdraws remote readers, removes the cards and frees everything. NULL is fine. */
 void vccid_slotset_close(vccid_slotset *set);
 

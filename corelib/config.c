@@ -17,6 +17,7 @@
 
 #define GROUP_MAIN "vccid"
 #define GROUP_VSCARD "vscard"
+#define GROUP_VPCD "vpcd"
 #define PREFIX_READER "reader:"
 #define PREFIX_CARD "card:"
 
@@ -270,6 +271,7 @@ static void parse_reader(struct parse_ctx *ctx, const char *group)
 		reader->name = g_strdup(name);
 	}
 	reader->slots = slots;
+	reader->declared = true;
 }
 
 static const struct vccid_card_config *card_in_slot(const struct vccid_config *config,
@@ -413,6 +415,31 @@ static const char *check_listen(const char *text)
 	return NULL;
 }
 
+/* A "readers" key: reader names separated by ';', each checked; NULL when absent. */
+static char **get_reader_list(struct parse_ctx *ctx, const char *group)
+{
+	char *text = get_string(ctx, group, "readers");
+	gchar **names;
+	size_t i, n = 0;
+
+	if (text == NULL)
+		return NULL;
+	names = g_strsplit(text, ";", -1);
+	for (i = 0; names[i]; i++) {
+		g_strstrip(names[i]);
+		if (names[i][0] == '\0') {
+			g_free(names[i]);
+			continue;
+		}
+		if (find_reader(ctx->config, names[i]) == NULL)
+			config_error(ctx, group, "readers", "no [reader:%s] group", SHOW(names[i]));
+		names[n++] = names[i];
+	}
+	names[n] = NULL;
+	g_free(text);
+	return names;
+}
+
 static void parse_vscard(struct parse_ctx *ctx)
 {
 	static const char *const known[] = { "listen", "unix-socket", "unix-owner", "unix-mode",
@@ -476,26 +503,7 @@ static void parse_vscard(struct parse_ctx *ctx)
 		vs->max_connections = value;
 	if (get_uint(ctx, GROUP_VSCARD, "max-pending", 1, 1024, &value))
 		vs->max_pending = value;
-	text = get_string(ctx, GROUP_VSCARD, "readers");
-	if (text != NULL) {
-		gchar **names = g_strsplit(text, ";", -1);
-		size_t i, n = 0;
-
-		for (i = 0; names[i]; i++) {
-			g_strstrip(names[i]);
-			if (names[i][0] == '\0') {
-				g_free(names[i]);
-				continue;
-			}
-			if (find_reader(ctx->config, names[i]) == NULL)
-				config_error(ctx, GROUP_VSCARD, "readers", "no [reader:%s] group",
-					     SHOW(names[i]));
-			names[n++] = names[i];
-		}
-		names[n] = NULL;
-		vs->readers = names;
-		g_free(text);
-	}
+	vs->readers = get_reader_list(ctx, GROUP_VSCARD);
 }
 
 bool vccid_config_vscard_reader(const struct vccid_config *config, const char *name)
@@ -510,6 +518,111 @@ bool vccid_config_vscard_reader(const struct vccid_config *config, const char *n
 		if (strcmp(config->vscard.readers[i], name) == 0)
 			return true;
 	return false;
+}
+
+/* A host to listen on, without a port (the ports come from "port"). NULL or the reason. */
+static const char *check_vpcd_listen(const char *text)
+{
+	struct vccid_addr addr;
+	const char *why = NULL;
+
+	if (vccid_addr_parse(text, 0, &addr, NULL) == VCCID_OK)
+		return addr.kind == VCCID_ADDR_UNIX ? "vpcd speaks TCP only"
+						    : "a host only: the port goes in port";
+	if (vccid_addr_parse(text, VCCID_VPCD_DEFAULT_PORT, &addr, &why) != VCCID_OK)
+		return why;
+	return addr.kind == VCCID_ADDR_UNIX ? "vpcd speaks TCP only" : NULL;
+}
+
+static void parse_vpcd(struct parse_ctx *ctx)
+{
+	static const char *const known[] = { "readers", "listen", "port", "timeout-ms",
+					     "max-connections", NULL };
+	struct vccid_vpcd_config *vp = &ctx->config->vpcd;
+	const char *why;
+	char *text;
+	unsigned value;
+	size_t i;
+
+	vp->port = VCCID_VPCD_DEFAULT_PORT;
+	vp->timeout_ms = 5000;
+	vp->max_connections = 16;
+	if (!g_key_file_has_group(ctx->file, GROUP_VPCD))
+		return;
+	vp->enabled = true;
+	check_keys(ctx, GROUP_VPCD, known);
+	text = get_string(ctx, GROUP_VPCD, "listen");
+	if (text != NULL && (why = check_vpcd_listen(text)) != NULL) {
+		config_error(ctx, GROUP_VPCD, "listen", "'%s' is not a host to listen on (%s); "
+			     "using %s", SHOW(text), why, VCCID_VPCD_DEFAULT_HOST);
+		g_clear_pointer(&text, g_free);
+	}
+	vp->listen = text != NULL ? text : g_strdup(VCCID_VPCD_DEFAULT_HOST);
+	if (get_uint(ctx, GROUP_VPCD, "port", 1024, 65535, &value))
+		vp->port = value;
+	if (get_uint(ctx, GROUP_VPCD, "timeout-ms", 100, 600000, &value))
+		vp->timeout_ms = value;
+	if (get_uint(ctx, GROUP_VPCD, "max-connections", 1, 1024, &value))
+		vp->max_connections = value;
+	vp->readers = get_reader_list(ctx, GROUP_VPCD);
+	for (i = 0; vp->readers != NULL && vp->readers[i]; i++)
+		if (ctx->config->vscard.readers != NULL &&
+		    vccid_config_vscard_reader(ctx->config, vp->readers[i]))
+			config_error(ctx, GROUP_VPCD, "readers", "reader %s is in [vscard] readers "
+				     "too; its slots stay with VSCard", SHOW(vp->readers[i]));
+}
+
+bool vccid_config_vpcd_reader(const struct vccid_config *config, const char *name)
+{
+	size_t i;
+
+	if (!config->vpcd.enabled || vccid_config_vscard_reader(config, name))
+		return false;
+	if (config->vpcd.readers == NULL)
+		return true;
+	for (i = 0; config->vpcd.readers[i]; i++)
+		if (strcmp(config->vpcd.readers[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The @p n th vpcd reader in port order (see config.h), or NULL. */
+static const struct vccid_reader_config *vpcd_reader_at(const struct vccid_config *config,
+							size_t n)
+{
+	const char *const *list = (const char *const *)config->vpcd.readers;
+	size_t i, seen = 0;
+	int pass;
+
+	if (list != NULL) {
+		for (i = 0; list[i] != NULL; i++)
+			if (vccid_config_vpcd_reader(config, list[i]) &&
+			    vccid_config_find_reader(config, list[i]) != NULL && seen++ == n)
+				return vccid_config_find_reader(config, list[i]);
+		return NULL;
+	}
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < config->n_readers; i++)
+			if (config->readers[i].declared == (pass == 0) &&
+			    vccid_config_vpcd_reader(config, config->readers[i].name) &&
+			    seen++ == n)
+				return &config->readers[i];
+	return NULL;
+}
+
+unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
+				unsigned slot)
+{
+	const struct vccid_reader_config *r;
+	unsigned base = config->vpcd.port;
+	size_t n;
+
+	for (n = 0; (r = vpcd_reader_at(config, n)) != NULL; n++) {
+		if (strcmp(r->name, name) == 0)
+			return slot < r->slots && base + slot <= 65535 ? base + slot : 0;
+		base += r->slots;
+	}
+	return 0;
 }
 
 static void add_default_reader(struct vccid_config *config)
@@ -531,10 +644,12 @@ static void parse_file(struct parse_ctx *ctx)
 		if (g_str_has_prefix(groups[i], PREFIX_READER))
 			parse_reader(ctx, groups[i]);
 	parse_vscard(ctx);
+	parse_vpcd(ctx);
 	for (i = 0; groups[i]; i++) {
 		if (g_str_has_prefix(groups[i], PREFIX_CARD))
 			parse_card(ctx, groups[i]);
 		else if (strcmp(groups[i], GROUP_MAIN) != 0 && strcmp(groups[i], GROUP_VSCARD) != 0 &&
+			 strcmp(groups[i], GROUP_VPCD) != 0 &&
 			 !g_str_has_prefix(groups[i], PREFIX_READER))
 			config_error(ctx, groups[i], NULL, "unknown group, ignored");
 	}
@@ -620,6 +735,8 @@ void vccid_config_free(struct vccid_config *config)
 	g_free(config->vscard.unix_socket);
 	g_free(config->vscard.unix_owner);
 	g_strfreev(config->vscard.readers);
+	g_free(config->vpcd.listen);
+	g_strfreev(config->vpcd.readers);
 	g_free(config->database);
 	g_free(config->path);
 	g_free(config);

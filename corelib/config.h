@@ -17,6 +17,7 @@
 struct vccid_reader_config {
 	char *name;
 	unsigned slots;
+	bool declared;               /* a [reader:NAME] group; false for the implicit default */
 };
 
 struct vccid_card_config {
@@ -45,6 +46,22 @@ struct vccid_vscard_config {
 	char **readers;              /* NULL-terminated reader names, or NULL for all */
 };
 
+#define VCCID_VPCD_DEFAULT_HOST "127.0.0.1"
+#define VCCID_VPCD_DEFAULT_PORT 35963   /* vsmartcard's VPCDPORT, 0x8C7B */
+
+/* vpcd card emulators ([vpcd] group; enabled when the group exists): slot N of the
+ * first vpcd reader on port + N, the next reader's slots after the first's, in the
+ * order of [vpcd] readers, else of the [reader:...] groups (an undeclared default
+ * reader last). */
+struct vccid_vpcd_config {
+	bool enabled;
+	char *listen;                /* host without port, default 127.0.0.1 */
+	unsigned port;               /* base port, default 35963 */
+	unsigned timeout_ms;         /* first ATR and each exchange, default 5000 */
+	unsigned max_connections;    /* default 16 */
+	char **readers;              /* NULL-terminated reader names, or NULL for all */
+};
+
 struct vccid_config {
 	char *path;
 	enum vccid_log_level log_level;
@@ -55,6 +72,7 @@ struct vccid_config {
 	struct vccid_card_config *cards;
 	size_t n_cards;
 	struct vccid_vscard_config vscard;
+	struct vccid_vpcd_config vpcd;
 	size_t n_errors;             /* problems found; each was logged */
 };
 
@@ -74,6 +92,11 @@ const struct vccid_reader_config *vccid_config_find_reader(const struct vccid_co
 							   const char *name);
 /** True when the VSCard listener may put remote readers into reader @p name. */
 bool vccid_config_vscard_reader(const struct vccid_config *config, const char *name);
+/** True when reader @p name takes vpcd cards ([vpcd] readers, never a VSCard reader). */
+bool vccid_config_vpcd_reader(const struct vccid_config *config, const char *name);
+/** The vpcd port of slot @p slot of reader @p name; 0 when it has none (or past 65535). */
+unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
+				unsigned slot);
 /** Parses a log level name or number ("error", "2", ...); -1 if unknown. */
 int vccid_log_level_parse(const char *text);
 

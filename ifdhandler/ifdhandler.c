@@ -29,7 +29,6 @@
 #define CHANNEL_TYPE_VENDOR 0x00F0u
 #define ICC_PRESENCE_ABSENT 0
 #define ICC_PRESENCE_PRESENT 2   /* present and swallowed, as libccid reports */
-#define MAX_APDU_DATA 65536u     /* extended APDUs: dwMaxAPDUDataSize */
 
 RESPONSECODE IFDHPolling(DWORD Lun, int timeout);
 RESPONSECODE IFDHStopPolling(DWORD Lun);
@@ -207,7 +206,7 @@ VCCID_EXPORT RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Lengt
 		rc = put_string(Length, Value, serial);
 		break;
 	case SCARD_ATTR_MAXINPUT:
-		rc = put_dword(Length, Value, VCCID_MAX_COMMAND);
+		rc = put_dword(Length, Value, (DWORD)vccid_reader_max_command(Lun));
 		break;
 	case SCARD_ATTR_CHANNEL_ID:
 		rc = put_dword(Length, Value,
@@ -346,12 +345,12 @@ out:
 	return rc;
 }
 
-/* PC/SC part 10 properties: extended APDUs up to 64 KiB, no PIN pad, no display. */
-static size_t tlv_properties(uint8_t *out)
+/* PC/SC part 10 properties: extended APDUs up to what the reader's slots carry, no PIN pad, no display. */
+static size_t tlv_properties(DWORD Lun, uint8_t *out)
 {
 	static const char firmware[] = "vccid " PACKAGE_VERSION;
 	size_t n = 0;
-	uint32_t max = MAX_APDU_DATA;
+	uint32_t max = (uint32_t)vccid_reader_max_apdu_data(Lun);
 
 	out[n++] = PCSCv2_PART10_PROPERTY_wLcdLayout;
 	out[n++] = 2;
@@ -388,7 +387,7 @@ static int control_answer(DWORD Lun, DWORD code, const uint8_t *in, size_t in_le
 		buf[n++] = IOCTL_FEATURE_GET_TLV_PROPERTIES & 0xFF;
 		break;
 	case IOCTL_FEATURE_GET_TLV_PROPERTIES:
-		n = tlv_properties(buf);
+		n = tlv_properties(Lun, buf);
 		break;
 	case VCCID_CTL_STATUS:
 		rv = vccid_reader_describe(Lun, (char *)buf, sizeof(buf));

@@ -78,11 +78,22 @@ static vccid_slotset *open_set(const char *device)
 	char *path = NULL;
 	char *name = NULL;
 	vccid_slotset *set = NULL;
+	unsigned port;
 
 	if (device == NULL || device[0] == '\0')
 		device = getenv("VCCID_CONFIG");   /* pcscd's environment may name another file */
 	if (device == NULL || device[0] == '\0')
 		device = VCCID_DEFAULT_CONFIG;
+	switch (vccid_slotset_vpcd_device(device, &port)) {
+	case VCCID_OK:   /* a vsmartcard reader.conf entry, unchanged but for LIBPATH */
+		return vccid_slotset_open_vpcd(port);
+	case VCCID_ENOENT:
+		break;
+	default:
+		VCCID_LOG(VCCID_LOG_ERROR, "DEVICENAME %s: the port must be 1024 to 65534, "
+			  "decimal or 0x hex; the reader has empty slots", device);
+		return vccid_slotset_open_vpcd(0);
+	}
 	if (vccid_slotset_split_device(device, &path, &name) != VCCID_OK)
 		return NULL;
 	set = vccid_slotset_open(path, name, VCCID_MAX_SLOTS);
@@ -173,6 +184,20 @@ unsigned vccid_reader_channel(unsigned long lun)
 	vccid_reader *reader = reader_get(VCCID_LUN_READER(lun));
 
 	return reader ? reader->channel : 0;
+}
+
+size_t vccid_reader_max_apdu_data(unsigned long lun)
+{
+	vccid_reader *reader = reader_get(VCCID_LUN_READER(lun));
+
+	return reader ? vccid_slotset_max_apdu_data(reader->set) : 0;
+}
+
+size_t vccid_reader_max_command(unsigned long lun)
+{
+	vccid_reader *reader = reader_get(VCCID_LUN_READER(lun));
+
+	return reader ? vccid_slotset_max_command(reader->set) : 0;
 }
 
 const char *vccid_reader_name(unsigned long lun)

@@ -33,6 +33,9 @@ int vccid_reader_close(unsigned long lun);
 vccid_slot *vccid_reader_slot(unsigned long lun);
 unsigned vccid_reader_slot_count(unsigned long lun);
 unsigned vccid_reader_channel(unsigned long lun);
+/** The largest APDU data field and command the reader's slots carry (vpcd frames are smaller). */
+size_t vccid_reader_max_apdu_data(unsigned long lun);
+size_t vccid_reader_max_command(unsigned long lun);
 /** The reader's configured name (the [reader:NAME] group), or NULL. */
 const char *vccid_reader_name(unsigned long lun);
 

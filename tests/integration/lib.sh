@@ -459,3 +459,33 @@ vccid_check_idle() {
 	used=$(( (t1 - t0) * 100 / (hz * secs) ))
 	vccid_check "pcscd idles: ${used}% CPU over ${secs} s without clients (< 5%)" [ "$used" -lt 5 ]
 }
+
+# ---------------------------------------------------------------- vsmartcard's vicc
+
+VCCID_VPCD_DRIVER=${VCCID_VPCD_DRIVER:-/usr/lib/pcsc/drivers/serial/libifdvpcd.so}
+VCCID_VPCD_READERCONF=${VCCID_VPCD_READERCONF:-/etc/reader.conf.d/vpcd}
+export VCCID_VPCD_DRIVER VCCID_VPCD_READERCONF
+
+# vccid_require_vicc: skip unless Debian's vicc (vsmartcard-vpicc) can run: it needs
+# Debian's python3 and pycryptodome under PyCrypto's name (a "Crypto" symlink in
+# $VCCID_TMP/vicc-shim, see /work/shared/FACTS.md). Call after vccid_tmpdir.
+vccid_require_vicc() {
+	local crypto=/usr/lib/python3/dist-packages/Cryptodome
+	[ -x /usr/bin/vicc ] || vccid_skip "vicc not installed (package vsmartcard-vpicc)"
+	[ -d /usr/lib/python3/site-packages/virtualsmartcard ] ||
+		vccid_skip "vicc's modules not found in /usr/lib/python3/site-packages"
+	[ -d "$crypto" ] || vccid_skip "pycryptodome not installed (package python3-pycryptodome)"
+	mkdir -p "$VCCID_TMP/vicc-shim"
+	ln -sfn "$crypto" "$VCCID_TMP/vicc-shim/Crypto"
+}
+
+# vccid_start_vicc PORT LOG [ARGS...]: starts vicc's ISO 7816 card (under timeout) towards
+# 127.0.0.1:PORT in the background; its PID in VCCID_VICC_PID.
+vccid_start_vicc() {
+	local port=$1 log=$2
+	shift 2
+	PYTHONPATH=/usr/lib/python3/site-packages/virtualsmartcard:$VCCID_TMP/vicc-shim \
+		timeout -k 5 "${VCCID_CMD_TIMEOUT:-60}" /usr/bin/python3 /usr/bin/vicc -t iso7816 \
+		-H 127.0.0.1 -P "$port" "$@" </dev/null >>"$log" 2>&1 &
+	VCCID_VICC_PID=$!
+}

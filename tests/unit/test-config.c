@@ -166,6 +166,24 @@ static const struct config_case cases[] = {
 	{ "vscard unknown reader", "[vscard]\nreaders = default;nope\n", 1, 0,
 	  { "[vscard] readers:" }, NULL },
 	{ "vscard unknown key", "[vscard]\nport = 1\n", 1, 0, { "[vscard] port:" }, NULL },
+	{ "vpcd listen with a port", "[vpcd]\nlisten = 127.0.0.1:35963\n", 1, 0,
+	  { "[vpcd] listen:" }, NULL },
+	{ "vpcd listen on a unix socket", "[vpcd]\nlisten = unix:/run/x\n", 1, 0,
+	  { "[vpcd] listen:" }, NULL },
+	{ "vpcd listen garbage", "[vpcd]\nlisten = a b\n", 1, 0, { "[vpcd] listen:" }, NULL },
+	{ "vpcd privileged port", "[vpcd]\nport = 80\n", 1, 0, { "[vpcd] port:" }, NULL },
+	{ "vpcd port 65536", "[vpcd]\nport = 65536\n", 1, 0, { "[vpcd] port:" }, NULL },
+	{ "vpcd port in hex", "[vpcd]\nport = 0x8C7B\n", 1, 0, { "[vpcd] port:" }, NULL },
+	{ "vpcd timeout-ms 10", "[vpcd]\ntimeout-ms = 10\n", 1, 0, { "[vpcd] timeout-ms:" },
+	  NULL },
+	{ "vpcd max-connections 0", "[vpcd]\nmax-connections = 0\n", 1, 0,
+	  { "[vpcd] max-connections:" }, NULL },
+	{ "vpcd unknown reader", "[vpcd]\nreaders = default;nope\n", 1, 0,
+	  { "[vpcd] readers:" }, NULL },
+	{ "vpcd reader also in vscard", "[vscard]\nreaders = default\n[vpcd]\nreaders = default\n",
+	  1, 0, { "[vpcd] readers:" }, NULL },
+	{ "vpcd unknown key", "[vpcd]\nunix-socket = /x\n", 1, 0, { "[vpcd] unix-socket:" },
+	  NULL },
 	{ "bad card next to good ones",
 	  MAIN CARD_A "[card:b]\nslot = 9\n" CERTS "[card:c]\nslot = 1\n" CERTS, 1, 2,
 	  { "[card:b] slot:" }, "a c" },
@@ -597,6 +615,63 @@ static void test_vscard_settings(void **state)
 	vccid_config_free(config);
 }
 
+static void test_vpcd_settings(void **state)
+{
+	struct vccid_config *config;
+
+	(void)state;
+	config = load("[reader:a]\nslots = 2\n");
+	assert_false(config->vpcd.enabled);
+	assert_false(vccid_config_vpcd_reader(config, "a"));
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 0), 0);
+	vccid_config_free(config);
+
+	/* Defaults; declared readers in file order, the implicit default reader last. */
+	config = load("[reader:a]\nslots = 2\n[reader:b]\nslots = 3\n[vpcd]\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_true(config->vpcd.enabled);
+	assert_string_equal(config->vpcd.listen, "127.0.0.1");
+	assert_int_equal(config->vpcd.port, 35963);
+	assert_int_equal(config->vpcd.timeout_ms, 5000);
+	assert_int_equal(config->vpcd.max_connections, 16);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 0), 35963);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 1), 35964);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 2), 0);
+	assert_int_equal(vccid_config_vpcd_port(config, "b", 0), 35965);
+	assert_int_equal(vccid_config_vpcd_port(config, "b", 2), 35967);
+	assert_int_equal(vccid_config_vpcd_port(config, VCCID_DEFAULT_READER, 0), 35968);
+	assert_int_equal(vccid_config_vpcd_port(config, "nope", 0), 0);
+	vccid_config_free(config);
+
+	/* Explicit settings; the readers list gives the order; VSCard keeps its readers. */
+	config = load("[reader:a]\nslots = 2\n[reader:b]\nslots = 1\n[reader:c]\n"
+		      "[vscard]\nreaders = c\n"
+		      "[vpcd]\nreaders = b;a\nlisten = [::]\nport = 65533\ntimeout-ms = 700\n"
+		      "max-connections = 3\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(config->vpcd.listen, "[::]");
+	assert_int_equal(config->vpcd.timeout_ms, 700);
+	assert_int_equal(config->vpcd.max_connections, 3);
+	assert_int_equal(vccid_config_vpcd_port(config, "b", 0), 65533);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 0), 65534);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 1), 65535);
+	assert_false(vccid_config_vpcd_reader(config, "c"));
+	assert_false(vccid_config_vpcd_reader(config, VCCID_DEFAULT_READER));
+	vccid_config_free(config);
+
+	/* Past 65535 there is no port. */
+	config = load("[reader:a]\nslots = 4\n[vpcd]\nreaders = a\nport = 65534\n");
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 1), 65535);
+	assert_int_equal(vccid_config_vpcd_port(config, "a", 2), 0);
+	vccid_config_free(config);
+
+	/* A host name is fine. */
+	config = load("[vpcd]\nlisten = localhost\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(config->vpcd.listen, "localhost");
+	vccid_config_free(config);
+}
+
 static void test_log_level_parse(void **state)
 {
 	static const struct {
@@ -655,6 +730,7 @@ int main(void)
 		cmocka_unit_test_setup(test_no_path, setup),
 		cmocka_unit_test_setup(test_file_on_disk, setup),
 		cmocka_unit_test_setup(test_vscard_settings, setup),
+		cmocka_unit_test_setup(test_vpcd_settings, setup),
 		cmocka_unit_test_setup(test_log_level_parse, setup),
 		cmocka_unit_test_setup(test_log_filter, setup),
 	};
