@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -495,4 +496,38 @@ long vccid_net_pick_eviction(const struct vccid_net_evictable *c, size_t n, long
 		}
 	}
 	return best;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+void vccid_net_set_recv_timeout(int fd, unsigned timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000,
+			      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+ssize_t vccid_net_readv(int fd, const struct iovec *iov, size_t iovcnt, long long deadline_ms)
+{
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
+	int flags = deadline_ms > 0 ? 0 : MSG_DONTWAIT;
+
+	for (;;) {
+		ssize_t n = recvmsg(fd, &mh, flags);
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		long long left;
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return VCCID_EIO;
+		left = deadline_ms - vccid_now_ms();
+		if (deadline_ms <= 0 || left <= 0)
+			return VCCID_ETIMEDOUT;
+		(void)poll(&pfd, 1, (int)left);
+		flags = MSG_DONTWAIT;
+	}
 }

@@ -10,6 +10,7 @@
 #define VCCID_NET_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "corelib/addr.h"
@@ -87,6 +88,22 @@ struct vccid_net_evictable {
  */
 long vccid_net_pick_eviction(const struct vccid_net_evictable *c, size_t n, long long now,
 			     long long grace_ms);
+
+/**
+ * Makes blocking reads of accepted socket @p fd give up after @p timeout_ms
+ * (SO_RCVTIMEO), so vccid_net_readv() can wait in one blocking call.
+ */
+void vccid_net_set_recv_timeout(int fd, unsigned timeout_ms);
+
+/**
+ * Reads what socket @p fd has into @p iov, waiting until @p deadline_ms
+ * (vccid_now_ms() time) for the first byte; a deadline <= 0 takes only what is
+ * there now. The first wait is one blocking recvmsg (bounded by the socket's
+ * receive timeout, vccid_net_set_recv_timeout), so an answer costs one system
+ * call; after that a poll up to the deadline. Returns the count (> 0), 0 at
+ * end of stream, VCCID_ETIMEDOUT when nothing came, or VCCID_EIO.
+ */
+ssize_t vccid_net_readv(int fd, const struct iovec *iov, size_t iovcnt, long long deadline_ms);
 
 /** Names the peer of connected socket @p fd, as vccid_net_accept() does ("?" if unknown). */
 void vccid_net_peer_name(int fd, char *out, size_t size);

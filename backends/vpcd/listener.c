@@ -91,29 +91,13 @@ static int conn_send(void *io, const uint8_t *buf, size_t len, long long deadlin
 	return vccid_net_write_all(conn->fd, buf, len, deadline_ms);
 }
 
-/* A blocking recv bounded by SO_RCVTIMEO first (one system call per answer), then poll. */
+/* A transmit waiting for its answer costs one system call (vccid_net_readv). */
 static ssize_t conn_recv(void *io, uint8_t *buf, size_t len, long long deadline_ms)
 {
-	struct conn *conn = io;
-	int flags = deadline_ms > 0 ? 0 : MSG_DONTWAIT;
+	const struct conn *conn = io;
+	const struct iovec iov = { buf, len };
 
-	for (;;) {
-		ssize_t n = recv(conn->fd, buf, len, flags);
-		struct pollfd pfd = { .fd = conn->fd, .events = POLLIN };
-		long long left;
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return VCCID_EIO;
-		left = deadline_ms - vccid_now_ms();
-		if (deadline_ms <= 0 || left <= 0)
-			return VCCID_ETIMEDOUT;
-		(void)poll(&pfd, 1, (int)left);
-		flags = MSG_DONTWAIT;
-	}
+	return vccid_net_readv(conn->fd, &iov, 1, deadline_ms);
 }
 
 static void conn_failed(void *io)
@@ -161,12 +145,7 @@ static void accept_conn(struct port *port)
 		close(fd);
 		return;
 	}
-	{
-		struct timeval tv = { .tv_sec = port->timeout_ms / 1000,
-				      .tv_usec = (suseconds_t)(port->timeout_ms % 1000) * 1000 };
-
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	}
+	vccid_net_set_recv_timeout(fd, port->timeout_ms);   /* a transmit's read */
 	conn = calloc(1, sizeof(*conn));
 	if (conn == NULL) {
 		close(fd);

@@ -92,35 +92,12 @@ static ssize_t client_write(void *io, const uint8_t *buf, size_t len, long long 
 	}
 }
 
-/*
- * The transport's read (host.h). A transmit waiting for its answer blocks in
- * the first recvmsg (bounded by the SO_RCVTIMEO that accept_client sets to
- * the answer timeout), so an answer costs one system call; after that
- * timeout the rest of the wait is a poll up to the deadline.
- */
+/* The transport's read (host.h): a transmit waiting for its answer costs one system call. */
 static ssize_t client_read(void *io, const struct iovec *iov, size_t iovcnt, long long deadline_ms)
 {
-	struct client *client = io;
-	struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
-	int flags = deadline_ms > 0 ? 0 : MSG_DONTWAIT;
+	const struct client *client = io;
 
-	for (;;) {
-		ssize_t n = recvmsg(client->fd, &mh, flags);
-		struct pollfd pfd = { .fd = client->fd, .events = POLLIN };
-		long long left;
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return VCCID_EIO;
-		left = deadline_ms - vccid_now_ms();
-		if (left <= 0)
-			return VCCID_ETIMEDOUT;
-		(void)poll(&pfd, 1, (int)left);
-		flags = MSG_DONTWAIT;
-	}
+	return vccid_net_readv(client->fd, iov, iovcnt, deadline_ms);
 }
 
 static void listener_wake(void *io)
@@ -232,14 +209,10 @@ static void accept_client(struct listener *l, int listen_fd)
 		close(fd);
 		return;
 	}
-	/* The socket stays blocking, bounded by SO_RCVTIMEO, for a transmit that waits
-	 * for its answer in client_read; the listener itself only uses MSG_DONTWAIT. */
-	{
-		struct timeval tv = { .tv_sec = l->cfg.timeout_ms / 1000,
-				      .tv_usec = (suseconds_t)(l->cfg.timeout_ms % 1000) * 1000 };
-
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	}
+	/* The socket stays blocking, its reads bounded by the answer timeout, for a
+	 * transmit that waits for its answer in client_read; the listener itself never
+	 * waits in a read. */
+	vccid_net_set_recv_timeout(fd, l->cfg.timeout_ms);
 	client = calloc(1, sizeof(*client));
 	if (client == NULL) {
 		close(fd);
