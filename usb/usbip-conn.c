@@ -535,7 +535,8 @@ static int submit_out(vccid_usbip_conn *conn, const struct vccid_usbip_cmd *cmd)
 		pthread_mutex_unlock(&conn->out_lock);
 		return VCCID_ENOMEM;
 	}
-	memcpy(o->data, cmd->data, cmd->data_len);
+	if (cmd->data_len > 0)   /* a zero-length OUT URB has no data pointer */
+		memcpy(o->data, cmd->data, cmd->data_len);
 	conn->n_outs++;
 	rv = flush_outs(conn);
 	pthread_mutex_unlock(&conn->out_lock);
