@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -297,94 +298,210 @@ int vccid_net_accept(int listen_fd, const char *label, int *fd, char *peer, size
 
 /* ------------------------------------------------------------------ connecting */
 
-/* One connect attempt within the deadline; 0 or a vccid error with *err an errno. */
-static int connect_one(const struct sockaddr *sa, socklen_t len, long long deadline,
-		       int cancel_fd, int *fd_out, int *err)
-{
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int rv = VCCID_EIO;
+struct vccid_net_dial {
+	struct addrinfo *res;        /* the name's addresses; NULL for a unix socket */
+	struct addrinfo *next;       /* the next one to try */
+	struct sockaddr_un sun;      /* a unix socket's address */
+	bool unix_tried;
+	int fd;                      /* connecting (or connected at once), or -1 */
+	bool connected;
+	int family;
+	int err;                     /* errno of the last failure */
+};
 
-	if (fd < 0) {
-		*err = errno;
+/* Starts a connect to the next address until one is in progress; false when none is left. */
+static bool dial_next(struct vccid_net_dial *d)
+{
+	for (;;) {
+		const struct sockaddr *sa;
+		socklen_t len;
+
+		if (d->fd >= 0)
+			close(d->fd);
+		d->fd = -1;
+		d->connected = false;
+		if (d->res == NULL) {
+			if (d->unix_tried)
+				return false;
+			d->unix_tried = true;
+			sa = (const struct sockaddr *)&d->sun;
+			len = sizeof(d->sun);
+		} else {
+			if (d->next == NULL)
+				return false;
+			sa = d->next->ai_addr;
+			len = d->next->ai_addrlen;
+			d->next = d->next->ai_next;
+		}
+		d->family = sa->sa_family;
+		d->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (d->fd < 0) {
+			d->err = errno;
+			continue;
+		}
+		if (connect(d->fd, sa, len) == 0) {
+			d->connected = true;
+			return true;
+		}
+		/* EINTR: the connect goes on in the background, as EINPROGRESS. */
+		if (errno == EINPROGRESS || errno == EINTR)
+			return true;
+		d->err = errno;   /* unix: refused, missing, or EAGAIN with a full backlog */
+	}
+}
+
+static void dial_why(const struct vccid_net_dial *d, char *why, size_t why_size)
+{
+	if (why != NULL && why_size > 0)
+		snprintf(why, why_size, "%s", strerror(d->err != 0 ? d->err : EIO));
+}
+
+int vccid_net_dial_start(const struct vccid_addr *addr, vccid_net_dial **dial, char *why,
+			 size_t why_size)
+{
+	struct vccid_net_dial *d;
+	const char *reason = NULL;
+
+	if (addr == NULL || dial == NULL)
+		return VCCID_EINVAL;
+	*dial = NULL;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		if (why != NULL && why_size > 0)
+			snprintf(why, why_size, "%s", strerror(ENOMEM));
+		return VCCID_ENOMEM;
+	}
+	d->fd = -1;
+	if (addr->kind == VCCID_ADDR_UNIX) {
+		unix_sockaddr(addr, &d->sun);
+	} else if (resolve(addr, false, &d->res, &reason) != VCCID_OK) {
+		if (why != NULL && why_size > 0)
+			snprintf(why, why_size, "cannot resolve %s: %s", addr->host, reason);
+		free(d);
 		return VCCID_EIO;
 	}
-	if (connect(fd, sa, len) == 0) {
-		rv = VCCID_OK;
-	} else if (errno != EINPROGRESS && errno != EINTR) {
-		*err = errno;
-	} else {
-		for (;;) {
-			struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
-					       { .fd = cancel_fd, .events = POLLIN } };
-			long long left = deadline - vccid_now_ms();
-			socklen_t elen = sizeof(*err);
-			int n;
-
-			if (left <= 0) {
-				*err = ETIMEDOUT;
-				rv = VCCID_ETIMEDOUT;
-				break;
-			}
-			n = poll(p, cancel_fd >= 0 ? 2 : 1, (int)left);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				*err = errno;
-				break;
-			}
-			if (n > 0 && (p[1].revents & POLLIN) && !(p[0].revents & POLLOUT)) {
-				*err = ECANCELED;
-				rv = VCCID_ECANCELED;
-				break;
-			}
-			if (n == 0)
-				continue;   /* the deadline is checked above */
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &elen) == 0 && *err == 0)
-				rv = VCCID_OK;
-			break;
-		}
+	d->next = d->res;
+	if (!dial_next(d)) {
+		dial_why(d, why, why_size);
+		vccid_net_dial_free(d);
+		return VCCID_EIO;
 	}
-	if (rv != VCCID_OK) {
-		close(fd);
-		return rv;
-	}
-	set_nodelay(fd, sa->sa_family);
-	*fd_out = fd;
+	*dial = d;
 	return VCCID_OK;
+}
+
+int vccid_net_dial_fd(const vccid_net_dial *dial)
+{
+	return dial->fd;
+}
+
+int vccid_net_dial_step(vccid_net_dial *d, int *fd, char *why, size_t why_size)
+{
+	while (d->fd >= 0) {
+		if (!d->connected) {
+			struct pollfd p = { .fd = d->fd, .events = POLLOUT };
+			socklen_t elen = sizeof(d->err);
+			int n = poll(&p, 1, 0);
+
+			if (n < 0 && errno != EINTR) {
+				d->err = errno;
+				break;
+			}
+			if (n <= 0)
+				return VCCID_EBUSY;
+			if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &d->err, &elen) != 0)
+				d->err = errno;
+			if (d->err != 0) {
+				if (!dial_next(d))
+					break;
+				continue;
+			}
+		}
+		set_nodelay(d->fd, d->family);
+		*fd = d->fd;
+		d->fd = -1;
+		return VCCID_OK;
+	}
+	dial_why(d, why, why_size);
+	return VCCID_EIO;
+}
+
+void vccid_net_dial_free(vccid_net_dial *dial)
+{
+	if (dial == NULL)
+		return;
+	if (dial->fd >= 0)
+		close(dial->fd);
+	if (dial->res != NULL)
+		freeaddrinfo(dial->res);
+	free(dial);
 }
 
 int vccid_net_connect(const struct vccid_addr *addr, int timeout_ms, int cancel_fd, int *fd,
 		      char *why, size_t why_size)
 {
 	long long deadline = vccid_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	struct addrinfo *res = NULL, *ai;
-	const char *reason = NULL;
-	int rv = VCCID_EIO;
-	int err = 0;
+	vccid_net_dial *dial;
+	int rv, err = 0;
 
 	if (addr == NULL || fd == NULL)
 		return VCCID_EINVAL;
 	*fd = -1;
-	if (addr->kind == VCCID_ADDR_UNIX) {
-		struct sockaddr_un sun;
+	rv = vccid_net_dial_start(addr, &dial, why, why_size);
+	if (rv != VCCID_OK)
+		return rv;
+	while ((rv = vccid_net_dial_step(dial, fd, why, why_size)) == VCCID_EBUSY) {
+		struct pollfd p[2] = { { .fd = vccid_net_dial_fd(dial), .events = POLLOUT },
+				       { .fd = cancel_fd, .events = POLLIN } };
+		long long left = deadline - vccid_now_ms();
+		int n;
 
-		unix_sockaddr(addr, &sun);
-		rv = connect_one((struct sockaddr *)&sun, sizeof(sun), deadline, cancel_fd, fd, &err);
-	} else if (resolve(addr, false, &res, &reason) == VCCID_OK) {
-		for (ai = res; ai != NULL; ai = ai->ai_next) {
-			rv = connect_one(ai->ai_addr, ai->ai_addrlen, deadline, cancel_fd, fd, &err);
-			if (rv == VCCID_OK || rv == VCCID_ECANCELED || rv == VCCID_ETIMEDOUT)
-				break;
+		if (left <= 0) {
+			rv = VCCID_ETIMEDOUT;
+			err = ETIMEDOUT;
+			break;
 		}
-		freeaddrinfo(res);
+		n = poll(p, cancel_fd >= 0 ? 2 : 1, (int)left);
+		if (n < 0 && errno != EINTR) {
+			rv = VCCID_EIO;
+			err = errno;
+			break;
+		}
+		if (n > 0 && (p[1].revents & POLLIN) && !(p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			rv = VCCID_ECANCELED;
+			err = ECANCELED;
+			break;
+		}
 	}
-	if (rv != VCCID_OK && why != NULL && why_size > 0) {
-		if (reason != NULL)
-			snprintf(why, why_size, "cannot resolve %s: %s", addr->host, reason);
-		else
-			snprintf(why, why_size, "%s", strerror(err != 0 ? err : EIO));
-	}
+	vccid_net_dial_free(dial);
+	if (err != 0 && why != NULL && why_size > 0)
+		snprintf(why, why_size, "%s", strerror(err));
 	return rv;
+}
+
+void vccid_net_set_blocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags >= 0 && (flags & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+/* ------------------------------------------------------------------ backoff */
+
+unsigned vccid_net_backoff_fail(struct vccid_net_backoff *b)
+{
+	unsigned delay = b->next_ms != 0 ? b->next_ms : b->first_ms;
+
+	if (delay > b->max_ms)
+		delay = b->max_ms;
+	b->next_ms = delay > b->max_ms / 2 ? b->max_ms : delay * 2;
+	return delay;
+}
+
+void vccid_net_backoff_reset(struct vccid_net_backoff *b)
+{
+	b->next_ms = 0;
 }
 
 /* ------------------------------------------------------------------ writing */

@@ -108,6 +108,50 @@ ssize_t vccid_net_readv(int fd, const struct iovec *iov, size_t iovcnt, long lon
 /** Names the peer of connected socket @p fd, as vccid_net_accept() does ("?" if unknown). */
 void vccid_net_peer_name(int fd, char *out, size_t size);
 
+/** A connection being made without waiting (vccid_net_dial_start()). */
+typedef struct vccid_net_dial vccid_net_dial;
+
+/**
+ * Starts connecting to @p addr without waiting for the peer. A host name is
+ * resolved here, which may block on the resolver (call it holding no lock);
+ * an address is not. Every address the name has is tried in turn. *dial gets
+ * the attempt: poll vccid_net_dial_fd() for POLLOUT, then call
+ * vccid_net_dial_step(). Returns 0, or VCCID_EIO / VCCID_ENOMEM with @p why
+ * (may be NULL) set to the reason and *dial NULL; nothing is logged.
+ */
+int vccid_net_dial_start(const struct vccid_addr *addr, vccid_net_dial **dial, char *why,
+			 size_t why_size);
+/** The socket to poll for POLLOUT (it changes when the next address is tried). */
+int vccid_net_dial_fd(const vccid_net_dial *dial);
+/**
+ * Advances @p dial without waiting: 0 with *fd the connected socket
+ * (non-blocking, CLOEXEC, TCP_NODELAY on TCP; it is the caller's now), VCCID_EBUSY
+ * while a connect is in progress (poll the fd again), or VCCID_EIO when the
+ * last address failed too, with @p why (may be NULL) set to its reason
+ * ("Connection refused"). Free @p dial after 0 or VCCID_EIO.
+ */
+int vccid_net_dial_step(vccid_net_dial *dial, int *fd, char *why, size_t why_size);
+/** Closes a socket still connecting and frees. NULL is fine. */
+void vccid_net_dial_free(vccid_net_dial *dial);
+
+/**
+ * Makes socket @p fd blocking, so that with vccid_net_set_recv_timeout() a
+ * connected socket reads as an accepted one does (one system call per answer).
+ */
+void vccid_net_set_blocking(int fd);
+
+/** A bounded exponential backoff for reconnecting; zero it, then set first_ms and max_ms. */
+struct vccid_net_backoff {
+	unsigned first_ms;      /* the first delay */
+	unsigned max_ms;        /* the delay doubles up to this */
+	unsigned next_ms;       /* internal: the delay the next failure gets (0: first_ms) */
+};
+
+/** A failed attempt: returns how long to wait before the next (first_ms, doubling to max_ms). */
+unsigned vccid_net_backoff_fail(struct vccid_net_backoff *b);
+/** A success: the next failure waits first_ms again. */
+void vccid_net_backoff_reset(struct vccid_net_backoff *b);
+
 /**
  * Connects to @p addr (a name is resolved first, blocking; every address it
  * has is tried) within @p timeout_ms. @p cancel_fd, if >= 0, aborts the wait

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -316,6 +317,127 @@ static void test_write_deadline(void **state)
 	free(big);
 }
 
+/* Polls a dial to its end (bounded); returns the last step's result. */
+static int dial_finish(vccid_net_dial *dial, int *fd, char *why, size_t size)
+{
+	int i, rv = VCCID_EBUSY;
+
+	for (i = 0; i < 200 && rv == VCCID_EBUSY; i++) {
+		struct pollfd p = { .fd = vccid_net_dial_fd(dial), .events = POLLOUT };
+
+		(void)poll(&p, 1, 10);
+		rv = vccid_net_dial_step(dial, fd, why, size);
+	}
+	return rv;
+}
+
+/* The non-blocking connect: start and step never wait, and the socket is connected. */
+static void test_dial(void **state)
+{
+	struct vccid_addr addr = loopback_any_port();
+	char why[128] = "", peer[VCCID_NET_PEER_MAX], text[64];
+	vccid_net_dial *dial;
+	long long start;
+	int lfd, fd = -1, sfd;
+
+	(void)state;
+	assert_int_equal(vccid_net_listen(&addr, &opts, &lfd), VCCID_OK);
+	addr.port = local_port(lfd);
+	start = vccid_now_ms();
+	assert_int_equal(vccid_net_dial_start(&addr, &dial, why, sizeof(why)), VCCID_OK);
+	assert_true(vccid_net_dial_fd(dial) >= 0);
+	assert_int_equal(dial_finish(dial, &fd, why, sizeof(why)), VCCID_OK);
+	assert_true(vccid_now_ms() - start < 1000);
+	vccid_net_dial_free(dial);
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	vccid_net_set_blocking(fd);
+	assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	sfd = accept_one(lfd, peer, sizeof(peer));
+	assert_int_equal(write(fd, "hi", 2), 2);
+	assert_int_equal(read(sfd, text, sizeof(text)), 2);
+	close(sfd);
+	close(fd);
+	/* A name: every address is tried (localhost may be ::1 first; we listen on 127.0.0.1). */
+	snprintf(text, sizeof(text), "localhost:%u", (unsigned)addr.port);
+	assert_int_equal(vccid_addr_parse(text, 0, &addr, NULL), VCCID_OK);
+	assert_int_equal(vccid_net_dial_start(&addr, &dial, why, sizeof(why)), VCCID_OK);
+	assert_int_equal(dial_finish(dial, &fd, why, sizeof(why)), VCCID_OK);
+	vccid_net_dial_free(dial);
+	close(fd);
+	close(accept_one(lfd, peer, sizeof(peer)));
+	/* Refused: the step says so, the caller waited for nothing. */
+	addr = loopback_any_port();
+	addr.port = local_port(lfd);
+	close(lfd);
+	start = vccid_now_ms();
+	if (vccid_net_dial_start(&addr, &dial, why, sizeof(why)) == VCCID_OK) {
+		assert_int_equal(dial_finish(dial, &fd, why, sizeof(why)), VCCID_EIO);
+		vccid_net_dial_free(dial);
+	} else {
+		assert_null(dial);
+	}
+	assert_true(vccid_now_ms() - start < 1000);
+	assert_string_equal(why, "Connection refused");
+	/* A unix socket that is not there fails at the start. */
+	addr = unix_addr("/nonexistent/vccid.sock");
+	assert_int_equal(vccid_net_dial_start(&addr, &dial, why, sizeof(why)), VCCID_EIO);
+	assert_null(dial);
+	assert_string_equal(why, "No such file or directory");
+}
+
+/* A listener whose queue is full: the dial stays in progress, and a step never waits. */
+static void test_dial_in_progress(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct vccid_addr addr = loopback_any_port();
+	int held[8], n_held = 0, lfd, fd = -1, i, rv = VCCID_OK;
+	vccid_net_dial *dial = NULL;
+	long long start;
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	addr.port = local_port(lfd);
+	for (i = 0; i < 8 && rv == VCCID_OK; i++) {
+		rv = vccid_net_connect(&addr, 200, -1, &fd, NULL, 0);
+		if (rv == VCCID_OK)
+			held[n_held++] = fd;
+	}
+	if (rv == VCCID_OK)
+		skip();
+	assert_int_equal(vccid_net_dial_start(&addr, &dial, NULL, 0), VCCID_OK);
+	start = vccid_now_ms();
+	for (i = 0; i < 100; i++)
+		assert_int_equal(vccid_net_dial_step(dial, &fd, NULL, 0), VCCID_EBUSY);
+	assert_true(vccid_now_ms() - start < 200);
+	vccid_net_dial_free(dial);
+	vccid_net_dial_free(NULL);
+	for (i = 0; i < n_held; i++)
+		close(held[i]);
+	close(lfd);
+}
+
+static void test_backoff(void **state)
+{
+	static const unsigned want[] = { 100, 200, 400, 800, 1600, 3200, 5000, 5000 };
+	struct vccid_net_backoff b = { .first_ms = 100, .max_ms = 5000 };
+	struct vccid_net_backoff odd = { .first_ms = 300, .max_ms = 250 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		assert_int_equal(vccid_net_backoff_fail(&b), want[i]);
+	vccid_net_backoff_reset(&b);
+	assert_int_equal(vccid_net_backoff_fail(&b), 100);
+	assert_int_equal(vccid_net_backoff_fail(&b), 200);
+	/* Never past the cap, even when the first step is over it. */
+	assert_int_equal(vccid_net_backoff_fail(&odd), 250);
+	assert_int_equal(vccid_net_backoff_fail(&odd), 250);
+}
+
 /* The peer holding the most evictable connections loses its oldest one past the grace. */
 static void test_pick_eviction(void **state)
 {
@@ -497,6 +619,9 @@ int main(void)
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_errors),
 		cmocka_unit_test(test_connect_timeout_and_cancel),
+		cmocka_unit_test(test_dial),
+		cmocka_unit_test(test_dial_in_progress),
+		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_write_deadline),
 		cmocka_unit_test(test_writev_parts),
 		cmocka_unit_test(test_pick_eviction),
