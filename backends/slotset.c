@@ -12,6 +12,7 @@
 #include "backends/vscard/listener.h"
 #include "backends/vpcd/card.h"
 #include "backends/vpcd/listener.h"
+#include "corelib/addr.h"
 #include "corelib/error.h"
 #include "corelib/log.h"
 
@@ -98,6 +99,7 @@ static void slotset_offer_vpcd(vccid_slotset *set)
 		struct vccid_vpcd_slot_opts opts = {
 			.host = config->vpcd.listen,
 			.port = (uint16_t)vccid_config_vpcd_port(config, set->name, i),
+			.connect = vccid_config_vpcd_connect(config, set->name, i),
 			.timeout_ms = config->vpcd.timeout_ms,
 			.max_connections = config->vpcd.max_connections,
 			.reader = set->name,
@@ -106,7 +108,7 @@ static void slotset_offer_vpcd(vccid_slotset *set)
 
 		if (set->home[i] != NULL || (set->offered & (1u << i)))
 			continue;
-		if (opts.port == 0) {
+		if (opts.port == 0 && opts.connect == NULL) {
 			VCCID_LOG(VCCID_LOG_ERROR, "%s: [vpcd]: reader %s slot %u would need a port "
 				  "past 65535; no vpcd card there", config->path, set->name, i);
 			continue;
@@ -213,39 +215,79 @@ vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, uns
 	return config ? slotset_open(config, reader_name, max_slots) : NULL;
 }
 
-int vccid_slotset_vpcd_device(const char *device, unsigned *port)
+/* vsmartcard writes 0x8C7B; strtoul's base 0 would read a leading 0 as octal. */
+static bool parse_vpcd_port(const char *text, unsigned *port)
 {
-	static const char prefix[] = "/dev/null:";
 	unsigned long value;
 	char *end;
 
-	if (device == NULL || strncmp(device, prefix, sizeof(prefix) - 1) != 0)
-		return VCCID_ENOENT;
-	device += sizeof(prefix) - 1;
 	errno = 0;
-	/* vsmartcard writes 0x8C7B; strtoul's base 0 would read a leading 0 as octal. */
-	if (device[0] == '0' && (device[1] == 'x' || device[1] == 'X'))
-		value = strtoul(device + 2, &end, 16);
+	if (text[0] == '0' && (text[1] == 'x' || text[1] == 'X'))
+		value = strtoul(text + 2, &end, 16);
 	else
-		value = strtoul(device, &end, 10);
-	if (device[0] == '\0' || device[0] == '-' || *end != '\0' || errno != 0 ||
+		value = strtoul(text, &end, 10);
+	if (text[0] == '\0' || text[0] == '-' || text[0] == '+' || *end != '\0' || errno != 0 ||
 	    value < 1024 || value > 65534)
-		return VCCID_EINVAL;
+		return false;
 	*port = (unsigned)value;
-	return VCCID_OK;
+	return true;
 }
 
-vccid_slotset *vccid_slotset_open_vpcd(unsigned port)
+/* Decimal digits, or 0x and hex digits: a port as vsmartcard writes one, maybe out of range. */
+static bool looks_like_port(const char *text)
 {
-	char text[256];
+	size_t len = strlen(text);
+
+	if (len > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X'))
+		return strspn(text + 2, "0123456789abcdefABCDEF") == len - 2;
+	return len > 0 && strspn(text, "0123456789") == len;
+}
+
+int vccid_slotset_vpcd_device(const char *device, struct vccid_vpcd_device *out)
+{
+	static const char open_port[] = "/dev/null";
+	const char *colon = device != NULL ? strrchr(device, ':') : NULL;
+	struct vccid_addr addr;
+	size_t host_len;
+
+	if (colon == NULL || colon == device || colon[1] == '\0')
+		return VCCID_ENOENT;
+	host_len = (size_t)(colon - device);
+	memset(out, 0, sizeof(*out));
+	if (host_len != sizeof(open_port) - 1 || strncmp(device, open_port, host_len) != 0) {
+		/* vccid's own entries are FILE[:READER], FILE with a '/' and READER a name. */
+		if (memchr(device, '/', host_len) != NULL || !looks_like_port(colon + 1))
+			return VCCID_ENOENT;
+		if (host_len >= sizeof(out->host))
+			return VCCID_EINVAL;
+		memcpy(out->host, device, host_len);
+		out->host[host_len] = '\0';
+		if (vccid_addr_parse(out->host, 1, &addr, NULL) != VCCID_OK ||
+		    addr.kind == VCCID_ADDR_UNIX)
+			return VCCID_EINVAL;
+		out->connect = true;
+	}
+	return parse_vpcd_port(colon + 1, &out->port) ? VCCID_OK : VCCID_EINVAL;
+}
+
+vccid_slotset *vccid_slotset_open_vpcd(const struct vccid_vpcd_device *device)
+{
+	char text[1024];
 	char name[32];
 	struct vccid_config *config;
+	unsigned port = device != NULL ? device->port : 0;
 	int len;
 
 	/* The reader vsmartcard's entry describes, as a configuration of our own. */
-	snprintf(name, sizeof(name), "vpcd-%u", port);
+	snprintf(name, sizeof(name), device != NULL && device->connect ? "vpcd-connect-%u"
+								      : "vpcd-%u", port);
 	len = snprintf(text, sizeof(text), "[reader:%s]\nslots=%d\n", name, VCCID_VPCD_DROPIN_SLOTS);
-	if (port != 0)
+	if (device != NULL && device->connect)
+		/* As vpcd: slot N connects to PORT + N. */
+		len += snprintf(text + len, sizeof(text) - (size_t)len,
+				"[vpcd]\nreaders=%s\nconnect=%s:%u;%s:%u\n", name, device->host,
+				port, device->host, port + 1);
+	else if (device != NULL)
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
 				"[vpcd]\nreaders=%s\nlisten=%s\nport=%u\n", name,
 				VCCID_VPCD_DEFAULT_HOST, port);
@@ -294,8 +336,11 @@ bool vccid_slotset_remote(const vccid_slotset *set, unsigned index, char *name,
 	if (index >= set->n_slots)
 		return false;
 	if (set->vpcd & (1u << index)) {
-		snprintf(name, name_size, "vpcd");
-		return vccid_vpcd_slot_peer(set->slots[index], peer, peer_size);
+		bool outbound = false;
+		bool up = vccid_vpcd_slot_peer(set->slots[index], peer, peer_size, &outbound);
+
+		snprintf(name, name_size, "%s", outbound ? "vpcd-connect" : "vpcd");
+		return up;
 	}
 	return vccid_vscard_host_slot_remote(set->slots[index], name, name_size, peer, peer_size);
 }
@@ -314,7 +359,9 @@ int vccid_slotset_describe(const vccid_slotset *set, unsigned index, char *buf, 
 	vccid_slot_get_status(set->slots[index], &status);
 	for (i = 0; i < status.atr_len; i++)
 		snprintf(atr + 2 * i, sizeof(atr) - 2 * i, "%02X", status.atr[i]);
-	if (!vccid_slotset_remote(set, index, remote, sizeof(remote), peer, sizeof(peer))) {
+	/* A vpcd slot shows its kind and peer (a card's address it connects to) even when idle. */
+	if (!vccid_slotset_remote(set, index, remote, sizeof(remote), peer, sizeof(peer)) &&
+	    !(set->vpcd & (1u << index))) {
 		snprintf(remote, sizeof(remote), "-");
 		snprintf(peer, sizeof(peer), "-");
 	} else if (remote[0] == '\0') {
@@ -338,6 +385,16 @@ int vccid_slotset_insert(vccid_slotset *set, unsigned index, const char *card_na
 
 	if (index >= set->n_slots)
 		return VCCID_ENOENT;
+	if ((set->vpcd & (1u << index)) && (card_name == NULL || card_name[0] == '\0')) {
+		/* The slot's own vpcd card back in (held out by remove): it is asked for its ATR. */
+		rv = vccid_vpcd_slot_reinsert(set->slots[index]);
+		VCCID_LOG(rv == VCCID_OK ? VCCID_LOG_INFO : VCCID_LOG_ERROR,
+			  "insert into vpcd reader %s slot %u: %s", set->name, index,
+			  rv == VCCID_OK ? "the card is asked for its ATR"
+			  : rv == VCCID_ENOCARD ? "no card is connected; the next one goes in"
+						: vccid_strerror(rv));
+		return rv;
+	}
 	if (card_name == NULL || card_name[0] == '\0')
 		card_name = set->home[index];
 	if (card_name == NULL)
@@ -357,7 +414,9 @@ int vccid_slotset_remove(vccid_slotset *set, unsigned index)
 
 	if (index >= set->n_slots)
 		return VCCID_ENOENT;
-	rv = vccid_slot_remove(set->slots[index]);
+	/* A vpcd card leaves its slot with its connection kept, until insert. */
+	rv = set->vpcd & (1u << index) ? vccid_vpcd_slot_eject(set->slots[index])
+				       : vccid_slot_remove(set->slots[index]);
 	VCCID_LOG(rv == VCCID_OK ? VCCID_LOG_INFO : VCCID_LOG_ERROR,
 		  "remove from reader %s slot %u: %s", set->name, index, vccid_strerror(rv));
 	return rv;

@@ -22,15 +22,24 @@ typedef struct vccid_slotset vccid_slotset;
 vccid_slotset *vccid_slotset_open(const char *path, const char *reader_name, unsigned max_slots);
 /* The reader a vsmartcard reader.conf entry describes: two slots, as vpcd builds in. */
 #define VCCID_VPCD_DROPIN_SLOTS 2
+/* A vsmartcard reader.conf DEVICENAME. */
+struct vccid_vpcd_device {
+	bool connect;                /* HOST:PORT (the cards listen), else /dev/null:PORT */
+	char host[256];              /* connect only */
+	unsigned port;               /* of slot 0; slot 1 on port + 1 */
+};
 /**
- * Reads vsmartcard's DEVICENAME "/dev/null:PORT" (PORT hex with 0x, or
- * decimal): 0 and *port, VCCID_ENOENT when @p device is not of that form,
- * VCCID_EINVAL when its port is bad.
+ * Reads vsmartcard's DEVICENAME "/dev/null:PORT" (vccid listens) or
+ * "HOST:PORT" (vccid connects to cards that listen; HOST an address or name
+ * as corelib/addr.c writes them, without '/'), PORT hex with 0x or decimal,
+ * 1024-65534. Returns 0 and fills @p out, VCCID_ENOENT when @p device is not
+ * of that form (a vccid.conf path), VCCID_EINVAL when its port or host is bad.
  */
-int vccid_slotset_vpcd_device(const char *device, unsigned *port);
-/** A reader of VCCID_VPCD_DROPIN_SLOTS vpcd slots on 127.0.0.1 ports @p port and up, no file
- *  (port 0: the slots stay empty). */
-vccid_slotset *vccid_slotset_open_vpcd(unsigned port);
+int vccid_slotset_vpcd_device(const char *device, struct vccid_vpcd_device *out);
+/** A reader of VCCID_VPCD_DROPIN_SLOTS vpcd slots for @p device, no file: listening on
+ *  127.0.0.1 ports PORT and PORT+1, or connecting to HOST ports PORT and PORT+1 (NULL: the
+ *  slots stay empty). */
+vccid_slotset *vccid_slotset_open_vpcd(const struct vccid_vpcd_device *device);
 /** The largest APDU data field every slot carries (dwMaxAPDUDataSize). */
 size_t vccid_slotset_max_apdu_data(const vccid_slotset *set);
 /** The largest command every slot carries (SCARD_ATTR_MAXINPUT). */

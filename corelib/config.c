@@ -534,9 +534,51 @@ static const char *check_vpcd_listen(const char *text)
 	return addr.kind == VCCID_ADDR_UNIX ? "vpcd speaks TCP only" : NULL;
 }
 
+static size_t vpcd_slot_count(const struct vccid_config *config);
+
+/*
+ * connect = HOST:PORT;HOST:PORT...: the cards that listen, one per vpcd slot
+ * in port order; an empty entry leaves its slot listening. A bad entry is
+ * logged and its slot takes no vpcd card (the listener refuses it again).
+ */
+static void parse_vpcd_connect(struct parse_ctx *ctx)
+{
+	struct vccid_vpcd_config *vp = &ctx->config->vpcd;
+	char *text = get_string(ctx, GROUP_VPCD, "connect");
+	size_t i, n, slots;
+
+	if (text == NULL)
+		return;
+	vp->connect = g_strsplit(text, ";", -1);
+	g_free(text);
+	for (n = 0; vp->connect[n] != NULL; n++) {
+		struct vccid_addr addr;
+		const char *why = NULL;
+
+		g_strstrip(vp->connect[n]);
+		if (vp->connect[n][0] == '\0')
+			continue;
+		if (vccid_addr_parse(vp->connect[n], 0, &addr, &why) != VCCID_OK)
+			config_error(ctx, GROUP_VPCD, "connect", "'%s' is not HOST:PORT (%s); that "
+				     "slot takes no vpcd card", SHOW(vp->connect[n]), why);
+		else if (addr.kind == VCCID_ADDR_UNIX)
+			config_error(ctx, GROUP_VPCD, "connect", "'%s': vpcd speaks TCP only; that "
+				     "slot takes no vpcd card", SHOW(vp->connect[n]));
+	}
+	/* "a;b;" is two entries: a last empty one is the list's end. */
+	if (n > 0 && vp->connect[n - 1][0] == '\0') {
+		g_free(vp->connect[--n]);
+		vp->connect[n] = NULL;
+	}
+	slots = vpcd_slot_count(ctx->config);
+	for (i = slots; i < n; i++)
+		config_error(ctx, GROUP_VPCD, "connect", "'%s' is for vpcd slot %zu, but the vpcd "
+			     "readers have %zu slots; ignored", SHOW(vp->connect[i]), i, slots);
+}
+
 static void parse_vpcd(struct parse_ctx *ctx)
 {
-	static const char *const known[] = { "readers", "listen", "port", "timeout-ms",
+	static const char *const known[] = { "readers", "listen", "port", "connect", "timeout-ms",
 					     "max-connections", NULL };
 	struct vccid_vpcd_config *vp = &ctx->config->vpcd;
 	const char *why;
@@ -570,6 +612,7 @@ static void parse_vpcd(struct parse_ctx *ctx)
 		    vccid_config_vscard_reader(ctx->config, vp->readers[i]))
 			config_error(ctx, GROUP_VPCD, "readers", "reader %s is in [vscard] readers "
 				     "too; its slots stay with VSCard", SHOW(vp->readers[i]));
+	parse_vpcd_connect(ctx);
 }
 
 bool vccid_config_vpcd_reader(const struct vccid_config *config, const char *name)
@@ -610,19 +653,52 @@ static const struct vccid_reader_config *vpcd_reader_at(const struct vccid_confi
 	return NULL;
 }
 
-unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
-				unsigned slot)
+/* Slot @p slot of vpcd reader @p name among all vpcd slots in port order, or -1. */
+static long vpcd_slot_index(const struct vccid_config *config, const char *name, unsigned slot)
 {
 	const struct vccid_reader_config *r;
-	unsigned base = config->vpcd.port;
-	size_t n;
+	size_t n, before = 0;
 
 	for (n = 0; (r = vpcd_reader_at(config, n)) != NULL; n++) {
 		if (strcmp(r->name, name) == 0)
-			return slot < r->slots && base + slot <= 65535 ? base + slot : 0;
-		base += r->slots;
+			return slot < r->slots ? (long)(before + slot) : -1;
+		before += r->slots;
 	}
-	return 0;
+	return -1;
+}
+
+static size_t vpcd_slot_count(const struct vccid_config *config)
+{
+	const struct vccid_reader_config *r;
+	size_t n, slots = 0;
+
+	for (n = 0; (r = vpcd_reader_at(config, n)) != NULL; n++)
+		slots += r->slots;
+	return slots;
+}
+
+unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
+				unsigned slot)
+{
+	long index = vpcd_slot_index(config, name, slot);
+
+	return index >= 0 && config->vpcd.port + (unsigned long)index <= 65535
+		       ? config->vpcd.port + (unsigned)index : 0;
+}
+
+const char *vccid_config_vpcd_connect(const struct vccid_config *config, const char *name,
+				      unsigned slot)
+{
+	long index = vpcd_slot_index(config, name, slot);
+	long i;
+
+	if (index < 0 || config->vpcd.connect == NULL)
+		return NULL;
+	for (i = 0; i < index; i++)
+		if (config->vpcd.connect[i] == NULL)
+			return NULL;
+	return config->vpcd.connect[index] != NULL && config->vpcd.connect[index][0] != '\0'
+		       ? config->vpcd.connect[index] : NULL;
 }
 
 static void add_default_reader(struct vccid_config *config)
@@ -737,6 +813,7 @@ void vccid_config_free(struct vccid_config *config)
 	g_strfreev(config->vscard.readers);
 	g_free(config->vpcd.listen);
 	g_strfreev(config->vpcd.readers);
+	g_strfreev(config->vpcd.connect);
 	g_free(config->database);
 	g_free(config->path);
 	g_free(config);

@@ -52,11 +52,13 @@ struct vccid_vscard_config {
 /* vpcd card emulators ([vpcd] group; enabled when the group exists): slot N of the
  * first vpcd reader on port + N, the next reader's slots after the first's, in the
  * order of [vpcd] readers, else of the [reader:...] groups (an undeclared default
- * reader last). */
+ * reader last). The connect list takes the slots in the same order. */
 struct vccid_vpcd_config {
 	bool enabled;
 	char *listen;                /* host without port, default 127.0.0.1 */
 	unsigned port;               /* base port, default 35963 */
+	char **connect;              /* NULL-terminated, per slot in port order: "HOST:PORT" of a
+				      * card that listens, "" for a slot that listens; or NULL */
 	unsigned timeout_ms;         /* first ATR and each exchange, default 5000 */
 	unsigned max_connections;    /* default 16 */
 	char **readers;              /* NULL-terminated reader names, or NULL for all */
@@ -97,6 +99,10 @@ bool vccid_config_vpcd_reader(const struct vccid_config *config, const char *nam
 /** The vpcd port of slot @p slot of reader @p name; 0 when it has none (or past 65535). */
 unsigned vccid_config_vpcd_port(const struct vccid_config *config, const char *name,
 				unsigned slot);
+/** The address slot @p slot of vpcd reader @p name connects to ([vpcd] connect), or NULL
+ *  when the slot listens. */
+const char *vccid_config_vpcd_connect(const struct vccid_config *config, const char *name,
+				      unsigned slot);
 /** Parses a log level name or number ("error", "2", ...); -1 if unknown. */
 int vccid_log_level_parse(const char *text);
 

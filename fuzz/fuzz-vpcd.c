@@ -8,7 +8,9 @@
  *           bytes are readable at once (else one frame per GET ATR or APDU);
  *   byte 1: the number of steps (at most 64), then one byte per step:
  *           0x00-0x3F the transport serves the connection, 0x40 power up,
- *           0x41 power down, 0x42 reset, 0x43-0x7F serve, from 0x80 a transmit
+ *           0x41 power down, 0x42 reset, 0x43 vccid-ctl remove (the connection
+ *           kept), 0x44 vccid-ctl insert (power on, GET ATR again), 0x45-0x7F
+ *           serve, from 0x80 a transmit
  *           of an APDU with (bits 0-5) x 1024 + 1 data bytes (bit 6: a 3-byte
  *           response buffer);
  *   the rest: the bytes the peer sends.
@@ -79,27 +81,40 @@ static void transmit(vccid_slot *slot, uint8_t step)
 	(void)vccid_slot_transmit(slot, cmd, cmd_len + data_len, rsp, &rsp_len);
 }
 
-static void run_step(vccid_vpcd_card *card, vccid_slot *slot, bool *inserted, uint8_t step)
+static void run_step(vccid_vpcd_card *card, vccid_slot *slot, uint8_t step)
 {
+	bool inserted = vccid_vpcd_card_in_slot(card);
 	uint8_t atr[VCCID_MAX_ATR];
 	size_t atr_len = sizeof(atr);
 
 	if (step >= 0x80) {
-		if (*inserted)
+		if (inserted)
 			transmit(slot, step);
 		return;
 	}
-	if (*inserted && step >= 0x40 && step <= 0x42) {
+	if (inserted && step >= 0x40 && step <= 0x42) {
 		static const enum vccid_power_action actions[] = { VCCID_POWER_UP, VCCID_POWER_DOWN,
 								   VCCID_POWER_RESET };
 
 		(void)vccid_slot_power(slot, actions[step - 0x40], atr, &atr_len);
 		return;
 	}
-	if (vccid_vpcd_card_serve(card) == 1) {
-		if (vccid_slot_insert(slot, &vccid_vpcd_card_ops, card, "vpcd fuzz") != VCCID_OK)
+	if (step == 0x43) {
+		/* As the listener's eject: kept, out of the slot, the connection up. */
+		vccid_vpcd_card_keep(card);
+		if (vccid_slot_remove(slot) == VCCID_OK && !vccid_vpcd_card_failed(card) &&
+		    (vccid_vpcd_card_in_slot(card) || !vccid_vpcd_card_ready(card)))
 			__builtin_trap();
-		*inserted = true;
+		return;
+	}
+	if (step == 0x44) {
+		if (vccid_vpcd_card_restart(card) == VCCID_OK && vccid_vpcd_card_ready(card))
+			__builtin_trap();
+		return;
+	}
+	if (vccid_vpcd_card_serve(card) == 1) {
+		if (vccid_vpcd_card_insert(card, slot, "vpcd fuzz") != VCCID_OK)
+			__builtin_trap();
 	}
 }
 
@@ -108,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct vpcd_fakeio fake;
 	vccid_vpcd_card *card;
 	vccid_slot *slot;
-	bool inserted = false;
+	bool inserted;
 	size_t n_steps, i;
 
 	fuzz_enable_logging();
@@ -127,8 +142,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	(void)vccid_vpcd_card_start(card);
 	for (i = 0; i < n_steps; i++)
-		run_step(card, slot, &inserted, data[2 + i]);
+		run_step(card, slot, data[2 + i]);
 	/* The slot's remove releases the card; a failed card stays failed. */
+	inserted = vccid_vpcd_card_in_slot(card);
 	(void)vccid_slot_remove(slot);
 	if (inserted && !vccid_vpcd_card_failed(card))
 		__builtin_trap();

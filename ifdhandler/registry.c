@@ -78,21 +78,22 @@ static vccid_slotset *open_set(const char *device)
 	char *path = NULL;
 	char *name = NULL;
 	vccid_slotset *set = NULL;
-	unsigned port;
+	struct vccid_vpcd_device vpcd;
 
 	if (device == NULL || device[0] == '\0')
 		device = getenv("VCCID_CONFIG");   /* pcscd's environment may name another file */
 	if (device == NULL || device[0] == '\0')
 		device = VCCID_DEFAULT_CONFIG;
-	switch (vccid_slotset_vpcd_device(device, &port)) {
+	switch (vccid_slotset_vpcd_device(device, &vpcd)) {
 	case VCCID_OK:   /* a vsmartcard reader.conf entry, unchanged but for LIBPATH */
-		return vccid_slotset_open_vpcd(port);
+		return vccid_slotset_open_vpcd(&vpcd);
 	case VCCID_ENOENT:
 		break;
 	default:
-		VCCID_LOG(VCCID_LOG_ERROR, "DEVICENAME %s: the port must be 1024 to 65534, "
-			  "decimal or 0x hex; the reader has empty slots", device);
-		return vccid_slotset_open_vpcd(0);
+		VCCID_LOG(VCCID_LOG_ERROR, "DEVICENAME %s: vsmartcard's /dev/null:PORT or "
+			  "HOST:PORT, with a port of 1024 to 65534, decimal or 0x hex; the reader "
+			  "has empty slots", device);
+		return vccid_slotset_open_vpcd(NULL);
 	}
 	if (vccid_slotset_split_device(device, &path, &name) != VCCID_OK)
 		return NULL;

@@ -20,12 +20,15 @@ static const char usage[] =
 	"Commands:\n"
 	"  list                 one line per vccid slot: READER, STATE (present or empty),\n"
 	"                       CARD in the slot (- if none), HOME card configured for it,\n"
-	"                       REMOTE reader NAME@PEER of a VSCard client (- if none)\n"
+	"                       REMOTE reader NAME@PEER of a VSCard client, or\n"
+	"                       vpcd@PEER / vpcd-connect@PEER of a vpcd slot (- if none)\n"
 	"  status NAME          the full status line of one slot (key=value)\n"
-	"  remove NAME          take the card out of its slot (pcscd reports removal)\n"
+	"  remove NAME          take the card out of its slot (pcscd reports removal);\n"
+	"                       a vpcd card keeps its connection and stays out\n"
 	"  insert NAME [CARD]   put a card in; NAME is a card name (it goes back to\n"
 	"                       its configured slot) or a reader name (CARD or the\n"
-	"                       slot's configured card goes into it)\n"
+	"                       slot's configured card goes into it; a vpcd slot takes\n"
+	"                       its own card back, asking it for its ATR again)\n"
 	"\n"
 	"NAME is a card name from vccid.conf ([card:NAME]) or a PC/SC reader name\n"
 	"such as \"vccid 00 01\". vccid-ctl talks to pcscd (SCardControl on a direct\n"
@@ -232,8 +235,10 @@ static int cmd_insert(SCARDCONTEXT ctx, const struct slot_info *slots, int count
 			status_field(slot->status, "card", value, sizeof(value)));
 		return 1;
 	}
+	/* A remote slot (vpcd) takes its own card back: no name needed. */
 	if (card == NULL &&
-	    strcmp(status_field(slot->status, "home", value, sizeof(value)), "-") == 0) {
+	    strcmp(status_field(slot->status, "home", value, sizeof(value)), "-") == 0 &&
+	    strcmp(status_field(slot->status, "remote", value, sizeof(value)), "-") == 0) {
 		fprintf(stderr, "vccid-ctl: no card is configured for %s; name one\n",
 			slot->reader);
 		return 1;

@@ -18,6 +18,18 @@
 /* The most reads one serve makes: a fast peer cannot keep the thread from the others. */
 #define SERVE_MAX_READS 4
 
+/*
+ * A card's life on one connection (a failure ends it in any state):
+ *   WAIT_ATR --the ATR came and is valid--> OUT --vccid_vpcd_card_insert--> IN
+ *   IN --release kept (vccid-ctl remove: power off sent)--> OUT
+ *   OUT --vccid_vpcd_card_restart (power on, GET ATR)--> WAIT_ATR
+ */
+enum card_state {
+	CARD_WAIT_ATR,   /* a GET ATR is out: nothing else may be sent or come */
+	CARD_OUT,        /* an ATR taken, not in a slot: nothing may come */
+	CARD_IN,         /* in its slot: exchanges run */
+};
+
 struct vccid_vpcd_card {
 	/* Held by an exchange (power, transmit) and by serve: the connection has
 	 * one reader at a time. Lock order: the slot's lock, then this one. */
@@ -31,10 +43,13 @@ struct vccid_vpcd_card {
 	uint8_t *tx;            /* one encoded message: VCCID_VPCD_MAX_MESSAGE */
 	uint8_t atr[VCCID_MAX_ATR];
 	size_t atr_len;
-	atomic_bool ready;
+	atomic_int state;            /* enum card_state; changed under lock */
+	atomic_bool keep;            /* the next release keeps the connection (set without the lock) */
 	atomic_bool failed;
 	_Atomic(const char *) why;
 	atomic_llong last_exchange;
+	atomic_llong atr_asked;      /* when the outstanding GET ATR went out; 0: none */
+	atomic_uint refs;            /* the transport's, and the slot's while it holds the card */
 };
 
 vccid_vpcd_card *vccid_vpcd_card_new(const struct vccid_vpcd_io *io, const char *peer,
@@ -57,13 +72,13 @@ vccid_vpcd_card *vccid_vpcd_card_new(const struct vccid_vpcd_io *io, const char 
 	card->timeout_ms = timeout_ms;
 	vccid_vpcd_framer_init(&card->framer, card->payload, VCCID_VPCD_MAX_PAYLOAD);
 	atomic_init(&card->why, "");
+	atomic_init(&card->state, CARD_WAIT_ATR);
+	atomic_init(&card->refs, 1);
 	return card;
 }
 
-void vccid_vpcd_card_free(vccid_vpcd_card *card)
+static void card_destroy(vccid_vpcd_card *card)
 {
-	if (card == NULL)
-		return;
 	if (card->payload != NULL) {
 		/* APDUs may carry PINs and keys. */
 		explicit_bzero(card->payload, VCCID_VPCD_MAX_PAYLOAD);
@@ -75,6 +90,12 @@ void vccid_vpcd_card_free(vccid_vpcd_card *card)
 	free(card->chunk);
 	free(card->tx);
 	free(card);
+}
+
+void vccid_vpcd_card_free(vccid_vpcd_card *card)
+{
+	if (card != NULL && atomic_fetch_sub(&card->refs, 1) == 1)
+		card_destroy(card);
 }
 
 /* Marks the card unusable with the first reason, and tells the transport. */
@@ -157,12 +178,74 @@ static int take_atr(vccid_vpcd_card *card, size_t len)
 
 int vccid_vpcd_card_start(vccid_vpcd_card *card)
 {
-	int rv;
+	int rv = VCCID_EIO;
 
 	pthread_mutex_lock(&card->lock);
-	rv = send_control(card, VCCID_VPCD_CTRL_ATR, 0);
+	if (!atomic_load(&card->failed)) {
+		atomic_store(&card->atr_asked, vccid_now_ms());
+		rv = send_control(card, VCCID_VPCD_CTRL_ATR, 0);
+	}
 	pthread_mutex_unlock(&card->lock);
 	return rv;
+}
+
+int vccid_vpcd_card_restart(vccid_vpcd_card *card)
+{
+	int rv = VCCID_EIO;
+
+	pthread_mutex_lock(&card->lock);
+	if (atomic_load(&card->failed)) {
+		rv = VCCID_EIO;
+	} else if (atomic_load(&card->state) != CARD_OUT) {
+		rv = VCCID_EBUSY;
+	} else {
+		/* As a reader powers a card it finds: on, then the ATR again (it may change). */
+		atomic_store(&card->state, CARD_WAIT_ATR);
+		atomic_store(&card->atr_asked, vccid_now_ms());
+		rv = send_control(card, VCCID_VPCD_CTRL_ON, 0);
+		if (rv == VCCID_OK)
+			rv = send_control(card, VCCID_VPCD_CTRL_ATR, 0);
+	}
+	pthread_mutex_unlock(&card->lock);
+	return rv;
+}
+
+int vccid_vpcd_card_insert(vccid_vpcd_card *card, vccid_slot *slot, const char *name)
+{
+	int rv = VCCID_EBUSY;
+
+	pthread_mutex_lock(&card->lock);
+	if (atomic_load(&card->failed)) {
+		rv = VCCID_EIO;
+	} else if (atomic_load(&card->state) == CARD_OUT) {
+		/* The slot's reference, given back by release (lock order: slot before card). */
+		atomic_fetch_add(&card->refs, 1);
+		atomic_store(&card->keep, false);
+		rv = vccid_slot_insert(slot, &vccid_vpcd_card_ops, card, name);
+		if (rv == VCCID_OK)
+			atomic_store(&card->state, CARD_IN);
+		else
+			atomic_fetch_sub(&card->refs, 1);
+	}
+	pthread_mutex_unlock(&card->lock);
+	return rv;
+}
+
+void vccid_vpcd_card_keep(vccid_vpcd_card *card)
+{
+	/* No lock: the caller holds vpcd_lock, and an exchange may hold the card's. */
+	atomic_store(&card->keep, true);
+}
+
+void vccid_vpcd_card_detach(vccid_vpcd_card *card)
+{
+	const char *none = "";
+
+	/* The lock waits for an exchange in flight, which the shut socket ends at once. */
+	pthread_mutex_lock(&card->lock);
+	(void)atomic_compare_exchange_strong(&card->why, &none, "connection dropped");
+	atomic_store(&card->failed, true);
+	pthread_mutex_unlock(&card->lock);
 }
 
 static int card_input_locked(vccid_vpcd_card *card, const uint8_t *data, size_t len)
@@ -175,7 +258,7 @@ static int card_input_locked(vccid_vpcd_card *card, const uint8_t *data, size_t 
 		return VCCID_EIO;
 	if (len == 0)
 		return 0;
-	if (atomic_load(&card->ready))
+	if (atomic_load(&card->state) != CARD_WAIT_ATR)
 		return card_fail(card, VCCID_EPROTO, "unsolicited bytes");
 	rv = vccid_vpcd_framer_feed(&card->framer, data, len, &used);
 	if (rv < 0)
@@ -189,7 +272,8 @@ static int card_input_locked(vccid_vpcd_card *card, const uint8_t *data, size_t 
 		return rv;
 	if (used < len)
 		return card_fail(card, VCCID_EPROTO, "unsolicited bytes after the ATR");
-	atomic_store(&card->ready, true);
+	atomic_store(&card->atr_asked, 0);
+	atomic_store(&card->state, CARD_OUT);
 	return 1;
 }
 
@@ -315,12 +399,25 @@ out:
 	return rv;
 }
 
-/* The slot let the card go (removal by the transport, vccid-ctl or shutdown). */
+/*
+ * The slot let the card go: a removal by the transport or at shutdown ends
+ * the card; vccid-ctl remove (kept) powers it off and leaves the connection
+ * up, the card out of its slot. The slot calls this after its last exchange.
+ */
 static void card_release(void *opaque)
 {
 	vccid_vpcd_card *card = opaque;
 
-	(void)card_fail(card, VCCID_ENOCARD, "removed from its slot");
+	pthread_mutex_lock(&card->lock);
+	if (atomic_exchange(&card->keep, false) && !atomic_load(&card->failed)) {
+		atomic_store(&card->state, CARD_OUT);
+		/* No wait: three bytes fit any socket buffer but a stalled peer's. */
+		(void)send_control(card, VCCID_VPCD_CTRL_OFF, 0);
+	} else {
+		(void)card_fail(card, VCCID_ENOCARD, "removed from its slot");
+	}
+	pthread_mutex_unlock(&card->lock);
+	vccid_vpcd_card_free(card);   /* the slot's reference */
 }
 
 const struct vccid_card_ops vccid_vpcd_card_ops = {
@@ -332,7 +429,17 @@ const struct vccid_card_ops vccid_vpcd_card_ops = {
 
 bool vccid_vpcd_card_ready(vccid_vpcd_card *card)
 {
-	return atomic_load(&card->ready);
+	return atomic_load(&card->state) != CARD_WAIT_ATR;
+}
+
+bool vccid_vpcd_card_in_slot(vccid_vpcd_card *card)
+{
+	return atomic_load(&card->state) == CARD_IN;
+}
+
+long long vccid_vpcd_card_atr_asked(vccid_vpcd_card *card)
+{
+	return atomic_load(&card->atr_asked);
 }
 
 bool vccid_vpcd_card_partial(vccid_vpcd_card *card)

@@ -184,6 +184,14 @@ static const struct config_case cases[] = {
 	  1, 0, { "[vpcd] readers:" }, NULL },
 	{ "vpcd unknown key", "[vpcd]\nunix-socket = /x\n", 1, 0, { "[vpcd] unix-socket:" },
 	  NULL },
+	{ "vpcd connect without a port", "[vpcd]\nconnect = 127.0.0.1\n", 1, 0,
+	  { "[vpcd] connect:" }, NULL },
+	{ "vpcd connect to a unix socket", "[vpcd]\nconnect = unix:/run/x\n", 1, 0,
+	  { "[vpcd] connect:" }, NULL },
+	{ "vpcd connect to port 0", "[vpcd]\nconnect = 127.0.0.1:0\n", 1, 0,
+	  { "[vpcd] connect:" }, NULL },
+	{ "vpcd connect: more cards than slots", "[reader:default]\nslots = 1\n"
+	  "[vpcd]\nconnect = 127.0.0.1:1;127.0.0.1:2\n", 1, 0, { "[vpcd] connect:" }, NULL },
 	{ "bad card next to good ones",
 	  MAIN CARD_A "[card:b]\nslot = 9\n" CERTS "[card:c]\nslot = 1\n" CERTS, 1, 2,
 	  { "[card:b] slot:" }, "a c" },
@@ -669,6 +677,25 @@ static void test_vpcd_settings(void **state)
 	config = load("[vpcd]\nlisten = localhost\n");
 	assert_int_equal(config->n_errors, 0);
 	assert_string_equal(config->vpcd.listen, "localhost");
+	vccid_config_free(config);
+
+	/* connect: one card per slot in port order; an empty entry listens, a last ';' ends. */
+	config = load("[reader:a]\nslots = 2\n[reader:b]\nslots = 2\n[vpcd]\nreaders = b;a\n"
+		      "connect = 10.0.0.7:35963 ; ; [::1]:40000;phone.lan:0x10;\n");
+	assert_int_equal(config->n_errors, 1);   /* 0x10 is no port */
+	assert_string_equal(vccid_config_vpcd_connect(config, "b", 0), "10.0.0.7:35963");
+	assert_null(vccid_config_vpcd_connect(config, "b", 1));
+	assert_int_equal(vccid_config_vpcd_port(config, "b", 1), 35964);
+	assert_string_equal(vccid_config_vpcd_connect(config, "a", 0), "[::1]:40000");
+	assert_string_equal(vccid_config_vpcd_connect(config, "a", 1), "phone.lan:0x10");
+	assert_null(vccid_config_vpcd_connect(config, "a", 2));
+	assert_null(vccid_config_vpcd_connect(config, "nope", 0));
+	vccid_config_free(config);
+	config = load("[reader:a]\nslots = 3\n[vpcd]\nconnect = localhost:35963;\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(vccid_config_vpcd_connect(config, "a", 0), "localhost:35963");
+	assert_null(vccid_config_vpcd_connect(config, "a", 1));
+	assert_null(vccid_config_vpcd_connect(config, "a", 2));
 	vccid_config_free(config);
 }
 

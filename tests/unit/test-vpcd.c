@@ -391,8 +391,10 @@ static void test_in_slot(void **state)
 
 	(void)state;
 	assert_non_null(slot);
-	assert_int_equal(vccid_slot_insert(slot, &vccid_vpcd_card_ops, fx->card, "vpcd fake"), 0);
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "vpcd fake"), 0);
 	assert_true(vccid_slot_present(slot));
+	assert_true(vccid_vpcd_card_in_slot(fx->card));
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "again"), VCCID_EBUSY);
 	assert_int_equal(vccid_slot_power(slot, VCCID_POWER_UP, atr, &atr_len), 0);
 	assert_int_equal(atr_len, sizeof(vicc_atr));
 	assert_int_equal(vccid_slot_transmit(slot, apdu, sizeof(apdu), rsp, &rsp_len), 0);
@@ -404,6 +406,112 @@ static void test_in_slot(void **state)
 	assert_int_equal(vccid_slot_remove(slot), 0);
 	assert_true(vccid_vpcd_card_failed(fx->card));
 	assert_int_equal(fx->fake.failed_calls, 1);
+	vccid_slot_free(slot);
+	fixture_free(fx);
+}
+
+/*
+ * vccid-ctl remove and insert: the card leaves its slot powered off with the
+ * connection up, comes back with power on and a fresh ATR, and works again.
+ */
+static void test_remove_insert(void **state)
+{
+	static const uint8_t in[] = { ATR_MSG, ATR_MSG, 0x00, 0x02, 0x90, 0x00 };
+	static const uint8_t off[] = { 0x00, 0x01, 0x00 };
+	static const uint8_t on_atr[] = { 0x00, 0x01, 0x01, 0x00, 0x01, 0x04 };
+	static const uint8_t apdu[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
+	struct fixture *fx = ready_card(in, sizeof(in));
+	vccid_slot *slot = vccid_slot_new();
+	uint8_t rsp[16];
+	size_t rsp_len = sizeof(rsp);
+
+	(void)state;
+	assert_non_null(slot);
+	/* Not out of a slot: nothing to restart. */
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "vpcd fake"), 0);
+	assert_int_equal(vccid_vpcd_card_restart(fx->card), VCCID_EBUSY);
+	vccid_vpcd_card_keep(fx->card);
+	assert_int_equal(vccid_slot_remove(slot), 0);
+	assert_false(vccid_slot_present(slot));
+	assert_false(vccid_vpcd_card_failed(fx->card));
+	assert_int_equal(fx->fake.failed_calls, 0);
+	assert_false(vccid_vpcd_card_in_slot(fx->card));
+	assert_true(vccid_vpcd_card_ready(fx->card));
+	assert_int_equal(vccid_vpcd_card_atr_asked(fx->card), 0);
+	assert_int_equal(fx->fake.out_len, sizeof(off));
+	assert_memory_equal(fx->fake.out, off, sizeof(off));
+	/* Out of its slot and idle: nothing comes (serve finds nothing), nothing goes. */
+	assert_int_equal(vccid_vpcd_card_serve(fx->card), 0);
+	fx->fake.out_len = 0;
+	assert_int_equal(vccid_vpcd_card_restart(fx->card), 0);
+	assert_int_equal(fx->fake.out_len, sizeof(on_atr));
+	assert_memory_equal(fx->fake.out, on_atr, sizeof(on_atr));
+	assert_false(vccid_vpcd_card_ready(fx->card));
+	assert_true(vccid_vpcd_card_atr_asked(fx->card) > 0);
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "early"), VCCID_EBUSY);
+	assert_int_equal(vccid_vpcd_card_restart(fx->card), VCCID_EBUSY);
+	assert_int_equal(vccid_vpcd_card_serve(fx->card), 1);
+	assert_int_equal(vccid_vpcd_card_atr_asked(fx->card), 0);
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "vpcd fake"), 0);
+	assert_int_equal(vccid_vpcd_card_ops.transmit(fx->card, apdu, sizeof(apdu), rsp, &rsp_len), 0);
+	assert_int_equal(rsp_len, 2);
+	/* A removal that is not kept ends the card. */
+	assert_int_equal(vccid_slot_remove(slot), 0);
+	assert_true(vccid_vpcd_card_failed(fx->card));
+	assert_int_equal(vccid_vpcd_card_restart(fx->card), VCCID_EIO);
+	vccid_slot_free(slot);
+	fixture_free(fx);
+}
+
+/* A card out of its slot after remove: any byte from the peer is unsolicited. */
+static void test_bytes_while_out(void **state)
+{
+	static const uint8_t in[] = { ATR_MSG, 0x00, 0x02, 0x90, 0x00 };
+	struct fixture *fx = ready_card(in, sizeof(in));
+	vccid_slot *slot = vccid_slot_new();
+
+	(void)state;
+	fx->fake.whole = true;
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "vpcd fake"), 0);
+	vccid_vpcd_card_keep(fx->card);
+	assert_int_equal(vccid_slot_remove(slot), 0);
+	assert_int_equal(vccid_vpcd_card_serve(fx->card), VCCID_EPROTO);
+	assert_string_equal(vccid_vpcd_card_why(fx->card), "unsolicited bytes");
+	assert_int_equal(fx->fake.failed_calls, 1);
+	vccid_slot_free(slot);
+	fixture_free(fx);
+}
+
+/*
+ * The transport goes while the card is in its slot: the card fails without
+ * touching the transport again, and lives until the slot lets it go (the
+ * sanitizers check the reference counting).
+ */
+static void test_detach_in_slot(void **state)
+{
+	static const uint8_t in[] = { ATR_MSG };
+	static const uint8_t apdu[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
+	struct fixture *fx = ready_card(in, sizeof(in));
+	vccid_slot *slot = vccid_slot_new();
+	uint8_t rsp[16];
+	size_t rsp_len = sizeof(rsp);
+
+	(void)state;
+	assert_int_equal(vccid_vpcd_card_insert(fx->card, slot, "vpcd fake"), 0);
+	vccid_vpcd_card_keep(fx->card);
+	vccid_vpcd_card_detach(fx->card);
+	assert_true(vccid_vpcd_card_failed(fx->card));
+	assert_string_equal(vccid_vpcd_card_why(fx->card), "connection dropped");
+	assert_int_equal(fx->fake.failed_calls, 0);
+	assert_int_equal(vccid_vpcd_card_ops.transmit(fx->card, apdu, sizeof(apdu), rsp, &rsp_len),
+			 VCCID_ENOCARD);
+	vccid_vpcd_card_free(fx->card);     /* the transport's reference */
+	fx->card = NULL;
+	assert_int_equal(fx->fake.out_len, 0);
+	/* A kept removal of a detached card sends nothing either. */
+	assert_int_equal(vccid_slot_remove(slot), 0);
+	assert_int_equal(fx->fake.out_len, 0);
+	assert_int_equal(fx->fake.sends, 0);
 	vccid_slot_free(slot);
 	fixture_free(fx);
 }
@@ -420,6 +528,9 @@ int main(void)
 		cmocka_unit_test(test_small_buffer),
 		cmocka_unit_test(test_write_failure),
 		cmocka_unit_test(test_in_slot),
+		cmocka_unit_test(test_remove_insert),
+		cmocka_unit_test(test_bytes_while_out),
+		cmocka_unit_test(test_detach_in_slot),
 	};
 	const struct table_part parts[] = {
 		TABLE_PART(first_cases, test_first_row, NULL),
