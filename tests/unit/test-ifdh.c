@@ -19,6 +19,8 @@
 #include <ifdhandler.h>
 #include <reader.h>
 
+#include "backends/slotset.h"
+#include "corelib/error.h"
 #include "corelib/log.h"
 #include "corelib/slot.h"
 #include "ifdhandler/control.h"
@@ -1006,6 +1008,55 @@ static void test_device_name_forms(void **state)
 	close_reader(f, 1);
 }
 
+/* vsmartcard's DEVICENAME forms, as vpcd reads them, beside vccid's own CONFIG[:READER]. */
+static void test_vpcd_device_names(void **state)
+{
+	static const struct {
+		const char *device;
+		int rv;
+		bool connect;
+		const char *host;
+		unsigned port;
+	} rows[] = {
+		{ "/dev/null:0x8C7B", VCCID_OK, false, "", 35963 },
+		{ "/dev/null:35965", VCCID_OK, false, "", 35965 },
+		{ "127.0.0.1:0x8C7B", VCCID_OK, true, "127.0.0.1", 35963 },
+		{ "192.168.0.4:35963", VCCID_OK, true, "192.168.0.4", 35963 },
+		{ "localhost:40000", VCCID_OK, true, "localhost", 40000 },
+		{ "phone.lan:0X8c7b", VCCID_OK, true, "phone.lan", 35963 },
+		{ "[::1]:35963", VCCID_OK, true, "[::1]", 35963 },
+		{ "/etc/vccid/vccid.conf", VCCID_ENOENT, false, "", 0 },
+		{ "/etc/vccid/vccid.conf:default", VCCID_ENOENT, false, "", 0 },
+		{ "/etc/vccid/vccid.conf:2", VCCID_ENOENT, false, "", 0 },   /* a path has a '/' */
+		{ "vccid.conf:default", VCCID_ENOENT, false, "", 0 },
+		{ "/dev/null:0x", VCCID_EINVAL, false, "", 0 },
+		{ "/dev/null:80", VCCID_EINVAL, false, "", 0 },
+		{ "/dev/null:65535", VCCID_EINVAL, false, "", 0 },   /* slot 1 would pass 65535 */
+		{ "/dev/null:-1", VCCID_EINVAL, false, "", 0 },
+		{ "127.0.0.1:80", VCCID_EINVAL, false, "", 0 },
+		{ "127.0.0.1:99999999999999999999", VCCID_EINVAL, false, "", 0 },
+		{ "bad_host:35963", VCCID_EINVAL, false, "", 0 },
+		{ "::1:35963", VCCID_EINVAL, false, "", 0 },         /* IPv6 needs brackets */
+		{ ":35963", VCCID_ENOENT, false, "", 0 },
+		{ "host:", VCCID_ENOENT, false, "", 0 },
+	};
+	struct vccid_vpcd_device dev;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rv = vccid_slotset_vpcd_device(rows[i].device, &dev);
+
+		if (rv != rows[i].rv)
+			fail_msg("%s: %d, expected %d", rows[i].device, rv, rows[i].rv);
+		if (rv != VCCID_OK)
+			continue;
+		assert_int_equal(dev.connect, rows[i].connect);
+		assert_int_equal(dev.port, rows[i].port);
+		assert_string_equal(dev.host, rows[i].host);
+	}
+}
+
 static void test_missing_config(void **state)
 {
 	struct fixture *f = *state;
@@ -1190,6 +1241,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_control, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_name_forms, setup, teardown),
+		cmocka_unit_test(test_vpcd_device_names),
 		cmocka_unit_test_setup_teardown(test_missing_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_channel_by_number, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
