@@ -31,9 +31,9 @@
 #define ACCEPT_PAUSE_MS 100
 #define MAX_POLL 256
 #define LISTENER_TIMER_SLACK_NS 5000000UL
-/* Connecting out: after a failed attempt, or a card that went within BACKOFF_MAX_MS of its
- * ATR, wait BACKOFF_FIRST_MS, doubling to BACKOFF_MAX_MS; a card that stayed longer is
- * retried after BACKOFF_FIRST_MS. */
+/* Connecting out, unless the slot's options say otherwise: after a failed attempt, or a
+ * card that went within BACKOFF_MAX_MS of its ATR, wait BACKOFF_FIRST_MS, doubling to
+ * BACKOFF_MAX_MS; a card that stayed longer is retried after BACKOFF_FIRST_MS. */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 /* Connects started per turn of the loop without vpcd_lock (a name may wait for the resolver). */
@@ -144,7 +144,7 @@ static void dial_failed(struct port *port, const char *why)
 	if (port->failures++ == 0)
 		VCCID_LOG(VCCID_LOG_INFO, "vpcd: reader %s slot %u cannot connect to %s: %s; "
 			  "retrying in %u ms, then doubling to %u ms, quietly until it works",
-			  port->reader, port->index, port->where, why, delay, BACKOFF_MAX_MS);
+			  port->reader, port->index, port->where, why, delay, port->backoff.max_ms);
 }
 
 /* Drops the connection of @p port; its card leaves the slot. Under vpcd_lock. */
@@ -156,7 +156,7 @@ static void drop_conn(struct port *port, const char *reason)
 
 	if (conn->outbound) {
 		/* A card that stayed starts the backoff over; one that keeps going does not. */
-		if (conn->ready_ms != 0 && now - conn->ready_ms >= BACKOFF_MAX_MS)
+		if (conn->ready_ms != 0 && now - conn->ready_ms >= port->backoff.max_ms)
 			vccid_net_backoff_reset(&port->backoff);
 		delay = vccid_net_backoff_fail(&port->backoff);
 		port->next_attempt_ms = now + delay;
@@ -330,6 +330,14 @@ static long long check_dial(struct port *port, long long now)
 	return port->dial_state == DIAL_IDLE ? port->next_attempt_ms : -1;
 }
 
+/* Drops the connection of @p port from the deadline check; when the port is due next. */
+static long long drop_for_deadline(struct port *port, const char *reason)
+{
+	drop_conn(port, reason);
+	/* A port that connects out has its next attempt now: the poll must wake for it. */
+	return port->outbound ? port->next_attempt_ms : -1;
+}
+
 /* Drops failed and stalled connections; returns when the next deadline is due (-1: none). */
 static long long check_deadlines(long long now)
 {
@@ -345,29 +353,23 @@ static long long check_deadlines(long long now)
 			conn = port->conn;
 		}
 		if (conn == NULL) {
-			if (due >= 0 && (next < 0 || due < next))
-				next = due;
-			continue;
+			/* no connection: only the next attempt, if any */
+		} else if (vccid_vpcd_card_failed(conn->card)) {
+			due = drop_for_deadline(port, vccid_vpcd_card_why(conn->card));
+		} else if (vccid_vpcd_card_atr_asked(conn->card) != 0 &&
+			   now >= vccid_vpcd_card_atr_asked(conn->card) + port->timeout_ms) {
+			due = drop_for_deadline(port, "no ATR in time");
+		} else if (vccid_vpcd_card_atr_asked(conn->card) == 0 && conn->partial_since_ms != 0 &&
+			   now >= conn->partial_since_ms + port->timeout_ms) {
+			due = drop_for_deadline(port, "stalled in the middle of a message");
+		} else {
+			if (vccid_vpcd_card_atr_asked(conn->card) != 0)
+				due = vccid_vpcd_card_atr_asked(conn->card) + port->timeout_ms;
+			else if (conn->partial_since_ms != 0)
+				due = conn->partial_since_ms + port->timeout_ms;
+			if (conn->quiet_until_ms > now && (due < 0 || conn->quiet_until_ms < due))
+				due = conn->quiet_until_ms;
 		}
-		if (vccid_vpcd_card_failed(conn->card)) {
-			drop_conn(port, vccid_vpcd_card_why(conn->card));
-			continue;
-		}
-		if (vccid_vpcd_card_atr_asked(conn->card) != 0) {
-			due = vccid_vpcd_card_atr_asked(conn->card) + port->timeout_ms;
-			if (now >= due) {
-				drop_conn(port, "no ATR in time");
-				continue;
-			}
-		} else if (conn->partial_since_ms != 0) {
-			due = conn->partial_since_ms + port->timeout_ms;
-			if (now >= due) {
-				drop_conn(port, "stalled in the middle of a message");
-				continue;
-			}
-		}
-		if (conn->quiet_until_ms > now && (due < 0 || conn->quiet_until_ms < due))
-			due = conn->quiet_until_ms;
 		if (due >= 0 && (next < 0 || due < next))
 			next = due;
 	}
@@ -571,8 +573,10 @@ static int open_outbound(struct port *port, const struct vccid_vpcd_slot_opts *o
 	}
 	port->outbound = true;
 	port->listen_fd = -1;
-	port->backoff = (struct vccid_net_backoff){ .first_ms = BACKOFF_FIRST_MS,
-						    .max_ms = BACKOFF_MAX_MS };
+	port->backoff = (struct vccid_net_backoff){
+		.first_ms = opts->backoff_first_ms != 0 ? opts->backoff_first_ms : BACKOFF_FIRST_MS,
+		.max_ms = opts->backoff_max_ms != 0 ? opts->backoff_max_ms : BACKOFF_MAX_MS,
+	};
 	port->next_attempt_ms = 0;   /* at once */
 	(void)vccid_addr_format(&port->target, port->where, sizeof(port->where));
 	return VCCID_OK;

@@ -13,6 +13,8 @@ struct vccid_vpcd_slot_opts {
 	const char *host;            /* listen address without port: "127.0.0.1", "[::]" */
 	uint16_t port;
 	const char *connect;         /* "HOST:PORT" of a card that listens, or NULL to listen */
+	unsigned backoff_first_ms;   /* connecting out: the first wait (0: 100 ms) */
+	unsigned backoff_max_ms;     /* and its cap (0: 5000 ms) */
 	unsigned timeout_ms;         /* first ATR and every exchange */
 	unsigned max_connections;    /* of the whole process: the first offer's value counts */
 	const char *reader;          /* for logs */
@@ -23,7 +25,8 @@ struct vccid_vpcd_slot_opts {
  * Listens on @p opts' host and port for the card of @p slot (one connection
  * at a time; the card goes into the slot once its ATR came), or, with
  * opts->connect, connects to that card from the vpcd thread, again after
- * each failure or disconnect with a backoff (0.1 s doubling to 5 s). The
+ * each failure or disconnect with a backoff (0.1 s doubling to 5 s, or as
+ * opts says; a card that stayed for the cap starts it over). The
  * first offer starts the process's one vpcd thread. Returns 0 or a negative
  * vccid_error (logged: the slot takes no vpcd card).
  */
