@@ -245,29 +245,56 @@ static void test_connect_errors(void **state)
 	assert_string_equal(why, "Connection refused");
 }
 
-/* A listener whose queue is full drops SYNs: connects stay in progress until the deadline. */
-static void test_connect_timeout_and_cancel(void **state)
+/*
+ * A listener whose queue is full: the kernel drops further SYNs, so a connect
+ * stays in progress. Connects within 200 ms fill it (held[], at most 8); the
+ * first that times out proves it full. Returns the listener, or -1 (skip)
+ * when the kernel kept accepting.
+ */
+static int full_listener(struct vccid_addr *addr, int *held, int *n_held)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct vccid_addr addr = loopback_any_port();
-	int held[8], n_held = 0, pipefd[2], lfd, fd, rv = VCCID_OK, i;
-	char why[128];
-	long long start = 0;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), fd, rv = VCCID_OK;
 
-	(void)state;
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	*addr = loopback_any_port();
+	*n_held = 0;
 	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	assert_int_equal(listen(lfd, 0), 0);
-	addr.port = local_port(lfd);
-	for (i = 0; i < 8 && rv == VCCID_OK; i++) {
-		start = vccid_now_ms();
-		rv = vccid_net_connect(&addr, 300, -1, &fd, why, sizeof(why));
+	addr->port = local_port(lfd);
+	while (*n_held < 8 && rv == VCCID_OK) {
+		rv = vccid_net_connect(addr, 200, -1, &fd, NULL, 0);
 		if (rv == VCCID_OK)
-			held[n_held++] = fd;
+			held[(*n_held)++] = fd;
 	}
-	if (rv == VCCID_OK)
+	if (rv != VCCID_OK)
+		return lfd;
+	while (*n_held > 0)
+		close(held[--(*n_held)]);
+	close(lfd);
+	return -1;
+}
+
+static void close_all(int lfd, const int *held, int n_held)
+{
+	while (n_held > 0)
+		close(held[--n_held]);
+	close(lfd);
+}
+
+/* Connects to a full listener stay in progress until the deadline. */
+static void test_connect_timeout_and_cancel(void **state)
+{
+	struct vccid_addr addr;
+	int held[8], n_held, pipefd[2], fd;
+	int lfd = full_listener(&addr, held, &n_held);
+	char why[128];
+	long long start;
+
+	(void)state;
+	if (lfd < 0)
 		skip();   /* the kernel kept accepting */
-	assert_int_equal(rv, VCCID_ETIMEDOUT);
+	start = vccid_now_ms();
+	assert_int_equal(vccid_net_connect(&addr, 300, -1, &fd, why, sizeof(why)), VCCID_ETIMEDOUT);
 	assert_true(vccid_now_ms() - start >= 290);
 	assert_string_equal(why, "Connection timed out");
 	/* The same wait ends at once when the cancel descriptor is readable. */
@@ -278,9 +305,7 @@ static void test_connect_timeout_and_cancel(void **state)
 	assert_true(vccid_now_ms() - start < 1000);
 	close(pipefd[0]);
 	close(pipefd[1]);
-	for (i = 0; i < n_held; i++)
-		close(held[i]);
-	close(lfd);
+	close_all(lfd, held, n_held);
 }
 
 static void test_write_deadline(void **state)
@@ -387,26 +412,17 @@ static void test_dial(void **state)
 	assert_string_equal(why, "No such file or directory");
 }
 
-/* A listener whose queue is full: the dial stays in progress, and a step never waits. */
+/* A full listener: the dial stays in progress, and a step never waits. */
 static void test_dial_in_progress(void **state)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct vccid_addr addr = loopback_any_port();
-	int held[8], n_held = 0, lfd, fd = -1, i, rv = VCCID_OK;
+	struct vccid_addr addr;
+	int held[8], n_held, fd = -1, i;
+	int lfd = full_listener(&addr, held, &n_held);
 	vccid_net_dial *dial = NULL;
 	long long start;
 
 	(void)state;
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(lfd, 0), 0);
-	addr.port = local_port(lfd);
-	for (i = 0; i < 8 && rv == VCCID_OK; i++) {
-		rv = vccid_net_connect(&addr, 200, -1, &fd, NULL, 0);
-		if (rv == VCCID_OK)
-			held[n_held++] = fd;
-	}
-	if (rv == VCCID_OK)
+	if (lfd < 0)
 		skip();
 	assert_int_equal(vccid_net_dial_start(&addr, &dial, NULL, 0), VCCID_OK);
 	start = vccid_now_ms();
@@ -415,9 +431,7 @@ static void test_dial_in_progress(void **state)
 	assert_true(vccid_now_ms() - start < 200);
 	vccid_net_dial_free(dial);
 	vccid_net_dial_free(NULL);
-	for (i = 0; i < n_held; i++)
-		close(held[i]);
-	close(lfd);
+	close_all(lfd, held, n_held);
 }
 
 static void test_backoff(void **state)
