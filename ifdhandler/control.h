@@ -10,7 +10,8 @@
 
 /** Out: one text line "key=value ..." describing the slot connected to:
  *  reader=<pcsc name prefix> slot=<n> state=present|empty powered=0|1
- *  card=<name or -> home=<configured card or -> backend=<name or -> atr=<hex or ->.
+ *  card=<name or -> home=<configured card or -> backend=<name or -> atr=<hex or ->
+ *  remote=<VSCard reader name, vpcd, vpcd-connect or -> peer=<HOST:PORT, unix:... or ->.
  *  In: nothing. */
 #define VCCID_CTL_STATUS VCCID_CTL_CODE(3600)
 /** In: optional card name (no NUL needed); empty means the slot's configured
@@ -20,10 +21,12 @@
 #define VCCID_CTL_REMOVE VCCID_CTL_CODE(3602)
 
 /* Reader attributes (SCardGetAttrib) of a slot that holds a remote VSCard
- * reader: SCARD_ATTR_VALUE(SCARD_CLASS_VENDOR_DEFINED, 0x7A01/0x7A02). Both are
- * NUL-terminated strings; IFD_ERROR_TAG (SCARD_E_UNSUPPORTED_FEATURE) when the
- * slot has no remote reader. */
-#define VCCID_ATTR_REMOTE_NAME 0x00077A01u   /* the name the client gave in ReaderAdd */
+ * reader or a connected vpcd card: SCARD_ATTR_VALUE(SCARD_CLASS_VENDOR_DEFINED,
+ * 0x7A01/0x7A02). Both are NUL-terminated strings; IFD_ERROR_TAG
+ * (SCARD_E_UNSUPPORTED_FEATURE) when the slot has no remote reader or card. */
+#define VCCID_ATTR_REMOTE_NAME 0x00077A01u   /* the name the client gave in ReaderAdd;
+					      * "vpcd", or "vpcd-connect" when vccid
+					      * connected to the card */
 #define VCCID_ATTR_REMOTE_PEER 0x00077A02u   /* "ADDRESS:PORT" or "unix" */
 
 #endif
