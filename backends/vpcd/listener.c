@@ -42,7 +42,8 @@ struct conn {
 	bool inserted;
 	long long accepted_ms;
 	long long partial_since_ms;
-	long long quiet_until_ms;    /* left out of the poll until then */
+	long long quiet_until_ms;    /* polled only for the peer closing until then */
+	bool hangup;                 /* it closed during an exchange: left out until then */
 };
 
 struct port {
@@ -189,13 +190,15 @@ static void insert_card(struct port *port)
 		  port->reader, port->index);
 }
 
-static void serve_conn(struct port *port, long long now)
+static void serve_conn(struct port *port, long long now, bool hangup)
 {
 	struct conn *conn = port->conn;
 	int rv = vccid_vpcd_card_serve(conn->card);
 
 	if (rv == VCCID_EBUSY) {
-		conn->quiet_until_ms = now + EXCHANGE_QUIET_MS;
+		/* The peer closed as an exchange ended: look again soon, not after the quiet. */
+		conn->quiet_until_ms = now + (hangup ? 1 : EXCHANGE_QUIET_MS);
+		conn->hangup = hangup;
 		return;
 	}
 	if (rv < 0) {
@@ -269,16 +272,18 @@ static size_t build_poll(struct pollfd *fds, struct port **owner, bool *is_conn,
 		}
 		if (conn == NULL)
 			continue;
-		if (vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS > now) {
+		if (conn->quiet_until_ms > now && conn->hangup)
+			continue;
+		fds[n] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
+		if (conn->quiet_until_ms > now ||
+		    vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS > now) {
 			long long quiet = vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS;
 
 			if (next < 0 || quiet < next)
 				next = quiet;
-			continue;
+			/* Not woken by answers, but by the peer closing: a removal is seen at once. */
+			fds[n].events = POLLRDHUP;
 		}
-		if (conn->quiet_until_ms > now)
-			continue;
-		fds[n] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
 		owner[n] = port;
 		is_conn[n++] = true;
 	}
@@ -318,12 +323,12 @@ static void *listener_loop(void *arg)
 			continue;   /* ports changed while polling: the descriptors may be others */
 		now = vccid_now_ms();
 		for (i = 1; i < n; i++) {
-			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!(fds[i].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
 				continue;
 			if (!is_conn[i])
 				accept_conn(owner[i]);
 			else if (owner[i]->conn != NULL && owner[i]->conn->fd == fds[i].fd)
-				serve_conn(owner[i], now);
+				serve_conn(owner[i], now, fds[i].revents & POLLRDHUP);
 		}
 	}
 	pthread_mutex_unlock(&vpcd_lock);
