@@ -463,6 +463,32 @@ def conf_ffff(port, reader):
     check(wait_state(reader, False, 5000), "the card leaves when it disconnects")
 
 
+def conf_close_after_apdu(port, reader, trials=5):
+    """A card that closes right after an answer (a removal): PC/SC sees it at once, not after
+    the listener's quiet time after an exchange (50 ms). Median of TRIALS."""
+    took = []
+    for _ in range(trials):
+        card, conn = inserted_card(port, reader)
+        conn.transmit(GET_DATA)
+        hr, ctx = SCardEstablishContext(SCARD_SCOPE_USER)
+        hr, states = SCardGetStatusChange(ctx, 0, [(reader, SCARD_STATE_UNAWARE)])
+        state = states[0][1] & ~0x2
+        t0 = time.monotonic()
+        card.close()
+        hr, states = SCardGetStatusChange(ctx, 5000, [(reader, state)])
+        took.append(time.monotonic() - t0)
+        SCardReleaseContext(ctx)
+        check(wait_state(reader, False, 5000), "the card leaves its slot")
+        try:
+            conn.disconnect()
+        except Exception:
+            pass
+    took.sort()
+    check(took[len(took) // 2] < 0.030, "closed right after an answer: removal seen in %.1f ms "
+          "(median of %d, < 30 ms)" % (took[len(took) // 2] * 1000, trials),
+          ["%.1f" % (t * 1000) for t in took])
+
+
 def conf_flood(port, reader, ports, count=300, at_once=40):
     """COUNT connections to PORTS (AT_ONCE open at most): closed at once, garbage, half a
     frame, or held without an answer for 0.3 s; then a card on PORT works."""
@@ -527,7 +553,7 @@ def conf_flood(port, reader, ports, count=300, at_once=40):
     check(wait_state(reader, False, 5000), "and leaves when it disconnects")
 
 
-CONFORMANCE = ["power", "lie_close", "lie_stall", "mid_frame", "zero", "one_byte", "trailing",
+CONFORMANCE = ["power", "close_after_apdu", "lie_close", "lie_stall", "mid_frame", "zero", "one_byte", "trailing",
                "bad_atr", "ffff", "flood"]
 
 
