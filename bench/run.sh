@@ -11,7 +11,8 @@
 #   (key=value lines; results-latest.txt points at it) and prints a summary table.
 #
 # Environment:
-#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd vscard")
+#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd vscard
+#                        vpcdhost")
 #   BENCH_SERVER_CPU     CPU for pcscd and its threads (default 0)
 #   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
 #   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
@@ -23,6 +24,11 @@
 #   BENCH_NOQA_COUNT     APDUs through vpcd without QUICKACK, 44 ms each (default 50)
 #   BENCH_EXT_COUNT      64 KiB extended APDUs per run in the vscard part (default 200)
 #   BENCH_VSCARD_PORT    port of vccid's VSCard listener (default 35990; private loopback)
+#   BENCH_VPCD_EVENT_ROUNDS  insertion/removal rounds through Debian's vpcd in the vpcdhost
+#                        part (default 30: each takes up to 800 ms of presence polling)
+#   BENCH_VICC_COUNT     APDUs from stock vicc through vccid in the vpcdhost part (default 300;
+#                        through vpcd: BENCH_NOQA_COUNT, 44 ms each)
+#   BENCH_SCRIPT_RUNS    hyperfine runs of the 20-APDU opensc-tool script (default 10)
 #   BENCH_SERVER_TIMEOUT seconds any one pcscd may live (default 600)
 #   VCCID_DRIVER         driver (default BUILDDIR/ifdhandler/.libs/libvccid.so)
 #   VCCID_MKDB           NSS database maker (default SRCDIR/tools/vccid-mkdb)
@@ -40,7 +46,7 @@ SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$SRCDIR/bench/lib.sh"
 bench_args "$@"
 
-PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard}
+PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard vpcdhost}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
 COUNT=${BENCH_COUNT:-5000}
@@ -53,11 +59,14 @@ NOQA_COUNT=${BENCH_NOQA_COUNT:-50}
 EXT_COUNT=${BENCH_EXT_COUNT:-200}
 VSCARD_PORT=${BENCH_VSCARD_PORT:-35990}
 SERVER_TIMEOUT=${BENCH_SERVER_TIMEOUT:-600}
+VPCD_EVENT_ROUNDS=${BENCH_VPCD_EVENT_ROUNDS:-30}
+VICC_COUNT=${BENCH_VICC_COUNT:-300}
+SCRIPT_RUNS=${BENCH_SCRIPT_RUNS:-10}
 CLIENT_TIMEOUT=300
 DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
 MKDB=${VCCID_MKDB:-$SRCDIR/tools/vccid-mkdb}
 VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)/serial/libifdvpcd.so
-for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
+for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU VPCD_EVENT_ROUNDS VICC_COUNT SCRIPT_RUNS; do
 	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 for t in unshare taskset timeout mount; do
@@ -115,6 +124,8 @@ find_or_build APDU_BENCH apdu-bench "$B/apdu-bench.c" "$B/stats.c"
 find_or_build EVENT_BENCH event-bench "$B/event-bench.c" "$B/stats.c" "$B/watch.c"
 find_or_build VPCD_CARD vpcd-card "$B/vpcd-card.c" "$B/stats.c" "$B/tcp.c"
 find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
+find_or_build VPCD_EVENT vpcd-event-bench "$B/vpcd-event-bench.c" "$B/stats.c" "$B/watch.c" \
+	"$B/tcp.c" -lpthread
 PCSC_WAIT=$(pcscd_ns_helper pcsc-wait "$BUILDDIR" "$SRCDIR" "$WORK/bin") || die "cannot build pcsc-wait"
 # The VSCard clients use vccid's own codec.
 VS=(-I"$SRCDIR" "$SRCDIR/backends/vscard/proto.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread)
@@ -125,6 +136,7 @@ VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
 export VSCARD_CARD VSCARD_EVENT VCCID_SHARE VSCARD_PORT EXT_COUNT
 export COUNT WARMUP EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT CLIENT_TIMEOUT
+export VPCD_EVENT VPCD_EVENT_ROUNDS VICC_COUNT SCRIPT_RUNS
 
 record() { printf '%s\n' "$*" >>"$RESULTS"; }
 # field LINE KEY: the value of KEY=value in a result line.
@@ -331,6 +343,70 @@ body_vscard_share() {
 	return "$rc"
 }
 
+
+# ---- vpcdhost: vccid's vpcd backend against Debian's vpcd, the same card on both; the
+# reader is "Virtual PCD 00 00" either way (the package's reader.conf entry, LIBPATH changed
+# for vccid), the card connects to 127.0.0.1:35963.
+
+# body_vpcdhost_apdu RUN WHO: the C card client (bench/vpcd-card, TCP_QUICKACK re-armed).
+body_vpcdhost_apdu() {
+	local run=$1 who=$2 rc
+	card_start "vpcdhost-card-$who" "$VPCD_CARD" -p 35963
+	if "$PCSC_WAIT" -q -n 2 -c 1 -t 20000 -p "$CARD_PID"; then
+		apdu_run "apdu.vpcdhost who=$who run=$run" -r "Virtual PCD 00 00"
+		rc=$?
+	else
+		echo "vpcd-card did not bring a card" >&2
+		rc=1
+	fi
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
+# body_vpcdhost_events WHO ROUNDS: a card connects and answers GET ATR, then closes.
+body_vpcdhost_events() {
+	local out rc
+	out=$(client "$VPCD_EVENT" -p 35963 -r "Virtual PCD 00 00" -n "$2" -T 3000)
+	rc=$?
+	[ -n "$out" ] && record "event.vpcdhost who=$1 $out"
+	return "$rc"
+}
+
+# The 20-APDU script of the vicc measurements (vicc 3.3's ISO 7816 card answers them all;
+# SELECT with P2 00 would kill it).
+VICC_SCRIPT="00A4000C023F00 00B0000010 00CA010100 00A4020C022F00 00A4020C020101 00B0000001
+0020008100 0084000008 00A4000C023F00 00CA9F7F00"
+VICC_SCRIPT="$VICC_SCRIPT $VICC_SCRIPT"
+export VICC_SCRIPT
+
+# body_vpcdhost_vicc WHO COUNT: stock vicc (Debian's vsmartcard-vpicc, no QUICKACK): COUNT
+# SELECT MF round trips, then the wall time of "opensc-tool -s" with the 20-APDU script.
+body_vpcdhost_vicc() {
+	local who=$1 count=$2 rc=0 csv=$WORK/hyperfine-vicc-$1.csv cmd a line
+	card_start "vicc-$who" env PYTHONPATH="/usr/lib/python3/site-packages/virtualsmartcard:$WORK/vicc-shim" \
+		/usr/bin/python3 /usr/bin/vicc -t iso7816 -H 127.0.0.1 -P 35963
+	if ! "$PCSC_WAIT" -q -n 2 -c 1 -t 30000 -p "$CARD_PID"; then
+		echo "vicc did not bring a card" >&2
+		card_stop "$CARD_PID"
+		return 1
+	fi
+	COUNT=$count WARMUP=5 apdu_run "apdu.vicc who=$who" -a 00A4000C023F00 -r "Virtual PCD 00 00" ||
+		rc=1
+	cmd="opensc-tool -r 0"
+	for a in $VICC_SCRIPT; do cmd="$cmd -s $a"; done
+	client $cmd >"$WORK/vicc-script-$who.txt" 2>&1 || rc=1
+	record "script.vicc.check who=$who answers=$(grep -c '^Received' "$WORK/vicc-script-$who.txt")"
+	if client hyperfine -N --warmup 1 --runs "$SCRIPT_RUNS" --export-csv "$csv" "$cmd" \
+		>"$WORK/hyperfine-vicc-$who.txt" 2>&1; then
+		line=$(awk -F, 'NR == 2 {printf "runs='"$SCRIPT_RUNS"' mean_ms=%.2f stddev_ms=%.2f median_ms=%.2f min_ms=%.2f max_ms=%.2f", $2*1000, $3*1000, $4*1000, $7*1000, $8*1000}' "$csv")
+		record "script.vicc who=$who apdus=20 $line"
+	else
+		rc=1
+	fi
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
 for f in $(declare -F | awk '{print $3}'); do
 	export -f "${f?}"
 done
@@ -496,6 +572,48 @@ if has_part vscard && [ $have_vccid = 1 ]; then
 	fi
 fi
 
+
+if has_part vpcdhost && [ $have_vccid = 1 ]; then
+	if [ ! -f "$VPCD_DRIVER" ] || ! command -v ip >/dev/null; then
+		record "skipped vpcdhost reason=no-vpcd-or-ip"
+	else
+		for d in vpcd vccid; do
+			mkdir -p "$WORK/conf-vpcdhost-$d"
+			lib=$VPCD_DRIVER
+			[ $d = vccid ] && lib=$DRIVER
+			printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH %s\nCHANNELID 0x8C7B\n' \
+				"$lib" >"$WORK/conf-vpcdhost-$d/vpcd"
+		done
+		export SESSION_NET=1
+		for ((r = 1; r <= VS_REPEAT; r++)); do
+			say "vpcd protocol: vccid's vpcd backend vs vpcd, run $r/$VS_REPEAT"
+			session vpcdhost-vccid-$r "$WORK/conf-vpcdhost-vccid" 2 0 body_vpcdhost_apdu "$r" vccid ||
+				fail "vpcdhost vccid run $r"
+			session vpcdhost-vpcd-$r "$WORK/conf-vpcdhost-vpcd" 2 0 body_vpcdhost_apdu "$r" vpcd ||
+				fail "vpcdhost vpcd run $r"
+		done
+		say "vpcd protocol: insertion/removal ($EVENT_ROUNDS rounds vccid, $VPCD_EVENT_ROUNDS vpcd)"
+		session vpcdhost-events-vccid "$WORK/conf-vpcdhost-vccid" 2 0 body_vpcdhost_events vccid \
+			"$EVENT_ROUNDS" || fail "vpcdhost events vccid"
+		session vpcdhost-events-vpcd "$WORK/conf-vpcdhost-vpcd" 2 0 body_vpcdhost_events vpcd \
+			"$VPCD_EVENT_ROUNDS" || fail "vpcdhost events vpcd"
+		if [ -x /usr/bin/vicc ] && [ -d /usr/lib/python3/dist-packages/Cryptodome ] &&
+			command -v hyperfine >/dev/null && command -v opensc-tool >/dev/null; then
+			# vicc imports PyCrypto's name: pycryptodome under it (see FACTS / README).
+			mkdir -p "$WORK/vicc-shim"
+			ln -sfn /usr/lib/python3/dist-packages/Cryptodome "$WORK/vicc-shim/Crypto"
+			say "stock vicc through vccid ($VICC_COUNT APDUs) and through vpcd ($NOQA_COUNT APDUs)"
+			session vpcdhost-vicc-vccid "$WORK/conf-vpcdhost-vccid" 2 0 body_vpcdhost_vicc vccid \
+				"$VICC_COUNT" || fail "vpcdhost vicc vccid"
+			session vpcdhost-vicc-vpcd "$WORK/conf-vpcdhost-vpcd" 2 0 body_vpcdhost_vicc vpcd \
+				"$NOQA_COUNT" || fail "vpcdhost vicc vpcd"
+		else
+			record "skipped vpcdhost.vicc reason=no-vicc-pycryptodome-hyperfine-or-opensc-tool"
+		fi
+		unset SESSION_NET
+	fi
+fi
+
 # ---------------------------------------------------------------- summary
 
 # median of the numbers on stdin
@@ -528,6 +646,17 @@ vs_ratio vscard_vpcd_1 'apdu\.vscard run=[0-9]*' 'apdu\.vpcdq run=[0-9]*'
 vs_ratio vscard_vpcd_2 'conc\.vscard2 run=[0-9]*' 'conc\.vpcd2 run=[0-9]*'
 vs_ratio vscard_vpcd_2x2 'conc\.vscard2x2 run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
 vs_ratio vscard4_vpcd_2x2 'conc\.vscard4 mode=per run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
+# vccid's vpcd backend against vpcd (the same C card client): target <= 0.80 at the median.
+vh_a=$(runs_field 'apdu\.vpcdhost who=vccid run=[0-9]*' median_us)
+vh_b=$(runs_field 'apdu\.vpcdhost who=vpcd run=[0-9]*' median_us)
+vh_c=$(runs_field 'apdu\.vpcdhost who=vccid run=[0-9]*' p99_us)
+vh_d=$(runs_field 'apdu\.vpcdhost who=vpcd run=[0-9]*' p99_us)
+[ -n "$vh_a" ] && [ -n "$vh_b" ] && record "ratio.vpcdhost vccid_median_us=$vh_a vpcd_median_us=$vh_b vccid_p99_us=$vh_c vpcd_p99_us=$vh_d vccid_runs=$(runs_list 'apdu\.vpcdhost who=vccid run=[0-9]*' median_us) vpcd_runs=$(runs_list 'apdu\.vpcdhost who=vpcd run=[0-9]*' median_us) $(awk -v a="$vh_a" -v b="$vh_b" -v c="$vh_c" -v d="$vh_d" 'BEGIN {
+	printf "median=%.3f p99=%.3f target_median=0.80 pass=%s", a / b, c / d, (a / b <= 0.80) ? "yes" : "no" }')"
+evh=$(grep '^event\.vpcdhost who=vccid ' "$RESULTS" | tail -n 1)
+if [ -n "$evh" ]; then
+	record "target.vpcdhost_events insert_p99_us=$(field "$evh" insert_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$evh" insert_p99_us)" 'BEGIN {print (a < 1000) ? "yes" : "no"}')"
+fi
 evs=$(grep '^event\.vscard ' "$RESULTS" | tail -n 1)
 if [ -n "$evs" ]; then
 	record "target.vscard_events insert_p99_us=$(field "$evs" insert_p99_us) remove_p99_us=$(field "$evs" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$evs" insert_p99_us)" -v b="$(field "$evs" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
@@ -596,6 +725,25 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 	for t in floor4 vccid4; do
 		l=$(totals "conc\.$t" | tail -n 1)
 		[ -n "$l" ] && row "4 readers concurrently, $t (all APDUs)" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total"
+	done
+	l=$(line_of 'ratio\.vpcdhost ')
+	if [ -n "$l" ]; then
+		row "vpcd protocol: vccid vpcd backend" "$(field "$l" vccid_median_us)" "$(field "$l" vccid_p99_us)" "run medians $(field "$l" vccid_runs)"
+		row "vpcd protocol: Debian vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" "run medians $(field "$l" vpcd_runs)"
+		row "vpcd protocol: ratio vccid / vpcd" "$(field "$l" median)" "$(field "$l" p99)" "target median <= 0.80: $(field "$l" pass)"
+	fi
+	for who in vccid vpcd; do
+		l=$(grep "^event\.vpcdhost who=$who " "$RESULTS" | tail -n 1)
+		[ -n "$l" ] || continue
+		row "vpcd insertion, $who (connect -> event)" "$(field "$l" insert_median_us)" "$(field "$l" insert_p99_us)" "mean $(field "$l" insert_mean_us) us, max $(field "$l" insert_max_us), n=$(field "$l" insert_n)"
+		row "vpcd insertion, $who (ATR written -> event)" "$(field "$l" atr_median_us)" "$(field "$l" atr_p99_us)" "mean $(field "$l" atr_mean_us) us"
+		row "vpcd removal, $who (close -> event)" "$(field "$l" remove_median_us)" "$(field "$l" remove_p99_us)" "mean $(field "$l" remove_mean_us) us, missed $(field "$l" missed)"
+	done
+	for who in vccid vpcd; do
+		l=$(totals "apdu\.vicc who=$who" | tail -n 1)
+		[ -n "$l" ] && row "stock vicc per APDU, $who" "$(field "$l" median_us)" "$(field "$l" p99_us)" "n=$(field "$l" n)"
+		l=$(line_of "script\.vicc who=$who ")
+		[ -n "$l" ] && row "opensc-tool -s, 20 APDUs to vicc, $who" "" "" "wall: median $(field "$l" median_ms) ms, mean $(field "$l" mean_ms) +- $(field "$l" stddev_ms), $(field "$l" runs) runs"
 	done
 	grep '^\(skipped\|error\) ' "$RESULTS" | sed 's/^/note: /'
 	echo

@@ -79,3 +79,12 @@ int stats_option_count(const char *prog, const char *what, const char *s, unsign
 	fprintf(stderr, "%s: %s must be %lu..%lu, not '%s'\n", prog, what, lo, hi, s);
 	return -1;
 }
+
+void stats_print_fields(const char *what, uint64_t *ns, size_t n)
+{
+	struct stats_summary s;
+
+	stats_summarise(ns, n, &s);
+	printf(" %s_n=%zu %s_median_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f %s_mean_us=%.1f",
+	       what, s.n, what, s.median_us, what, s.p99_us, what, s.max_us, what, s.mean_us);
+}

@@ -17,6 +17,10 @@ uint64_t stats_now_ns(void);
 /** Summarises @p n samples in nanoseconds. Sorts @p ns in place (caller-owned). */
 void stats_summarise(uint64_t *ns, size_t n, struct stats_summary *out);
 
+/** Prints " WHAT_n=.. WHAT_median_us=.. WHAT_p99_us=.. WHAT_max_us=.. WHAT_mean_us=.."
+ *  for @p n samples (sorted in place) to standard output: one result line's fields. */
+void stats_print_fields(const char *what, uint64_t *ns, size_t n);
+
 /** Parses a decimal count in [lo, hi]; returns 0 or -1. */
 int stats_parse_count(const char *s, unsigned long lo, unsigned long hi, unsigned long *out);
 /* stats_parse_count for an option: on failure prints "PROG: WHAT must be LO..HI" to stderr. */

@@ -21,15 +21,6 @@ static const uint8_t card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
 
 /* What the watcher thread saw last. */
 
-static void print_line(const char *what, uint64_t *ns, size_t n)
-{
-	struct stats_summary s;
-
-	stats_summarise(ns, n, &s);
-	printf(" %s_n=%zu %s_median_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f %s_mean_us=%.1f",
-	       what, s.n, what, s.median_us, what, s.p99_us, what, s.max_us, what, s.mean_us);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vscard-event-bench -p PORT [-H HOST] [-r READER] [-n ROUNDS] [-T TIMEOUT_MS]\n"
@@ -161,8 +152,8 @@ done:
 	close(fd);
 
 	printf("reader=\"%s\" rounds=%lu missed=%lu", reader, r, missed);
-	print_line("insert", ins, nins);
-	print_line("remove", rem, nrem);
+	stats_print_fields("insert", ins, nins);
+	stats_print_fields("remove", rem, nrem);
 	printf("\n");
 	if (missed > 0 || nins == 0 || nrem == 0)
 		status = 1;

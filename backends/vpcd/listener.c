@@ -50,7 +50,8 @@ struct conn {
 	bool inserted;               /* put into the slot by this thread, not taken out since */
 	long long ready_ms;          /* when the first ATR came; 0 before */
 	long long partial_since_ms;
-	long long quiet_until_ms;    /* left out of the poll until then */
+	long long quiet_until_ms;    /* polled only for the peer closing until then */
+	bool hangup;                 /* it closed during an exchange: left out until then */
 };
 
 enum dial_state {
@@ -264,13 +265,15 @@ static void insert_card(struct port *port)
 		  port->reader, port->index);
 }
 
-static void serve_conn(struct port *port, long long now)
+static void serve_conn(struct port *port, long long now, bool hangup)
 {
 	struct conn *conn = port->conn;
 	int rv = vccid_vpcd_card_serve(conn->card);
 
 	if (rv == VCCID_EBUSY) {
-		conn->quiet_until_ms = now + EXCHANGE_QUIET_MS;
+		/* The peer closed as an exchange ended: look again soon, not after the quiet. */
+		conn->quiet_until_ms = now + (hangup ? 1 : EXCHANGE_QUIET_MS);
+		conn->hangup = hangup;
 		return;
 	}
 	if (rv < 0) {
@@ -449,6 +452,7 @@ static size_t build_poll(struct pollfd *fds, struct port **owner, enum poll_kind
 	long long next = check_deadlines(now);
 	struct port *port;
 	size_t n = 1;
+	short events;
 
 	fds[0] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
 	for (port = ports; port != NULL && n + 2 <= MAX_POLL; port = port->next) {
@@ -467,16 +471,21 @@ static size_t build_poll(struct pollfd *fds, struct port **owner, enum poll_kind
 		}
 		if (conn == NULL)
 			continue;
-		if (vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS > now) {
+		if (conn->quiet_until_ms > now && conn->hangup)
+			continue;
+		events = POLLIN;
+		if (conn->quiet_until_ms > now ||
+		    vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS > now) {
 			long long quiet = vccid_vpcd_card_last_exchange(conn->card) + EXCHANGE_QUIET_MS;
 
+			if (conn->quiet_until_ms > quiet)
+				quiet = conn->quiet_until_ms;
 			if (next < 0 || quiet < next)
 				next = quiet;
-			continue;
+			/* Not woken by answers, but by the peer closing: a removal is seen at once. */
+			events = POLLRDHUP;
 		}
-		if (conn->quiet_until_ms > now)
-			continue;
-		poll_add(fds, owner, kind, &n, conn->fd, POLLIN, port, POLL_CONN);
+		poll_add(fds, owner, kind, &n, conn->fd, events, port, POLL_CONN);
 	}
 	*timeout = next < 0 ? -1 : (next > now ? (int)(next - now) : 0);
 	return n;
@@ -519,7 +528,7 @@ static void *listener_loop(void *arg)
 		for (i = 1; i < n; i++) {
 			struct port *port = owner[i];
 
-			if (!(fds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR)))
+			if (!(fds[i].revents & (POLLIN | POLLOUT | POLLRDHUP | POLLHUP | POLLERR)))
 				continue;
 			switch (kind[i]) {
 			case POLL_LISTEN:
@@ -532,7 +541,7 @@ static void *listener_loop(void *arg)
 				break;
 			case POLL_CONN:
 				if (port->conn != NULL && port->conn->fd == fds[i].fd)
-					serve_conn(port, now);
+					serve_conn(port, now, fds[i].revents & POLLRDHUP);
 				break;
 			}
 		}

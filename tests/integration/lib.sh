@@ -460,6 +460,23 @@ vccid_check_idle() {
 	vccid_check "pcscd idles: ${used}% CPU over ${secs} s without clients (< 5%)" [ "$used" -lt 5 ]
 }
 
+# vccid_free_ports N: prints the first of N consecutive TCP ports that are free on
+# 127.0.0.1 now (20000-49999, at most 10 tries); fails if none were found.
+vccid_free_ports() {
+	local n=$1 b _
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		b=$((20000 + RANDOM % 30000))
+		if "${VCCID_PYTHON:-python3}" -c "
+import socket
+for p in range($b, $b + $n):
+    socket.socket().bind(('127.0.0.1', p))" 2>/dev/null; then
+			echo "$b"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # ---------------------------------------------------------------- vsmartcard's vicc
 
 VCCID_VPCD_DRIVER=${VCCID_VPCD_DRIVER:-/usr/lib/pcsc/drivers/serial/libifdvpcd.so}
