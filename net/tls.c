@@ -55,6 +55,7 @@ struct vccid_tls {
 	bool saw_first_byte;
 	bool peer_closed;         /* EOF reached the pull function */
 	uint8_t first_byte;
+	enum vccid_tls_refusal refusal;
 	size_t rpos, rlen;        /* read-ahead: rbuf[rpos, rpos + rlen) not yet given to GnuTLS */
 	char subject[VCCID_TLS_SUBJECT_MAX];
 	char why[VCCID_TLS_WHY_SIZE];
@@ -468,23 +469,32 @@ static void status_reason(struct vccid_tls *t, unsigned status, const char *whos
 {
 	static const struct {
 		unsigned bit;
+		enum vccid_tls_refusal kind;
 		const char *what;
 	} reasons[] = {
-		{ GNUTLS_CERT_SIGNER_NOT_FOUND, "not signed by a trusted CA" },
-		{ GNUTLS_CERT_SIGNER_NOT_CA, "signed by a certificate that is not a CA" },
-		{ GNUTLS_CERT_EXPIRED, "expired" },
-		{ GNUTLS_CERT_NOT_ACTIVATED, "not yet valid" },
-		{ GNUTLS_CERT_REVOKED, "revoked" },
-		{ GNUTLS_CERT_UNEXPECTED_OWNER, "issued to another name" },
-		{ GNUTLS_CERT_INSECURE_ALGORITHM, "signed with an insecure algorithm" },
-		{ GNUTLS_CERT_SIGNATURE_FAILURE, "with a bad signature" },
-		{ GNUTLS_CERT_PURPOSE_MISMATCH, "not meant for this use" },
+		{ GNUTLS_CERT_SIGNER_NOT_FOUND, VCCID_TLS_REFUSAL_UNTRUSTED,
+		  "not signed by a trusted CA" },
+		{ GNUTLS_CERT_SIGNER_NOT_CA, VCCID_TLS_REFUSAL_UNTRUSTED,
+		  "signed by a certificate that is not a CA" },
+		{ GNUTLS_CERT_EXPIRED, VCCID_TLS_REFUSAL_EXPIRED, "expired" },
+		{ GNUTLS_CERT_NOT_ACTIVATED, VCCID_TLS_REFUSAL_NOT_YET_VALID, "not yet valid" },
+		{ GNUTLS_CERT_REVOKED, VCCID_TLS_REFUSAL_UNTRUSTED, "revoked" },
+		{ GNUTLS_CERT_UNEXPECTED_OWNER, VCCID_TLS_REFUSAL_SUBJECT,
+		  "issued to another name" },
+		{ GNUTLS_CERT_INSECURE_ALGORITHM, VCCID_TLS_REFUSAL_UNTRUSTED,
+		  "signed with an insecure algorithm" },
+		{ GNUTLS_CERT_SIGNATURE_FAILURE, VCCID_TLS_REFUSAL_UNTRUSTED,
+		  "with a bad signature" },
+		{ GNUTLS_CERT_PURPOSE_MISMATCH, VCCID_TLS_REFUSAL_UNTRUSTED,
+		  "not meant for this use" },
 	};
 	gnutls_datum_t text = { NULL, 0 };
 	size_t i;
 
+	t->refusal = VCCID_TLS_REFUSAL_UNTRUSTED;
 	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
 		if (status & reasons[i].bit) {
+			t->refusal = reasons[i].kind;
 			set_why(t->why, sizeof(t->why), "%s certificate %s", whose,
 				reasons[i].what);
 			return;
@@ -539,11 +549,13 @@ static int check_client(struct vccid_tls *t)
 	if (t->creds->role != VCCID_TLS_SERVER || !t->creds->has_ca)
 		return VCCID_OK;
 	if (t->subject[0] == '\0') {
+		t->refusal = VCCID_TLS_REFUSAL_NO_CERT;
 		set_why(t->why, sizeof(t->why), "no client certificate");
 		return VCCID_EPROTO;
 	}
 	rv = gnutls_certificate_verify_peers3(t->session, NULL, &status);
 	if (rv < 0) {
+		t->refusal = VCCID_TLS_REFUSAL_UNTRUSTED;
 		set_why(t->why, sizeof(t->why), "client certificate unusable: %s",
 			gnutls_strerror(rv));
 		return VCCID_EPROTO;
@@ -553,6 +565,7 @@ static int check_client(struct vccid_tls *t)
 		return VCCID_EPROTO;
 	}
 	if (!subject_allowed(t)) {
+		t->refusal = VCCID_TLS_REFUSAL_SUBJECT;
 		set_why(t->why, sizeof(t->why), "subject not on the tls-subjects list");
 		return VCCID_EPROTO;
 	}
@@ -564,6 +577,7 @@ static int handshake_failure(struct vccid_tls *t, int rv)
 {
 	bool server = t->creds->role == VCCID_TLS_SERVER;
 
+	t->refusal = VCCID_TLS_REFUSAL_OTHER;
 	if (t->saw_first_byte && t->first_byte != TLS_CONTENT_HANDSHAKE &&
 	    (server || t->first_byte != TLS_CONTENT_ALERT)) {
 		if (server)
@@ -572,6 +586,7 @@ static int handshake_failure(struct vccid_tls *t, int rv)
 		else
 			set_why(t->why, sizeof(t->why), "the server does not speak TLS (first byte "
 				"0x%02x)", t->first_byte);
+		t->refusal = VCCID_TLS_REFUSAL_NOT_TLS;
 		return VCCID_EPROTO;
 	}
 	switch (rv) {
@@ -580,11 +595,13 @@ static int handshake_failure(struct vccid_tls *t, int rv)
 	case GNUTLS_E_PUSH_ERROR:
 		set_why(t->why, sizeof(t->why), "connection closed in the TLS handshake%s",
 			!server && !t->saw_first_byte ? " (does the server speak TLS?)" : "");
+		t->refusal = VCCID_TLS_REFUSAL_NONE;
 		return VCCID_EIO;
 	case GNUTLS_E_NO_CERTIFICATE_FOUND:
 	case GNUTLS_E_CERTIFICATE_REQUIRED:
 		set_why(t->why, sizeof(t->why), "%s", server ? "no client certificate" :
 			"the server sent no certificate");
+		t->refusal = VCCID_TLS_REFUSAL_NO_CERT;
 		return VCCID_EPROTO;
 	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
 		status_reason(t, gnutls_session_get_verify_cert_status(t->session),
@@ -658,6 +675,11 @@ int vccid_tls_handshake_until(vccid_tls *t, long long deadline_ms)
 const char *vccid_tls_error(const vccid_tls *t)
 {
 	return t->why;
+}
+
+enum vccid_tls_refusal vccid_tls_refusal(const vccid_tls *t)
+{
+	return t->refusal;
 }
 
 void vccid_tls_peer_subject(const vccid_tls *t, char *buf, size_t size)

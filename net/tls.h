@@ -112,6 +112,22 @@ int vccid_tls_handshake_until(vccid_tls *t, long long deadline_ms);
 /** Why the last call failed (never NULL; "" when nothing failed). */
 const char *vccid_tls_error(const vccid_tls *t);
 
+/* The kind of a refused handshake, e.g. to rate-limit each kind's log lines apart. */
+enum vccid_tls_refusal {
+	VCCID_TLS_REFUSAL_NONE,        /* not refused (or failed for another reason: EIO) */
+	VCCID_TLS_REFUSAL_NOT_TLS,     /* the peer sent something else than TLS */
+	VCCID_TLS_REFUSAL_NO_CERT,     /* no client certificate (no server certificate) */
+	VCCID_TLS_REFUSAL_UNTRUSTED,   /* not signed by the CA, or otherwise invalid */
+	VCCID_TLS_REFUSAL_EXPIRED,
+	VCCID_TLS_REFUSAL_NOT_YET_VALID,
+	VCCID_TLS_REFUSAL_SUBJECT,     /* not on the allow-list (or another server name) */
+	VCCID_TLS_REFUSAL_OTHER,       /* no common version or cipher, a bad message, an alert */
+	VCCID_TLS_REFUSAL_KINDS
+};
+
+/** What the handshake was refused for, after it returned VCCID_EPROTO. */
+enum vccid_tls_refusal vccid_tls_refusal(const vccid_tls *t);
+
 /**
  * The peer certificate's subject DN (RFC 4514) into @p buf, "" when the peer
  * sent none. Known once the handshake has read the peer's certificate, so a
@@ -151,7 +167,8 @@ size_t vccid_tls_pending(const vccid_tls *t);
  */
 ssize_t vccid_tls_write(vccid_tls *t, const void *buf, size_t len, long long deadline_ms);
 
-/** All of @p len bytes before @p deadline_ms (< 0: no deadline): 0, VCCID_ETIMEDOUT or VCCID_EIO. */
+/** All of @p len bytes before @p deadline_ms (< 0: no deadline): 0, VCCID_ETIMEDOUT or
+ *  VCCID_EIO. */
 int vccid_tls_write_all(vccid_tls *t, const void *buf, size_t len, long long deadline_ms);
 
 /** Sends close_notify if the socket takes it now (never waits). */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests of net/tls: credentials and their errors, handshakes and refusals, records over socket pairs. */
+/* Unit tests of net/tls: credentials, handshakes and refusals, records over socket pairs. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -240,31 +240,35 @@ struct hs_row {
 	int srv_expect, cli_expect;      /* 1: don't care */
 	const char *why;                 /* in the refusing side's reason */
 	const char *subject;             /* the subject the server saw, NULL: don't care */
+	enum vccid_tls_refusal kind;     /* the refusing side's kind of refusal */
 };
 
 static const struct hs_row hs_rows[] = {
 	{ "good client", "server", "client", { NULL }, "localhost", VCCID_OK, VCCID_OK, NULL,
-	  "CN=alice,O=vccid test" },
+	  "CN=alice,O=vccid test", VCCID_TLS_REFUSAL_NONE },
 	{ "server checked by IP", "server", "client", { NULL }, "127.0.0.1", VCCID_OK, VCCID_OK,
-	  NULL, NULL },
+	  NULL, NULL, VCCID_TLS_REFUSAL_NONE },
 	{ "subject by CN", "server", "client", { "bob", "alice", NULL }, "localhost", VCCID_OK,
-	  VCCID_OK, NULL, NULL },
+	  VCCID_OK, NULL, NULL, VCCID_TLS_REFUSAL_NONE },
 	{ "subject by DN pattern", "server", "client", { "CN=ali*,O=vccid test", NULL },
-	  "localhost", VCCID_OK, VCCID_OK, NULL, NULL },
+	  "localhost", VCCID_OK, VCCID_OK, NULL, NULL, VCCID_TLS_REFUSAL_NONE },
 	{ "subject not on the list", "server", "client", { "bob", "CN=carol*", NULL }, "localhost",
-	  VCCID_EPROTO, 1, "subject not on the tls-subjects list", "CN=alice,O=vccid test" },
+	  VCCID_EPROTO, 1, "subject not on the tls-subjects list", "CN=alice,O=vccid test",
+	  VCCID_TLS_REFUSAL_SUBJECT },
 	{ "no client certificate", "server", "client-noclient", { NULL }, "localhost",
-	  VCCID_EPROTO, 1, "no client certificate", "" },
+	  VCCID_EPROTO, 1, "no client certificate", "", VCCID_TLS_REFUSAL_NO_CERT },
 	{ "client from another CA", "server", "client-otherca", { NULL }, "localhost",
-	  VCCID_EPROTO, 1, "client certificate not signed by a trusted CA", "CN=mallory,O=vccid test" },
+	  VCCID_EPROTO, 1, "client certificate not signed by a trusted CA",
+	  "CN=mallory,O=vccid test", VCCID_TLS_REFUSAL_UNTRUSTED },
 	{ "client expired", "server", "client-expired", { NULL }, "localhost", VCCID_EPROTO, 1,
-	  "client certificate expired", "CN=expired" },
+	  "client certificate expired", "CN=expired", VCCID_TLS_REFUSAL_EXPIRED },
 	{ "client not yet valid", "server", "client-notyet", { NULL }, "localhost", VCCID_EPROTO,
-	  1, "client certificate not yet valid", "CN=notyet" },
+	  1, "client certificate not yet valid", "CN=notyet", VCCID_TLS_REFUSAL_NOT_YET_VALID },
 	{ "server from another CA", "server-otherca", "client", { NULL }, "localhost", 1,
-	  VCCID_EPROTO, "server certificate not signed by a trusted CA", NULL },
+	  VCCID_EPROTO, "server certificate not signed by a trusted CA", NULL,
+	  VCCID_TLS_REFUSAL_UNTRUSTED },
 	{ "server of another name", "server", "client", { NULL }, "example.org", 1, VCCID_EPROTO,
-	  "server certificate issued to another name", NULL },
+	  "server certificate issued to another name", NULL, VCCID_TLS_REFUSAL_SUBJECT },
 };
 
 static void test_handshake(void **state)
@@ -290,6 +294,7 @@ static void test_handshake(void **state)
 
 		if (strstr(why, row->why) == NULL)
 			fail_msg("reason \"%s\" lacks \"%s\"", why, row->why);
+		assert_int_equal(vccid_tls_refusal(row->srv_expect < 0 ? p.srv : p.cli), row->kind);
 	}
 	vccid_tls_peer_subject(p.srv, subject, sizeof(subject));
 	if (row->subject != NULL)
@@ -317,6 +322,7 @@ static void test_plaintext_client(void **state)
 	rv = vccid_tls_handshake(p.srv);
 	assert_int_equal(rv, VCCID_EPROTO);
 	assert_non_null(strstr(vccid_tls_error(p.srv), "not TLS (first byte 0x00)"));
+	assert_int_equal(vccid_tls_refusal(p.srv), VCCID_TLS_REFUSAL_NOT_TLS);
 	/* It stays refused. */
 	assert_int_equal(vccid_tls_handshake(p.srv), VCCID_EPROTO);
 	pair_close(&p);
@@ -461,7 +467,7 @@ static void test_read_deadline(void **state)
 	pair_close(&p);
 }
 
-/* close_notify, a plain EOF, and a record cut short: the reader sees an end, never half a record. */
+/* close_notify, a plain EOF, a record cut short: the reader sees an end, never half a record. */
 static void test_end_of_stream(void **state)
 {
 	uint8_t out[600], in[600];
