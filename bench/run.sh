@@ -118,7 +118,9 @@ find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 PCSC_WAIT=$(pcscd_ns_helper pcsc-wait "$BUILDDIR" "$SRCDIR" "$WORK/bin") || die "cannot build pcsc-wait"
 # The VSCard clients use vccid's own codec.
 VS=(-I"$SRCDIR" "$SRCDIR/backends/vscard/proto.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread)
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "${VS[@]}"
+# vscard-card also speaks TLS (net/tls.c over GnuTLS).
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$SRCDIR/net/tls.c" \
+	"$SRCDIR/corelib/file.c" "$SRCDIR/corelib/clock.c" "${VS[@]}" -lgnutls
 find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/watch.c" "${VS[@]}"
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
