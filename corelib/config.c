@@ -449,12 +449,35 @@ static char **get_reader_list(struct parse_ctx *ctx, const char *group)
 	return names;
 }
 
+/*
+ * A [vscard] address key: "HOST:PORT" (checked), NULL for "none" or an empty value or a
+ * bad address (logged: "no WHAT listener"), @p fallback (copied, may be NULL) when absent.
+ */
+static char *get_listen(struct parse_ctx *ctx, const char *key, const char *fallback,
+			const char *what)
+{
+	char *text = get_string(ctx, GROUP_VSCARD, key);
+	const char *why;
+
+	if (text == NULL)
+		return fallback != NULL ? g_strdup(fallback) : NULL;
+	if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
+		g_free(text);
+		return NULL;
+	}
+	if ((why = check_listen(text)) != NULL) {
+		config_error(ctx, GROUP_VSCARD, key, "'%s' is not HOST:PORT with a port from 1024 "
+			     "to 65535 (%s); no %s listener", SHOW(text), why, what);
+		g_free(text);
+		return NULL;
+	}
+	return text;
+}
+
 /* The TLS endpoint of [vscard]: an address, credentials, an allow-list of subjects. */
 static void parse_vscard_tls(struct parse_ctx *ctx, struct vccid_vscard_config *vs)
 {
 	bool creds;
-	const char *why;
-	char *text;
 
 	vs->tls_dir = get_string(ctx, GROUP_VSCARD, "tls-dir");
 	vs->tls_cert = get_string(ctx, GROUP_VSCARD, "tls-cert");
@@ -462,21 +485,9 @@ static void parse_vscard_tls(struct parse_ctx *ctx, struct vccid_vscard_config *
 	vs->tls_ca = get_string(ctx, GROUP_VSCARD, "tls-ca");
 	vs->tls_subjects = get_list(ctx, GROUP_VSCARD, "tls-subjects");
 	creds = vs->tls_dir != NULL || vs->tls_cert != NULL || vs->tls_key != NULL;
-	text = get_string(ctx, GROUP_VSCARD, "tls-listen");
-	if (text == NULL) {
-		/* Credentials alone open the TLS endpoint on its loopback default. */
-		if (creds)
-			vs->tls_listen = g_strdup(VCCID_VSCARD_DEFAULT_TLS_LISTEN);
-	} else if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
-		g_free(text);
-	} else if ((why = check_listen(text)) != NULL) {
-		config_error(ctx, GROUP_VSCARD, "tls-listen",
-			     "'%s' is not HOST:PORT with a port from 1024 to 65535 (%s); "
-			     "no TLS listener", SHOW(text), why);
-		g_free(text);
-	} else {
-		vs->tls_listen = text;
-	}
+	/* Credentials alone open the TLS endpoint on its loopback default. */
+	vs->tls_listen = get_listen(ctx, "tls-listen", creds ? VCCID_VSCARD_DEFAULT_TLS_LISTEN : NULL,
+				    "TLS");
 	if (vs->tls_listen != NULL && !creds) {
 		config_error(ctx, GROUP_VSCARD, "tls-listen", "needs tls-dir, or tls-cert and "
 			     "tls-key; no TLS listener");
@@ -492,7 +503,6 @@ static void parse_vscard(struct parse_ctx *ctx)
 					     "tls-listen", "tls-dir", "tls-cert", "tls-key", "tls-ca",
 					     "tls-subjects", NULL };
 	struct vccid_vscard_config *vs = &ctx->config->vscard;
-	const char *why;
 	char *text;
 	unsigned value;
 
@@ -513,21 +523,9 @@ static void parse_vscard(struct parse_ctx *ctx)
 		g_clear_pointer(&vs->unix_socket, g_free);
 	}
 	parse_vscard_tls(ctx, vs);
-	text = get_string(ctx, GROUP_VSCARD, "listen");
-	if (text == NULL) {
-		/* The plaintext default only when nothing else is asked for. */
-		if (vs->unix_socket == NULL && vs->tls_listen == NULL)
-			vs->listen = g_strdup(VCCID_VSCARD_DEFAULT_LISTEN);
-	} else if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
-		g_free(text);
-	} else if ((why = check_listen(text)) != NULL) {
-		config_error(ctx, GROUP_VSCARD, "listen",
-			     "'%s' is not HOST:PORT with a port from 1024 to 65535 (%s); "
-			     "no TCP listener", SHOW(text), why);
-		g_free(text);
-	} else {
-		vs->listen = text;
-	}
+	/* The plaintext default only when nothing else is asked for. */
+	vs->listen = get_listen(ctx, "listen", vs->unix_socket == NULL && vs->tls_listen == NULL
+				? VCCID_VSCARD_DEFAULT_LISTEN : NULL, "TCP");
 	vs->unix_owner = get_string(ctx, GROUP_VSCARD, "unix-owner");
 	text = get_string(ctx, GROUP_VSCARD, "unix-mode");
 	if (text != NULL) {

@@ -612,7 +612,7 @@ static void test_vscard_settings(void **state)
 	config = load("[vscard]\nlisten = [::1]:40000\n");
 	assert_int_equal(config->n_errors, 0);
 	assert_string_equal(config->vscard.listen, "[::1]:40000");
-	vccid_config_free(config);	assert_null(config->vscard.tls_listen);
+	assert_null(config->vscard.tls_listen);
 	vccid_config_free(config);
 }
 
