@@ -459,8 +459,15 @@ static void read_subject(struct vccid_tls *t)
 	if (certs == NULL || n == 0 || gnutls_x509_crt_init(&crt) < 0)
 		return;
 	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
-	    gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0)
+	    gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0) {
+		size_t i;
+
 		snprintf(t->subject, sizeof(t->subject), "%.*s", (int)dn.size, (char *)dn.data);
+		/* A refused peer's certificate is anybody's text: no control bytes in logs. */
+		for (i = 0; t->subject[i] != '\0'; i++)
+			if ((unsigned char)t->subject[i] < 0x20 || t->subject[i] == 0x7F)
+				t->subject[i] = '?';
+	}
 	gnutls_free(dn.data);
 	gnutls_x509_crt_deinit(crt);
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* VSCard transport: TCP, TLS and unix sockets, one poll thread, limits on connections and stalls. */
+/* VSCard transport: TCP, TLS and unix sockets, one poll thread, limits on connections, stalls. */
 #define _GNU_SOURCE   /* pipe2 */
 #include "listener.h"
 
