@@ -31,14 +31,18 @@
 #define BACKOFF_START_MS 500
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define CLOSE_WAIT_MS 1000                 /* goodbye answers; never longer than 1 s */
+#define LISTEN_PAUSE_MS 1000               /* out of descriptors: accept again after this */
 #define COMMAND_LINE_MAX 256
 
 static const char usage_text[] =
 	"Usage: " PROG " [OPTION]... HOST:PORT\n"
 	"       " PROG " [OPTION]... unix:PATH\n"
+	"       " PROG " [OPTION]... --listen HOST:PORT|unix:PATH\n"
 	"\n"
 	"Shares a smart card with a VSCard host: vccid's listener inside pcscd or\n"
-	"QEMU's ccid-card-passthru device. The card is emulated by libcacard, either\n"
+	"QEMU's ccid-card-passthru device. It connects to the host, or with --listen\n"
+	"waits for the host to connect (QEMU with a client chardev, server=off: libvirt's\n"
+	"<source mode='connect'>). The card is emulated by libcacard, either\n"
 	"as a soft CAC card made of three certificates (and their keys) from an NSS\n"
 	"database, or from a real card NSS sees on this host (--hardware).\n"
 	"\n"
@@ -59,6 +63,13 @@ static const char usage_text[] =
 	"                         name contains TEXT (default: the first one found)\n"
 	"\n"
 	"Connection:\n"
+	"  -l, --listen ADDR      wait for hosts on ADDR (HOST:PORT, [V6]:PORT or\n"
+	"                         unix:PATH) instead of connecting: one host at a time\n"
+	"                         (another that connects meanwhile is refused and\n"
+	"                         logged), the next may come when it leaves; the card\n"
+	"                         stays. Use a loopback address or a unix socket (mode\n"
+	"                         0600): VSCard has no authentication, and 0.0.0.0 or\n"
+	"                         [::] is logged as a warning\n"
 	"      --no-reconnect     exit (status 1) when the host cannot be reached or\n"
 	"                         goes away, instead of reconnecting\n"
 	"      --retry-max SECS   cap of the reconnect backoff: 0.5 s, doubling up to\n"
@@ -90,7 +101,8 @@ static const char usage_text[] =
 	"Examples:\n"
 	"  " PROG " -d sql:/var/lib/vccid/nssdb -c alice-id,alice-sign,alice-enc \\\n"
 	"      -n alice 127.0.0.1:35963\n"
-	"  " PROG " --hardware -d sql:/etc/pki/nssdb unix:/run/vccid/vscard.sock\n";
+	"  " PROG " --hardware -d sql:/etc/pki/nssdb unix:/run/vccid/vscard.sock\n"
+	"  " PROG " -d sql:DB -c id,sign,enc --listen unix:/run/vccid-share/vm1.sock\n";
 
 /* ---------------------------------------------------------------- options and logging */
 
@@ -101,6 +113,8 @@ struct options {
 	const char *reader_filter;
 	bool hardware;
 	bool reconnect;
+	bool reconnect_given;    /* --no-reconnect or --retry-max: connecting only */
+	bool listen;             /* --listen: target is where we listen */
 	unsigned retry_max_ms;
 	int verbose;
 	struct vccid_share_target target;
@@ -224,10 +238,19 @@ static void check_args(int argc, char **argv)
 {
 	char why[320];
 
-	if (argc - optind != 1)
-		usage_error("expected one HOST:PORT or unix:PATH argument, got %d", argc - optind);
-	if (vccid_share_target_parse(argv[optind], &opt.target, why, sizeof(why)) != VCCID_OK)
-		usage_error("%s", why);
+	if (opt.listen) {
+		if (argc - optind != 0)
+			usage_error("--listen takes the address: no HOST:PORT argument too");
+		if (opt.reconnect_given)
+			usage_error("--no-reconnect and --retry-max are for connecting, not --listen");
+	} else {
+		if (argc - optind != 1)
+			usage_error("expected one HOST:PORT or unix:PATH argument, got %d",
+				    argc - optind);
+		if (vccid_share_target_parse(argv[optind], &opt.target, why, sizeof(why)) !=
+		    VCCID_OK)
+			usage_error("%s", why);
+	}
 	if (opt.hardware) {
 		if (opt.certs != NULL)
 			usage_error("--hardware and --certs exclude each other");
@@ -250,16 +273,18 @@ static void parse_args(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "reader", required_argument, NULL, 'r' },
 		{ "hardware", no_argument, NULL, OPT_HARDWARE },
+		{ "listen", required_argument, NULL, 'l' },
 		{ "no-reconnect", no_argument, NULL, OPT_NO_RECONNECT },
 		{ "retry-max", required_argument, NULL, OPT_RETRY_MAX },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	char why[320];
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":d:c:n:r:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:c:n:r:l:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			parse_database(optarg);
@@ -279,11 +304,21 @@ static void parse_args(int argc, char **argv)
 		case OPT_HARDWARE:
 			opt.hardware = true;
 			break;
+		case 'l':
+			if (opt.listen)
+				usage_error("--listen given twice");
+			if (vccid_share_target_parse(optarg, &opt.target, why, sizeof(why)) !=
+			    VCCID_OK)
+				usage_error("--listen %s", why);
+			opt.listen = true;
+			break;
 		case OPT_NO_RECONNECT:
 			opt.reconnect = false;
+			opt.reconnect_given = true;
 			break;
 		case OPT_RETRY_MAX:
 			opt.retry_max_ms = parse_retry_max(optarg);
+			opt.reconnect_given = true;
 			break;
 		case 'v':
 			opt.verbose++;
@@ -348,7 +383,12 @@ static struct {
 	int64_t deadline;              /* -1: none */
 	unsigned backoff_ms;
 	unsigned attempt;
-} conn = { .fd = -1, .deadline = 0, .backoff_ms = BACKOFF_START_MS };
+	/* --listen */
+	int listen_fd;
+	int64_t listen_resume;         /* accept again from then (0: now) */
+	struct vccid_net_refusals refusals;
+	char peer[VCCID_NET_PEER_MAX]; /* the host being served */
+} conn = { .fd = -1, .deadline = 0, .backoff_ms = BACKOFF_START_MS, .listen_fd = -1 };
 
 static bool quit_requested;
 static int exit_status;
@@ -369,6 +409,12 @@ static void conn_lost(const char *why)
 	conn_close();
 	if (quit_requested)
 		return;
+	if (opt.listen) {
+		/* The card stays: the next host that connects gets it. */
+		LOG_INFO("%s; waiting for the next host on %s", why, opt.target.text);
+		conn.deadline = -1;
+		return;
+	}
 	if (!opt.reconnect) {
 		LOG_INFO("%s; not reconnecting (--no-reconnect)", why);
 		exit_status = 1;
@@ -386,13 +432,14 @@ static void conn_lost(const char *why)
 
 /*
  * After a client call: a negative result ends the connection (for good when
- * the host refused us); a handshake just completed resets the backoff.
+ * the host we connected to refused us; a host that connected to us only
+ * loses its connection); a handshake just completed resets the backoff.
  */
 static void after_client(int rv, enum vccid_share_state before)
 {
 	const vccid_share_client *c = conn.client;
 
-	if (rv != VCCID_OK && vccid_share_client_fatal(c)) {
+	if (rv != VCCID_OK && vccid_share_client_fatal(c) && !opt.listen) {
 		LOG_INFO("%s", vccid_share_client_why(c));
 		exit_status = 1;
 		quit_requested = true;
@@ -428,6 +475,26 @@ static void conn_open(void)
 	after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
 }
 
+/* --listen: a host connects (or is refused while another is served). */
+static void conn_accept(void)
+{
+	char peer[VCCID_NET_PEER_MAX];
+	int fd = -1;
+	/* Busy from accept to close, the goodbye's wait included. */
+	int rv = vccid_share_transport_accept(conn.listen_fd, conn.fd >= 0, &conn.refusals, &fd,
+					      peer, sizeof(peer));
+
+	if (rv == VCCID_ENOMEM)
+		conn.listen_resume = now_ms() + LISTEN_PAUSE_MS;
+	if (rv != VCCID_OK)
+		return;
+	conn.fd = fd;
+	snprintf(conn.peer, sizeof(conn.peer), "%s", peer);
+	LOG_INFO("host %s connected on %s", peer, opt.target.text);
+	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+	after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+}
+
 static void conn_read(void)
 {
 	enum vccid_share_state before = vccid_share_client_state(conn.client);
@@ -456,9 +523,11 @@ static void cmd_status(void)
 	enum vccid_share_state state = vccid_share_client_state(conn.client);
 	bool present;
 	const char *reader = vccid_share_card_reader(&present);
+	const char *host = !opt.listen ? opt.target.text : conn.fd >= 0 ? conn.peer : "no host";
 
-	LOG_INFO("status: %s to %s, host reader id %d, card %s on the host, libcacard reader %s%s",
-		 vccid_share_state_name(state), opt.target.text,
+	LOG_INFO("status: %s to %s%s%s, host reader id %d, card %s on the host, libcacard reader %s%s",
+		 vccid_share_state_name(state), host, opt.listen ? ", listening on " : "",
+		 opt.listen ? opt.target.text : "",
 		 state == VCCID_SHARE_READY ? (int)vccid_share_client_reader_id(conn.client) : -1,
 		 vccid_share_client_card_on_host(conn.client) ? "present" : "absent",
 		 reader != NULL ? reader : "(none)",
@@ -614,12 +683,26 @@ static int quit_step(void)
 	return 1;
 }
 
+/* The poll timeout: the connection's deadline, or when accepting resumes. */
+static int poll_timeout(void)
+{
+	int64_t now = now_ms(), until = -1;
+
+	if (vccid_share_client_state(conn.client) != VCCID_SHARE_READY && conn.deadline >= 0)
+		until = conn.deadline;
+	if (conn.listen_resume > now && (until < 0 || conn.listen_resume < until))
+		until = conn.listen_resume;
+	if (until < 0)
+		return -1;
+	return until <= now ? 0 : (int)(until - now);
+}
+
 static int run(void)
 {
-	conn.deadline = now_ms();
+	conn.deadline = opt.listen ? -1 : now_ms();
 	for (;;) {
-		struct pollfd p[4];
-		int np = 0, timeout = -1, i_sock = -1, i_stdin = -1, rc;
+		struct pollfd p[5];
+		int np = 0, timeout, i_sock = -1, i_stdin = -1, i_listen = -1, rc;
 		enum vccid_share_state state;
 
 		rc = quit_step();
@@ -637,12 +720,11 @@ static int run(void)
 			i_sock = np;
 			p[np++] = (struct pollfd){ .fd = conn.fd, .events = POLLIN };
 		}
-		state = vccid_share_client_state(conn.client);
-		if (state != VCCID_SHARE_READY && conn.deadline >= 0) {
-			int64_t left = conn.deadline - now_ms();
-
-			timeout = left <= 0 ? 0 : (int)left;
+		if (conn.listen_fd >= 0 && now_ms() >= conn.listen_resume) {
+			i_listen = np;
+			p[np++] = (struct pollfd){ .fd = conn.listen_fd, .events = POLLIN };
 		}
+		timeout = poll_timeout();
 		rc = poll(p, (nfds_t)np, timeout);
 		if (rc < 0 && errno != EINTR) {
 			LOG_INFO("poll: %s", strerror(errno));
@@ -657,6 +739,8 @@ static int run(void)
 				read_commands();
 			if (i_sock >= 0 && conn.fd >= 0 && p[i_sock].revents)
 				conn_read();
+			if (i_listen >= 0 && p[i_listen].revents)
+				conn_accept();
 		}
 		state = vccid_share_client_state(conn.client);
 		if (state != VCCID_SHARE_READY && conn.deadline >= 0 && now_ms() >= conn.deadline &&
@@ -686,6 +770,15 @@ int main(int argc, char **argv)
 		LOG_INFO("cannot start: %s", strerror(errno));
 		return 1;
 	}
+	/* Before the card: a bad address fails fast, and QEMU may connect while NSS starts. */
+	if (opt.listen) {
+		if (vccid_share_transport_listen(&opt.target, &conn.listen_fd) != VCCID_OK) {
+			vccid_share_client_free(conn.client);
+			free(opt.database);
+			return 1;
+		}
+		LOG_INFO("listening on %s for a host (one at a time)", opt.target.text);
+	}
 	card_opts = (struct vccid_share_card_options){
 		.database = opt.database,
 		.certs = opt.certs,
@@ -698,6 +791,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (vccid_share_card_start(&card_opts) != VCCID_OK) {
 		vccid_share_card_stop();
+		vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
 		vccid_share_client_free(conn.client);
 		free(opt.database);
 		return 1;
@@ -709,6 +803,7 @@ int main(int argc, char **argv)
 	LOG_DEBUG("commands from standard input: %s", stdin_active ? "yes" : "no");
 
 	rc = run();
+	vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
 	vccid_share_card_stop();
 	vccid_share_client_free(conn.client);
 	free(opt.database);

@@ -4,15 +4,17 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "corelib/clock.h"
 #include "corelib/error.h"
-#include "net/net.h"
+#include "corelib/log.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define SEND_TIMEOUT_MS 10000
@@ -32,6 +34,74 @@ int vccid_share_target_parse(const char *arg, struct vccid_share_target *t, char
 	return VCCID_OK;
 }
 
+int vccid_share_transport_listen(const struct vccid_share_target *t, int *fd)
+{
+	static const struct vccid_net_listen_opts opts = {
+		.label = VCCID_SHARE_LISTEN_LABEL,
+		.protocol = "VSCard",
+		.exposes = "take this card as a host: send it APDUs, and PINs to try",
+		.unix_mode = 0600,    /* the owner's hosts only: QEMU under another user needs a group */
+	};
+
+	return vccid_net_listen(&t->addr, &opts, fd);
+}
+
+void vccid_share_transport_unlisten(const struct vccid_share_target *t, int fd)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	if (t->is_unix)
+		(void)unlink(t->addr.path);
+}
+
+/* What connect and accept do to a fresh connection to a host. */
+static void tune_socket(int fd, bool tcp)
+{
+	if (tcp) {
+		int one = 1;
+
+		/* No delayed ACK: with it, ~45 ms per APDU instead of ~3 (net/ sets NODELAY). */
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
+}
+
+int vccid_share_transport_accept(int listen_fd, bool busy, struct vccid_net_refusals *refusals,
+				 int *fd_out, char *peer, size_t peer_size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = -1;
+	int rv = vccid_net_accept(listen_fd, VCCID_SHARE_LISTEN_LABEL, &fd, peer, peer_size);
+
+	if (rv == VCCID_EBUSY)
+		return VCCID_ENOENT;
+	if (rv == VCCID_ENOMEM) {
+		vccid_net_log_refusal(refusals, VCCID_SHARE_LISTEN_LABEL, "(queued)",
+				      "out of file descriptors; pausing accept");
+		return rv;
+	}
+	if (rv != VCCID_OK)
+		return rv;
+	if (busy) {
+		/* One host at a time: a second would fight the first over one card. */
+		vccid_net_log_refusal(refusals, VCCID_SHARE_LISTEN_LABEL, peer,
+				      "another host is being served (one at a time)");
+		close(fd);
+		return VCCID_EBUSY;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, VCCID_SHARE_LISTEN_LABEL " peer %s: %s", peer,
+			  strerror(errno));
+		close(fd);
+		return VCCID_EIO;
+	}
+	tune_socket(fd, getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+			    ss.ss_family != AF_UNIX);
+	*fd_out = fd;
+	return VCCID_OK;
+}
+
 int vccid_share_transport_connect(const struct vccid_share_target *t, int wake_fd, int *fd_out,
 				  char *why, size_t why_size)
 {
@@ -46,12 +116,7 @@ int vccid_share_transport_connect(const struct vccid_share_target *t, int wake_f
 		snprintf(why, why_size, "cannot connect to %s: %s", t->text, reason);
 		return rv;
 	}
-	if (!t->is_unix) {
-		int one = 1;
-
-		/* No delayed ACK: with it, ~45 ms per APDU instead of ~3 (net/ sets NODELAY). */
-		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-	}
+	tune_socket(fd, !t->is_unix);
 	*fd_out = fd;
 	return VCCID_OK;
 }
