@@ -157,6 +157,84 @@ vccid_timeout() {
 	timeout -k 5 "${VCCID_CMD_TIMEOUT:-60}" "$@"
 }
 
+# ---------------------------------------------------------------- processes and waiting
+
+# vccid_kill_ours: SIGTERM to the children this shell started and has not reaped (jobs -p),
+# then reaps them. Only our own PIDs: for EXIT traps.
+vccid_kill_ours() {
+	local p
+	for p in $(jobs -p); do
+		kill -TERM "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+}
+
+# vccid_wait_for FILE REGEX SECONDS: until FILE matches REGEX (extended), polled, bounded.
+vccid_wait_for() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# vccid_wait_count FILE FIXED-STRING N SECONDS: until FILE has N lines with the string.
+vccid_wait_count() {
+	local i
+	for ((i = 0; i < $4 * 20; i++)); do
+		[ "$(grep -cF -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# vccid_wait_pid PID SECONDS: waits for our child to end, bounded; its status in
+# VCCID_WAIT_RC (999: still running).
+vccid_wait_pid() {
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		if ! kill -0 "$1" 2>/dev/null; then
+			wait "$1"
+			VCCID_WAIT_RC=$?
+			return 0
+		fi
+		sleep 0.05
+	done
+	VCCID_WAIT_RC=999
+	return 1
+}
+
+# vccid_free_port: a TCP port free on 127.0.0.1 just now (a caller retries if it is taken).
+vccid_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+		2>/dev/null || echo $((20000 + ($$ * 7 + RANDOM) % 20000))
+}
+
+# vccid_tcp_listening PORT: something listens on 127.0.0.1:PORT (ss, else a probe connect).
+vccid_tcp_listening() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
+
+# vccid_qemu_passthru PREFIX CHARDEV [QEMU-ARG]...: starts QEMU paused and without a guest,
+# with usb-ccid and ccid-card-passthru on "-chardev socket,id=vsc,CHARDEV" (QEMU-ARGs, such
+# as a -object tls-creds-x509, come before it); debug output in PREFIX.out, errors in
+# PREFIX.err; it ends itself after 180 s. Its PID in VCCID_QEMU_PID.
+vccid_qemu_passthru() {
+	local prefix=$1 chardev=$2
+	shift 2
+	timeout -k 5 180 "${QEMU:-qemu-system-x86_64}" -machine q35 -nodefaults -nographic -S \
+		-display none -monitor none -serial none "$@" \
+		-device qemu-xhci -device usb-ccid,debug=1 \
+		-chardev "socket,id=vsc,$chardev" -device ccid-card-passthru,chardev=vsc,debug=4 \
+		>"$prefix.out" 2>"$prefix.err" &
+	VCCID_QEMU_PID=$!
+}
+
 # ---------------------------------------------------------------- requirements
 
 # vccid_require_namespace: skip unless we may make a mount namespace with a tmpfs.
