@@ -17,7 +17,7 @@ DEPS=(build-essential autoconf automake libtool pkg-config autoconf-archive
       pcscd libpcsclite-dev libcacard-dev libnss3-dev libnss3-tools libglib2.0-dev
       libcmocka-dev opensc pcsc-tools openssl valgrind util-linux procps file
       python3 python3-pyscard qemu-system-x86 iproute2 busybox-static cpio usbip libccid
-      vsmartcard-vpicc python3-pycryptodome vsmartcard-vpcd)
+      vsmartcard-vpicc python3-pycryptodome vsmartcard-vpcd libgnutls28-dev gnutls-bin)
 
 say() { printf '\n=== %s\n' "$*"; }
 
