@@ -70,6 +70,26 @@ static const char usage_text[] =
 	"                         stays. Use a loopback address or a unix socket (mode\n"
 	"                         0600): VSCard has no authentication, and 0.0.0.0 or\n"
 	"                         [::] is logged as a warning\n"
+	"\n"
+	"TLS (as QEMU's tls-creds-x509 chardevs and libvirt's tls='yes'):\n"
+	"      --tls              speak TLS 1.2 or later to the host. Connecting: the\n"
+	"                         host's certificate must be signed by the CA and\n"
+	"                         carry the host's name; we show our client\n"
+	"                         certificate if we have one. Listening: the host\n"
+	"                         must show a client certificate the CA signed\n"
+	"      --tls-dir DIR      credentials in QEMU's x509 folder layout: ca-cert.pem,\n"
+	"                         and client-cert.pem + client-key.pem (connecting) or\n"
+	"                         server-cert.pem + server-key.pem (--listen)\n"
+	"      --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+	"                         PEM files named one by one (they win over --tls-dir)\n"
+	"      --tls-name NAME    connecting: the name the host's certificate must carry\n"
+	"                         (default: the host in HOST:PORT; for unix:PATH only\n"
+	"                         the chain is checked unless NAME is given)\n"
+	"      --tls-allow SUBJ   listening: take only hosts whose certificate subject\n"
+	"                         (\"CN=qemu1,O=Example\") or common name matches SUBJ\n"
+	"                         (shell wildcards; repeat for more, at most 16)\n"
+	"\n"
+	"Reconnecting:\n"
 	"      --no-reconnect     exit (status 1) when the host cannot be reached or\n"
 	"                         goes away, instead of reconnecting\n"
 	"      --retry-max SECS   cap of the reconnect backoff: 0.5 s, doubling up to\n"
@@ -118,6 +138,7 @@ struct options {
 	unsigned retry_max_ms;
 	int verbose;
 	struct vccid_share_target target;
+	struct vccid_share_tls_opts tls;
 };
 
 static struct options opt = {
@@ -222,6 +243,13 @@ static void parse_certs(const char *arg)
 	opt.certs = arg;
 }
 
+static const char *nonempty(const char *option, const char *arg)
+{
+	if (*arg == '\0')
+		usage_error("%s needs a non-empty argument", option);
+	return arg;
+}
+
 static unsigned parse_retry_max(const char *arg)
 {
 	char *end;
@@ -236,8 +264,11 @@ static unsigned parse_retry_max(const char *arg)
 
 static void check_args(int argc, char **argv)
 {
+	const char *why_tls;
 	char why[320];
 
+	if ((why_tls = vccid_share_tls_problem(&opt.tls, opt.listen)) != NULL)
+		usage_error("%s", why_tls);
 	if (opt.listen) {
 		if (argc - optind != 0)
 			usage_error("--listen takes the address: no HOST:PORT argument too");
@@ -266,7 +297,10 @@ static void check_args(int argc, char **argv)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { OPT_HARDWARE = 256, OPT_NO_RECONNECT, OPT_RETRY_MAX };
+	enum {
+		OPT_HARDWARE = 256, OPT_NO_RECONNECT, OPT_RETRY_MAX, OPT_TLS, OPT_TLS_DIR,
+		OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME, OPT_TLS_ALLOW,
+	};
 	static const struct option longopts[] = {
 		{ "database", required_argument, NULL, 'd' },
 		{ "certs", required_argument, NULL, 'c' },
@@ -274,6 +308,13 @@ static void parse_args(int argc, char **argv)
 		{ "reader", required_argument, NULL, 'r' },
 		{ "hardware", no_argument, NULL, OPT_HARDWARE },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "tls", no_argument, NULL, OPT_TLS },
+		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+		{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
+		{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
 		{ "no-reconnect", no_argument, NULL, OPT_NO_RECONNECT },
 		{ "retry-max", required_argument, NULL, OPT_RETRY_MAX },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -311,6 +352,30 @@ static void parse_args(int argc, char **argv)
 			    VCCID_OK)
 				usage_error("--listen %s", why);
 			opt.listen = true;
+			break;
+		case OPT_TLS:
+			opt.tls.on = true;
+			break;
+		case OPT_TLS_DIR:
+			opt.tls.dir = nonempty("--tls-dir", optarg);
+			break;
+		case OPT_TLS_CA:
+			opt.tls.ca = nonempty("--tls-ca", optarg);
+			break;
+		case OPT_TLS_CERT:
+			opt.tls.cert = nonempty("--tls-cert", optarg);
+			break;
+		case OPT_TLS_KEY:
+			opt.tls.key = nonempty("--tls-key", optarg);
+			break;
+		case OPT_TLS_NAME:
+			opt.tls.name = nonempty("--tls-name", optarg);
+			break;
+		case OPT_TLS_ALLOW:
+			if (opt.tls.n_allow == VCCID_SHARE_TLS_ALLOW_MAX)
+				usage_error("--tls-allow given more than %d times",
+					    VCCID_SHARE_TLS_ALLOW_MAX);
+			opt.tls.allow[opt.tls.n_allow++] = nonempty("--tls-allow", optarg);
 			break;
 		case OPT_NO_RECONNECT:
 			opt.reconnect = false;
@@ -379,7 +444,10 @@ static void install_signals(void)
 
 static struct {
 	vccid_share_client *client;
-	int fd;
+	struct vccid_share_conn sock;  /* the connection to the host, TLS or not */
+	vccid_tls_creds *tls_creds;    /* --tls */
+	int tls_want;                  /* handshaking: VCCID_TLS_WANT_READ or _WRITE */
+	struct vccid_net_refusals tls_refusals;   /* --listen: failed TLS handshakes */
 	int64_t deadline;              /* -1: none */
 	unsigned backoff_ms;
 	unsigned attempt;
@@ -388,16 +456,15 @@ static struct {
 	int64_t listen_resume;         /* accept again from then (0: now) */
 	struct vccid_net_refusals refusals;
 	char peer[VCCID_NET_PEER_MAX]; /* the host being served */
-} conn = { .fd = -1, .deadline = 0, .backoff_ms = BACKOFF_START_MS, .listen_fd = -1 };
+} conn = { .sock = { .fd = -1 }, .deadline = 0, .backoff_ms = BACKOFF_START_MS,
+	    .listen_fd = -1 };
 
 static bool quit_requested;
 static int exit_status;
 
 static void conn_close(void)
 {
-	if (conn.fd >= 0)
-		close(conn.fd);
-	conn.fd = -1;
+	vccid_share_conn_close(&conn.sock);
 	vccid_share_client_disconnected(conn.client);
 }
 
@@ -453,6 +520,8 @@ static void after_client(int rv, enum vccid_share_state before)
 	}
 }
 
+static void conn_start(const char *tls_name);
+
 static void conn_open(void)
 {
 	char why[320];
@@ -460,7 +529,8 @@ static void conn_open(void)
 
 	conn.attempt++;
 	LOG_INFO("connecting to %s (attempt %u)", opt.target.text, conn.attempt);
-	rv = vccid_share_transport_connect(&opt.target, signal_pipe[0], &conn.fd, why, sizeof(why));
+	rv = vccid_share_transport_connect(&opt.target, signal_pipe[0], &conn.sock.fd, why,
+					   sizeof(why));
 	if (rv == VCCID_ECANCELED) {
 		/* a signal: let the main loop see it, then try again */
 		conn.deadline = now_ms();
@@ -471,8 +541,58 @@ static void conn_open(void)
 		conn_lost(why);
 		return;
 	}
-	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+	conn_start(vccid_share_tls_name(&opt.tls, &opt.target));
+}
+
+/* The TLS handshake failed: drop the host (listening) or retry later (connecting). */
+static void tls_refused(const char *why)
+{
+	if (opt.listen) {
+		/* Anyone can connect: a flood of them must not flood the log. */
+		vccid_net_log_refusal(&conn.tls_refusals, VCCID_SHARE_LISTEN_LABEL, conn.peer, why);
+		conn_close();
+		conn.deadline = -1;
+	} else {
+		conn_lost(why);
+	}
+}
+
+/* A TLS handshake step; once done, the VSCard handshake starts. */
+static void tls_step(void)
+{
+	char why[VCCID_TLS_WHY_SIZE + VCCID_TLS_SUBJECT_MAX + 64], what[VCCID_TLS_SUBJECT_MAX + 96];
+	int rv = vccid_share_conn_handshake(&conn.sock, why, sizeof(why));
+
+	if (rv == VCCID_TLS_WANT_READ || rv == VCCID_TLS_WANT_WRITE) {
+		conn.tls_want = rv;
+		return;
+	}
+	if (rv != VCCID_OK) {
+		tls_refused(why);
+		return;
+	}
+	vccid_share_conn_describe(&conn.sock, what, sizeof(what));
+	LOG_INFO("TLS with %s: %s", opt.listen ? conn.peer : opt.target.text, what);
 	after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+}
+
+/* A connection to a host is up (conn.sock.fd): TLS first if asked, then the VSCard handshake. */
+static void conn_start(const char *tls_name)
+{
+	char why[320];
+
+	conn.sock.tcp = !opt.target.is_unix;
+	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;   /* for both handshakes together */
+	if (conn.tls_creds == NULL) {
+		after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+		return;
+	}
+	if (vccid_share_conn_start_tls(&conn.sock, conn.tls_creds, tls_name, why, sizeof(why)) !=
+	    VCCID_OK) {
+		conn_lost(why);
+		return;
+	}
+	tls_step();
 }
 
 /* --listen: a host connects (or is refused while another is served). */
@@ -481,26 +601,24 @@ static void conn_accept(void)
 	char peer[VCCID_NET_PEER_MAX];
 	int fd = -1;
 	/* Busy from accept to close, the goodbye's wait included. */
-	int rv = vccid_share_transport_accept(conn.listen_fd, conn.fd >= 0, &conn.refusals, &fd,
+	int rv = vccid_share_transport_accept(conn.listen_fd, conn.sock.fd >= 0, &conn.refusals, &fd,
 					      peer, sizeof(peer));
 
 	if (rv == VCCID_ENOMEM)
 		conn.listen_resume = now_ms() + LISTEN_PAUSE_MS;
 	if (rv != VCCID_OK)
 		return;
-	conn.fd = fd;
+	conn.sock.fd = fd;
 	snprintf(conn.peer, sizeof(conn.peer), "%s", peer);
 	LOG_INFO("host %s connected on %s", peer, opt.target.text);
-	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
-	after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+	conn_start(NULL);
 }
 
 static void conn_read(void)
 {
 	enum vccid_share_state before = vccid_share_client_state(conn.client);
 	char why[320];
-	int rv = vccid_share_transport_read(conn.fd, !opt.target.is_unix, conn.client, why,
-					    sizeof(why));
+	int rv = vccid_share_transport_read(&conn.sock, conn.client, why, sizeof(why));
 
 	if (rv != VCCID_OK && !vccid_share_client_fatal(conn.client)) {
 		conn_lost(why);
@@ -523,7 +641,7 @@ static void cmd_status(void)
 	enum vccid_share_state state = vccid_share_client_state(conn.client);
 	bool present;
 	const char *reader = vccid_share_card_reader(&present);
-	const char *host = !opt.listen ? opt.target.text : conn.fd >= 0 ? conn.peer : "no host";
+	const char *host = !opt.listen ? opt.target.text : conn.sock.fd >= 0 ? conn.peer : "no host";
 
 	LOG_INFO("status: %s to %s%s%s, host reader id %d, card %s on the host, libcacard reader %s%s",
 		 vccid_share_state_name(state), host, opt.listen ? ", listening on " : "",
@@ -647,7 +765,9 @@ static bool on_deadline(void)
 {
 	switch (vccid_share_client_state(conn.client)) {
 	case VCCID_SHARE_DISCONNECTED:
-		if (!quit_requested)
+		if (conn.sock.handshaking)
+			tls_refused("TLS handshake not done within 10 s (a plaintext peer?)");
+		else if (!quit_requested && !opt.listen)
 			conn_open();
 		break;
 	case VCCID_SHARE_WAIT_INIT:
@@ -676,7 +796,7 @@ static int quit_step(void)
 		conn_close();
 		return 1;
 	}
-	if (conn.fd >= 0) {
+	if (conn.sock.fd >= 0) {
 		start_goodbye();
 		return -1;
 	}
@@ -716,9 +836,12 @@ static int run(void)
 			i_stdin = np;
 			p[np++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 		}
-		if (conn.fd >= 0) {
+		if (conn.sock.fd >= 0) {
+			short ev = conn.sock.handshaking && conn.tls_want == VCCID_TLS_WANT_WRITE
+					   ? POLLOUT : POLLIN;
+
 			i_sock = np;
-			p[np++] = (struct pollfd){ .fd = conn.fd, .events = POLLIN };
+			p[np++] = (struct pollfd){ .fd = conn.sock.fd, .events = ev };
 		}
 		if (conn.listen_fd >= 0 && now_ms() >= conn.listen_resume) {
 			i_listen = np;
@@ -737,8 +860,12 @@ static int run(void)
 				CLIENT_DO(vccid_share_card_drain(conn.client));
 			if (i_stdin >= 0 && p[i_stdin].revents)
 				read_commands();
-			if (i_sock >= 0 && conn.fd >= 0 && p[i_sock].revents)
-				conn_read();
+			if (i_sock >= 0 && conn.sock.fd >= 0 && p[i_sock].revents) {
+				if (conn.sock.handshaking)
+					tls_step();
+				else
+					conn_read();
+			}
 			if (i_listen >= 0 && p[i_listen].revents)
 				conn_accept();
 		}
@@ -746,7 +873,7 @@ static int run(void)
 		if (state != VCCID_SHARE_READY && conn.deadline >= 0 && now_ms() >= conn.deadline &&
 		    on_deadline())
 			return exit_status;
-		if (vccid_share_client_state(conn.client) == VCCID_SHARE_CLOSING && conn.fd < 0)
+		if (vccid_share_client_state(conn.client) == VCCID_SHARE_CLOSING && conn.sock.fd < 0)
 			return exit_status;   /* the host closed first */
 	}
 }
@@ -756,9 +883,10 @@ int main(int argc, char **argv)
 	struct vccid_share_card_options card_opts;
 	const struct vccid_share_client_io io = {
 		.write = vccid_share_transport_write,
-		.io = &conn.fd,
+		.io = &conn.sock,
 	};
 	sigset_t all, old;
+	char why[VCCID_TLS_WHY_SIZE];
 	int rc;
 
 	parse_args(argc, argv);
@@ -770,9 +898,17 @@ int main(int argc, char **argv)
 		LOG_INFO("cannot start: %s", strerror(errno));
 		return 1;
 	}
-	/* Before the card: a bad address fails fast, and QEMU may connect while NSS starts. */
+	/* Before the card: bad credentials or a bad address fail fast. */
+	if (opt.tls.on &&
+	    vccid_share_tls_load(&opt.tls, opt.listen, &conn.tls_creds, why, sizeof(why)) != VCCID_OK) {
+		LOG_INFO("TLS: %s", why);
+		vccid_share_client_free(conn.client);
+		free(opt.database);
+		return 1;
+	}
 	if (opt.listen) {
 		if (vccid_share_transport_listen(&opt.target, &conn.listen_fd) != VCCID_OK) {
+			vccid_tls_creds_free(conn.tls_creds);
 			vccid_share_client_free(conn.client);
 			free(opt.database);
 			return 1;
@@ -792,6 +928,7 @@ int main(int argc, char **argv)
 	if (vccid_share_card_start(&card_opts) != VCCID_OK) {
 		vccid_share_card_stop();
 		vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
+		vccid_tls_creds_free(conn.tls_creds);
 		vccid_share_client_free(conn.client);
 		free(opt.database);
 		return 1;
@@ -805,6 +942,7 @@ int main(int argc, char **argv)
 	rc = run();
 	vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
 	vccid_share_card_stop();
+	vccid_tls_creds_free(conn.tls_creds);
 	vccid_share_client_free(conn.client);
 	free(opt.database);
 	return rc;
