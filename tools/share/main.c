@@ -447,7 +447,9 @@ static struct {
 	struct vccid_share_conn sock;  /* the connection to the host, TLS or not */
 	vccid_tls_creds *tls_creds;    /* --tls */
 	int tls_want;                  /* handshaking: VCCID_TLS_WANT_READ or _WRITE */
-	struct vccid_net_refusals tls_refusals;   /* --listen: failed TLS handshakes */
+	/* --listen: failed TLS handshakes, each kind rate-limited apart (a flood of plaintext
+	   peers must not hide the one with an expired certificate) */
+	struct vccid_net_refusals tls_refusals[VCCID_TLS_REFUSAL_KINDS];
 	int64_t deadline;              /* -1: none */
 	unsigned backoff_ms;
 	unsigned attempt;
@@ -549,7 +551,11 @@ static void tls_refused(const char *why)
 {
 	if (opt.listen) {
 		/* Anyone can connect: a flood of them must not flood the log. */
-		vccid_net_log_refusal(&conn.tls_refusals, VCCID_SHARE_LISTEN_LABEL, conn.peer, why);
+		enum vccid_tls_refusal kind = conn.sock.tls != NULL ? vccid_tls_refusal(conn.sock.tls)
+								     : VCCID_TLS_REFUSAL_NONE;
+
+		vccid_net_log_refusal(&conn.tls_refusals[kind], VCCID_SHARE_LISTEN_LABEL, conn.peer,
+				      why);
 		conn_close();
 		conn.deadline = -1;
 	} else {
