@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests of vccid-share's listen mode transport: one host at a time, refusals logged once a second, the socket file removed. */
+/* Unit tests of vccid-share's transport: listen mode (one host at a time, refusals logged once a second, the socket file removed) and the TLS options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,6 +23,8 @@
 #include "corelib/log.h"
 #include "net/net.h"
 #include "tools/share/transport.h"
+
+#include "table.h"
 
 static char logged[8192];
 
@@ -230,6 +232,83 @@ static void test_target_parse(void **state)
 	assert_int_equal(vccid_share_target_parse("unix:", &t, why, sizeof(why)), VCCID_EINVAL);
 }
 
+/* ---------------------------------------------------------------- TLS options */
+
+struct tls_row {
+	const char *name;
+	struct vccid_share_tls_opts o;
+	bool listen;
+	const char *problem;      /* a substring of the usage error; NULL: usable */
+};
+
+#define ALLOW1 .allow = { "alice" }, .n_allow = 1
+
+static const struct tls_row tls_rows[] = {
+	{ "tls off, nothing given", { 0 }, false, NULL },
+	{ "--tls-dir without --tls", { .dir = "d" }, false, "need --tls" },
+	{ "--tls-name without --tls", { .name = "h" }, false, "need --tls" },
+	{ "--tls alone", { .on = true }, false, "--tls needs --tls-dir" },
+	{ "connect: --tls-dir", { .on = true, .dir = "d" }, false, NULL },
+	{ "connect: --tls-ca only (no client certificate)", { .on = true, .ca = "c" }, false, NULL },
+	{ "connect: cert and key without a CA", { .on = true, .cert = "c", .key = "k" }, false,
+	  "needs a CA" },
+	{ "connect: a cert without its key", { .on = true, .ca = "a", .cert = "c" }, false,
+	  "go together" },
+	{ "connect: --tls-allow", { .on = true, .dir = "d", ALLOW1 }, false, "only with --listen" },
+	{ "connect: --tls-dir with --tls-name", { .on = true, .dir = "d", .name = "h" }, false, NULL },
+	{ "listen: --tls-dir", { .on = true, .dir = "d" }, true, NULL },
+	{ "listen: files and --tls-allow", { .on = true, .ca = "a", .cert = "c", .key = "k", ALLOW1 },
+	  true, NULL },
+	{ "listen: no CA", { .on = true, .cert = "c", .key = "k" }, true, "needs a CA" },
+	{ "listen: a CA, no certificate", { .on = true, .ca = "a" }, true, "certificate and key" },
+	{ "listen: --tls-name", { .on = true, .dir = "d", .name = "h" }, true, "not with --listen" },
+};
+
+static void test_tls_row(void **state)
+{
+	const struct tls_row *row = *state;
+	const char *problem = vccid_share_tls_problem(&row->o, row->listen);
+
+	if (row->problem == NULL) {
+		assert_null(problem);
+	} else {
+		assert_non_null(problem);
+		assert_non_null(strstr(problem, row->problem));
+	}
+}
+
+static void test_tls_name(void **state)
+{
+	struct vccid_share_tls_opts o = { .on = true, .dir = "d" };
+	struct vccid_share_target t;
+	char why[320];
+
+	(void)state;
+	assert_int_equal(vccid_share_target_parse("vm.example:5000", &t, why, sizeof(why)), 0);
+	assert_string_equal(vccid_share_tls_name(&o, &t), "vm.example");
+	assert_int_equal(vccid_share_target_parse("[::1]:5000", &t, why, sizeof(why)), 0);
+	assert_string_equal(vccid_share_tls_name(&o, &t), "::1");
+	assert_int_equal(vccid_share_target_parse("unix:/run/x.sock", &t, why, sizeof(why)), 0);
+	assert_null(vccid_share_tls_name(&o, &t));   /* the chain only */
+	o.name = "qemu.example";
+	assert_string_equal(vccid_share_tls_name(&o, &t), "qemu.example");
+}
+
+/* Loading: a missing file is named; the listener's credentials always verify clients. */
+static void test_tls_load(void **state)
+{
+	struct vccid_share_tls_opts o = { .on = true, .dir = "/nonexistent-vccid-dir" };
+	vccid_tls_creds *creds = NULL;
+	char why[VCCID_TLS_WHY_SIZE];
+
+	(void)state;
+	assert_int_equal(vccid_share_tls_load(&o, true, &creds, why, sizeof(why)), VCCID_ECONFIG);
+	assert_null(creds);
+	assert_non_null(strstr(why, "/nonexistent-vccid-dir/"));
+	assert_int_equal(vccid_share_tls_load(&o, false, &creds, why, sizeof(why)), VCCID_ECONFIG);
+	assert_non_null(strstr(why, "/nonexistent-vccid-dir/ca-cert.pem"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,7 +320,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unlisten_removes_the_socket, setup, teardown),
 		cmocka_unit_test(test_tcp_host),
 		cmocka_unit_test(test_target_parse),
+		cmocka_unit_test(test_tls_name),
+		cmocka_unit_test(test_tls_load),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return TABLE_RUN("share-transport", tls_rows, test_tls_row, NULL, tests);
 }
