@@ -235,6 +235,44 @@ vccid_qemu_passthru() {
 	VCCID_QEMU_PID=$!
 }
 
+# ---------------------------------------------------------------- the test guest
+
+# vccid_guest_cac_prepare SHAREDIR DB: what tests/guest/opensc-cac.sh needs in the guest's
+# /host (alice-sign.der, data, pin, opensc-cac.sh itself), and SHAREDIR/../alice-sign.pub
+# for vccid_check_guest_cac. DB holds alice's certificates (vccid_mkdb -c alice).
+vccid_guest_cac_prepare() {
+	local share=$1 db=$2
+	vccid_nss_cert_der "sql:$db" alice-sign "$share/alice-sign.der" ||
+		vccid_error "cannot export alice-sign from $db"
+	openssl x509 -inform DER -in "$share/alice-sign.der" -pubkey -noout \
+		>"$share/../alice-sign.pub" || vccid_error "openssl cannot read alice-sign's certificate"
+	head -c 517 /dev/urandom >"$share/data"
+	echo "$VCCID_PIN" >"$share/pin"
+	cp "$VCCID_SRCDIR/tests/guest/opensc-cac.sh" "$share/opensc-cac.sh"
+}
+
+# vccid_check_guest_cac SHAREDIR: the checks of opensc-cac.sh's RESULT lines (in
+# SHAREDIR/guest-output.txt): a reader in the guest's pcscd, OpenSC names a CAC card,
+# alice-sign's certificate and key on it, and the guest's signature verifies here.
+vccid_check_guest_cac() {
+	local share=$1 r=$1/guest-output.txt out
+	_vccid_guest_result() { sed -n "s/^RESULT $1=//p" "$r" 2>/dev/null | tr -d '\r' | head -n 1; }
+	vccid_check "the guest sees a USB CCID reader ($(_vccid_guest_result ccid_usb))" [ -n "$(_vccid_guest_result ccid_usb)" ]
+	vccid_check "the guest's stock pcscd + libccid list the reader ($(_vccid_guest_result reader))" \
+		[ "$(_vccid_guest_result list_rc)" = 0 ] && [ -n "$(_vccid_guest_result reader)" ]
+	VCCID_OUT=$(cat "$r")
+	vccid_grep "the guest's OpenSC names a CAC card ($(_vccid_guest_result card_name))" '^RESULT card_name=.*CAC'
+	vccid_check "the guest's pkcs11-tool finds alice-sign's certificate (ID $(_vccid_guest_result sign_id))" \
+		[ "$(_vccid_guest_result objects_rc)" = 0 ] && [ -n "$(_vccid_guest_result sign_id)" ]
+	vccid_check "the guest's pkcs11-tool --sign succeeds ($(_vccid_guest_result sign_s) s)" [ "$(_vccid_guest_result sign_rc)" = 0 ]
+	if out=$(openssl dgst -sha256 -verify "$share/../alice-sign.pub" -signature "$share/data.sig" \
+		"$share/data" 2>&1); then
+		vccid_ok "the guest's signature verifies with openssl against alice-sign"
+	else
+		vccid_not_ok "the guest's signature verifies with openssl against alice-sign" "$out"
+	fi
+}
+
 # ---------------------------------------------------------------- requirements
 
 # vccid_require_namespace: skip unless we may make a mount namespace with a tmpfs.
