@@ -4,7 +4,7 @@
 # CAC card: reader listed, card named, objects listed, and the key whose certificate equals
 # /host/alice-sign.der signs /host/data into /host/data.sig with the PIN in /host/pin.
 # Lines "RESULT key=value" are for the host (lib.sh vccid_check_guest_cac reads them).
-# Defines up() and log(). Leaves pcscd running; opensc_cac_stop stops it and copies its log
+# Defines up() and log(); READER is the PC/SC reader's name. Leaves pcscd running; opensc_cac_stop stops it and copies its log
 # to /host/pcscd.log.
 
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -22,6 +22,7 @@ for d in /sys/bus/usb/devices/*; do
 	[ "$(cat "$d/bInterfaceClass" 2>/dev/null)" = 0b ] || continue
 	d=${d%:*}
 	echo "RESULT ccid_usb=$(basename "$d") $(cat "$d/idVendor"):$(cat "$d/idProduct") $(cat "$d/product" 2>/dev/null)"
+	echo "RESULT ccid_descriptors=$(xxd -p "$d/descriptors" | tr -d '\n')"
 done
 
 pcscd -f -d >/tmp/pcscd.log 2>&1 &

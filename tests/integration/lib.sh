@@ -255,16 +255,23 @@ vccid_guest_cac_prepare() {
 # SHAREDIR/guest-output.txt): a reader in the guest's pcscd, OpenSC names a CAC card,
 # alice-sign's certificate and key on it, and the guest's signature verifies here.
 vccid_check_guest_cac() {
-	local share=$1 r=$1/guest-output.txt out
-	_vccid_guest_result() { sed -n "s/^RESULT $1=//p" "$r" 2>/dev/null | tr -d '\r' | head -n 1; }
-	vccid_check "the guest sees a USB CCID reader ($(_vccid_guest_result ccid_usb))" [ -n "$(_vccid_guest_result ccid_usb)" ]
-	vccid_check "the guest's stock pcscd + libccid list the reader ($(_vccid_guest_result reader))" \
-		[ "$(_vccid_guest_result list_rc)" = 0 ] && [ -n "$(_vccid_guest_result reader)" ]
-	VCCID_OUT=$(cat "$r")
-	vccid_grep "the guest's OpenSC names a CAC card ($(_vccid_guest_result card_name))" '^RESULT card_name=.*CAC'
-	vccid_check "the guest's pkcs11-tool finds alice-sign's certificate (ID $(_vccid_guest_result sign_id))" \
-		[ "$(_vccid_guest_result objects_rc)" = 0 ] && [ -n "$(_vccid_guest_result sign_id)" ]
-	vccid_check "the guest's pkcs11-tool --sign succeeds ($(_vccid_guest_result sign_s) s)" [ "$(_vccid_guest_result sign_rc)" = 0 ]
+	local share=$1 out
+	_vccid_guest_r() {
+		sed -n "s/^RESULT $1=//p" "$share/guest-output.txt" 2>/dev/null | tr -d '\r' | head -n 1
+	}
+	_vccid_guest_ok() { # DESC COND-STRING: a check of two conditions (vccid_check takes one)
+		if eval "$2"; then vccid_ok "$1"; else vccid_not_ok "$1" "failed: $2"; fi
+	}
+	vccid_check "the guest sees a USB CCID reader ($(_vccid_guest_r ccid_usb))" \
+		[ -n "$(_vccid_guest_r ccid_usb)" ]
+	_vccid_guest_ok "the guest's stock pcscd + libccid list the reader ($(_vccid_guest_r reader))" \
+		'[ "$(_vccid_guest_r list_rc)" = 0 ] && [ -n "$(_vccid_guest_r reader)" ]'
+	_vccid_guest_ok "the guest's OpenSC names a CAC card ($(_vccid_guest_r card_name))" \
+		'[ "$(_vccid_guest_r name_rc)" = 0 ] && [[ "$(_vccid_guest_r card_name)" == *CAC* ]]'
+	_vccid_guest_ok "the guest's pkcs11-tool finds alice-sign's certificate (ID $(_vccid_guest_r sign_id))" \
+		'[ "$(_vccid_guest_r objects_rc)" = 0 ] && [ -n "$(_vccid_guest_r sign_id)" ]'
+	vccid_check "the guest's pkcs11-tool --sign succeeds ($(_vccid_guest_r sign_s) s)" \
+		[ "$(_vccid_guest_r sign_rc)" = 0 ]
 	if out=$(openssl dgst -sha256 -verify "$share/../alice-sign.pub" -signature "$share/data.sig" \
 		"$share/data" 2>&1); then
 		vccid_ok "the guest's signature verifies with openssl against alice-sign"
