@@ -836,6 +836,11 @@ static int run(void)
 			return exit_status;
 		if (rc < 0)
 			continue;
+		if (conn.sock.fd >= 0 && vccid_share_conn_pending(&conn.sock) > 0) {
+			/* Inside TLS, not on the socket: poll would not see it. */
+			conn_read();
+			continue;
+		}
 		p[np++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
 		p[np++] = (struct pollfd){ .fd = vccid_share_card_event_fd(), .events = POLLIN };
 		if (stdin_active) {

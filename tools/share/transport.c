@@ -289,6 +289,11 @@ int vccid_share_conn_handshake(struct vccid_share_conn *c, char *why, size_t why
 	return rv;
 }
 
+size_t vccid_share_conn_pending(const struct vccid_share_conn *c)
+{
+	return c->tls != NULL && !c->handshaking ? vccid_tls_pending(c->tls) : 0;
+}
+
 void vccid_share_conn_describe(const struct vccid_share_conn *c, char *buf, size_t size)
 {
 	char proto[96], subject[VCCID_TLS_SUBJECT_MAX];

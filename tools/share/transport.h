@@ -87,6 +87,11 @@ int vccid_share_conn_start_tls(struct vccid_share_conn *conn, const vccid_tls_cr
  * subject when it sent one.
  */
 int vccid_share_conn_handshake(struct vccid_share_conn *conn, char *why, size_t why_size);
+/**
+ * Bytes TLS holds that the socket no longer shows (read with the handshake's
+ * last records, or left by a read): the caller reads them before it polls.
+ */
+size_t vccid_share_conn_pending(const struct vccid_share_conn *conn);
 /** After the handshake: "TLS1.3 AES-256-GCM, peer CN=..." into @p buf. */
 void vccid_share_conn_describe(const struct vccid_share_conn *conn, char *buf, size_t size);
 /** Says TLS goodbye when it can without waiting, closes the socket, frees the session. */
