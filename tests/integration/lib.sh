@@ -157,6 +157,129 @@ vccid_timeout() {
 	timeout -k 5 "${VCCID_CMD_TIMEOUT:-60}" "$@"
 }
 
+# ---------------------------------------------------------------- processes and waiting
+
+# vccid_kill_ours: SIGTERM to the children this shell started and has not reaped (jobs -p),
+# then reaps them. Only our own PIDs: for EXIT traps.
+vccid_kill_ours() {
+	local p
+	for p in $(jobs -p); do
+		kill -TERM "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+}
+
+# vccid_wait_for FILE REGEX SECONDS: until FILE matches REGEX (extended), polled, bounded.
+vccid_wait_for() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# vccid_wait_count FILE FIXED-STRING N SECONDS: until FILE has N lines with the string.
+vccid_wait_count() {
+	local i
+	for ((i = 0; i < $4 * 20; i++)); do
+		[ "$(grep -cF -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# vccid_wait_pid PID SECONDS: waits for our child to end, bounded; its status in
+# VCCID_WAIT_RC (999: still running).
+vccid_wait_pid() {
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		if ! kill -0 "$1" 2>/dev/null; then
+			wait "$1"
+			VCCID_WAIT_RC=$?
+			return 0
+		fi
+		sleep 0.05
+	done
+	VCCID_WAIT_RC=999
+	return 1
+}
+
+# vccid_free_port: a TCP port free on 127.0.0.1 just now (a caller retries if it is taken).
+vccid_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+		2>/dev/null || echo $((20000 + ($$ * 7 + RANDOM) % 20000))
+}
+
+# vccid_tcp_listening PORT: something listens on 127.0.0.1:PORT (ss, else a probe connect).
+vccid_tcp_listening() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
+
+# vccid_qemu_passthru PREFIX CHARDEV [QEMU-ARG]...: starts QEMU paused and without a guest,
+# with usb-ccid and ccid-card-passthru on "-chardev socket,id=vsc,CHARDEV" (QEMU-ARGs, such
+# as a -object tls-creds-x509, come before it); debug output in PREFIX.out, errors in
+# PREFIX.err; it ends itself after 180 s. Its PID in VCCID_QEMU_PID.
+vccid_qemu_passthru() {
+	local prefix=$1 chardev=$2
+	shift 2
+	timeout -k 5 180 "${QEMU:-qemu-system-x86_64}" -machine q35 -nodefaults -nographic -S \
+		-display none -monitor none -serial none "$@" \
+		-device qemu-xhci -device usb-ccid,debug=1 \
+		-chardev "socket,id=vsc,$chardev" -device ccid-card-passthru,chardev=vsc,debug=4 \
+		>"$prefix.out" 2>"$prefix.err" &
+	VCCID_QEMU_PID=$!
+}
+
+# ---------------------------------------------------------------- the test guest
+
+# vccid_guest_cac_prepare SHAREDIR DB: what tests/guest/opensc-cac.sh needs in the guest's
+# /host (alice-sign.der, data, pin, opensc-cac.sh itself), and SHAREDIR/../alice-sign.pub
+# for vccid_check_guest_cac. DB holds alice's certificates (vccid_mkdb -c alice).
+vccid_guest_cac_prepare() {
+	local share=$1 db=$2
+	vccid_nss_cert_der "sql:$db" alice-sign "$share/alice-sign.der" ||
+		vccid_error "cannot export alice-sign from $db"
+	openssl x509 -inform DER -in "$share/alice-sign.der" -pubkey -noout \
+		>"$share/../alice-sign.pub" || vccid_error "openssl cannot read alice-sign's certificate"
+	head -c 517 /dev/urandom >"$share/data"
+	echo "$VCCID_PIN" >"$share/pin"
+	cp "$VCCID_SRCDIR/tests/guest/opensc-cac.sh" "$share/opensc-cac.sh"
+}
+
+# vccid_check_guest_cac SHAREDIR: the checks of opensc-cac.sh's RESULT lines (in
+# SHAREDIR/guest-output.txt): a reader in the guest's pcscd, OpenSC names a CAC card,
+# alice-sign's certificate and key on it, and the guest's signature verifies here.
+vccid_check_guest_cac() {
+	local share=$1 out
+	_vccid_guest_r() {
+		sed -n "s/^RESULT $1=//p" "$share/guest-output.txt" 2>/dev/null | tr -d '\r' | head -n 1
+	}
+	_vccid_guest_ok() { # DESC COND-STRING: a check of two conditions (vccid_check takes one)
+		if eval "$2"; then vccid_ok "$1"; else vccid_not_ok "$1" "failed: $2"; fi
+	}
+	vccid_check "the guest sees a USB CCID reader ($(_vccid_guest_r ccid_usb))" \
+		[ -n "$(_vccid_guest_r ccid_usb)" ]
+	_vccid_guest_ok "the guest's stock pcscd + libccid list the reader ($(_vccid_guest_r reader))" \
+		'[ "$(_vccid_guest_r list_rc)" = 0 ] && [ -n "$(_vccid_guest_r reader)" ]'
+	_vccid_guest_ok "the guest's OpenSC names a CAC card ($(_vccid_guest_r card_name))" \
+		'[ "$(_vccid_guest_r name_rc)" = 0 ] && [[ "$(_vccid_guest_r card_name)" == *CAC* ]]'
+	_vccid_guest_ok "the guest's pkcs11-tool finds alice-sign's certificate (ID $(_vccid_guest_r sign_id))" \
+		'[ "$(_vccid_guest_r objects_rc)" = 0 ] && [ -n "$(_vccid_guest_r sign_id)" ]'
+	vccid_check "the guest's pkcs11-tool --sign succeeds ($(_vccid_guest_r sign_s) s)" \
+		[ "$(_vccid_guest_r sign_rc)" = 0 ]
+	if out=$(openssl dgst -sha256 -verify "$share/../alice-sign.pub" -signature "$share/data.sig" \
+		"$share/data" 2>&1); then
+		vccid_ok "the guest's signature verifies with openssl against alice-sign"
+	else
+		vccid_not_ok "the guest's signature verifies with openssl against alice-sign" "$out"
+	fi
+}
+
 # ---------------------------------------------------------------- requirements
 
 # vccid_require_namespace: skip unless we may make a mount namespace with a tmpfs.

@@ -31,14 +31,18 @@
 #define BACKOFF_START_MS 500
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define CLOSE_WAIT_MS 1000                 /* goodbye answers; never longer than 1 s */
+#define LISTEN_PAUSE_MS 1000               /* out of descriptors: accept again after this */
 #define COMMAND_LINE_MAX 256
 
 static const char usage_text[] =
 	"Usage: " PROG " [OPTION]... HOST:PORT\n"
 	"       " PROG " [OPTION]... unix:PATH\n"
+	"       " PROG " [OPTION]... --listen HOST:PORT|unix:PATH\n"
 	"\n"
 	"Shares a smart card with a VSCard host: vccid's listener inside pcscd or\n"
-	"QEMU's ccid-card-passthru device. The card is emulated by libcacard, either\n"
+	"QEMU's ccid-card-passthru device. It connects to the host, or with --listen\n"
+	"waits for the host to connect (QEMU with a client chardev, server=off: libvirt's\n"
+	"<source mode='connect'>). The card is emulated by libcacard, either\n"
 	"as a soft CAC card made of three certificates (and their keys) from an NSS\n"
 	"database, or from a real card NSS sees on this host (--hardware).\n"
 	"\n"
@@ -59,6 +63,33 @@ static const char usage_text[] =
 	"                         name contains TEXT (default: the first one found)\n"
 	"\n"
 	"Connection:\n"
+	"  -l, --listen ADDR      wait for hosts on ADDR (HOST:PORT, [V6]:PORT or\n"
+	"                         unix:PATH) instead of connecting: one host at a time\n"
+	"                         (another that connects meanwhile is refused and\n"
+	"                         logged), the next may come when it leaves; the card\n"
+	"                         stays. Use a loopback address or a unix socket (mode\n"
+	"                         0600): VSCard has no authentication, and 0.0.0.0 or\n"
+	"                         [::] is logged as a warning\n"
+	"\n"
+	"TLS (as QEMU's tls-creds-x509 chardevs and libvirt's tls='yes'):\n"
+	"      --tls              speak TLS 1.2 or later to the host. Connecting: the\n"
+	"                         host's certificate must be signed by the CA and\n"
+	"                         carry the host's name; we show our client\n"
+	"                         certificate if we have one. Listening: the host\n"
+	"                         must show a client certificate the CA signed\n"
+	"      --tls-dir DIR      credentials in QEMU's x509 folder layout: ca-cert.pem,\n"
+	"                         and client-cert.pem + client-key.pem (connecting) or\n"
+	"                         server-cert.pem + server-key.pem (--listen)\n"
+	"      --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+	"                         PEM files named one by one (they win over --tls-dir)\n"
+	"      --tls-name NAME    connecting: the name the host's certificate must carry\n"
+	"                         (default: the host in HOST:PORT; for unix:PATH only\n"
+	"                         the chain is checked unless NAME is given)\n"
+	"      --tls-allow SUBJ   listening: take only hosts whose certificate subject\n"
+	"                         (\"CN=qemu1,O=Example\") or common name matches SUBJ\n"
+	"                         (shell wildcards; repeat for more, at most 16)\n"
+	"\n"
+	"Reconnecting:\n"
 	"      --no-reconnect     exit (status 1) when the host cannot be reached or\n"
 	"                         goes away, instead of reconnecting\n"
 	"      --retry-max SECS   cap of the reconnect backoff: 0.5 s, doubling up to\n"
@@ -90,7 +121,8 @@ static const char usage_text[] =
 	"Examples:\n"
 	"  " PROG " -d sql:/var/lib/vccid/nssdb -c alice-id,alice-sign,alice-enc \\\n"
 	"      -n alice 127.0.0.1:35963\n"
-	"  " PROG " --hardware -d sql:/etc/pki/nssdb unix:/run/vccid/vscard.sock\n";
+	"  " PROG " --hardware -d sql:/etc/pki/nssdb unix:/run/vccid/vscard.sock\n"
+	"  " PROG " -d sql:DB -c id,sign,enc --listen unix:/run/vccid-share/vm1.sock\n";
 
 /* ---------------------------------------------------------------- options and logging */
 
@@ -101,9 +133,12 @@ struct options {
 	const char *reader_filter;
 	bool hardware;
 	bool reconnect;
+	bool reconnect_given;    /* --no-reconnect or --retry-max: connecting only */
+	bool listen;             /* --listen: target is where we listen */
 	unsigned retry_max_ms;
 	int verbose;
 	struct vccid_share_target target;
+	struct vccid_share_tls_opts tls;
 };
 
 static struct options opt = {
@@ -208,6 +243,13 @@ static void parse_certs(const char *arg)
 	opt.certs = arg;
 }
 
+static const char *nonempty(const char *option, const char *arg)
+{
+	if (*arg == '\0')
+		usage_error("%s needs a non-empty argument", option);
+	return arg;
+}
+
 static unsigned parse_retry_max(const char *arg)
 {
 	char *end;
@@ -222,12 +264,24 @@ static unsigned parse_retry_max(const char *arg)
 
 static void check_args(int argc, char **argv)
 {
+	const char *why_tls;
 	char why[320];
 
-	if (argc - optind != 1)
-		usage_error("expected one HOST:PORT or unix:PATH argument, got %d", argc - optind);
-	if (vccid_share_target_parse(argv[optind], &opt.target, why, sizeof(why)) != VCCID_OK)
-		usage_error("%s", why);
+	if ((why_tls = vccid_share_tls_problem(&opt.tls, opt.listen)) != NULL)
+		usage_error("%s", why_tls);
+	if (opt.listen) {
+		if (argc - optind != 0)
+			usage_error("--listen takes the address: no HOST:PORT argument too");
+		if (opt.reconnect_given)
+			usage_error("--no-reconnect and --retry-max are for connecting, not --listen");
+	} else {
+		if (argc - optind != 1)
+			usage_error("expected one HOST:PORT or unix:PATH argument, got %d",
+				    argc - optind);
+		if (vccid_share_target_parse(argv[optind], &opt.target, why, sizeof(why)) !=
+		    VCCID_OK)
+			usage_error("%s", why);
+	}
 	if (opt.hardware) {
 		if (opt.certs != NULL)
 			usage_error("--hardware and --certs exclude each other");
@@ -243,23 +297,35 @@ static void check_args(int argc, char **argv)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { OPT_HARDWARE = 256, OPT_NO_RECONNECT, OPT_RETRY_MAX };
+	enum {
+		OPT_HARDWARE = 256, OPT_NO_RECONNECT, OPT_RETRY_MAX, OPT_TLS, OPT_TLS_DIR,
+		OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME, OPT_TLS_ALLOW,
+	};
 	static const struct option longopts[] = {
 		{ "database", required_argument, NULL, 'd' },
 		{ "certs", required_argument, NULL, 'c' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "reader", required_argument, NULL, 'r' },
 		{ "hardware", no_argument, NULL, OPT_HARDWARE },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "tls", no_argument, NULL, OPT_TLS },
+		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+		{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
+		{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
 		{ "no-reconnect", no_argument, NULL, OPT_NO_RECONNECT },
 		{ "retry-max", required_argument, NULL, OPT_RETRY_MAX },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	char why[320];
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":d:c:n:r:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:c:n:r:l:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			parse_database(optarg);
@@ -279,11 +345,45 @@ static void parse_args(int argc, char **argv)
 		case OPT_HARDWARE:
 			opt.hardware = true;
 			break;
+		case 'l':
+			if (opt.listen)
+				usage_error("--listen given twice");
+			if (vccid_share_target_parse(optarg, &opt.target, why, sizeof(why)) !=
+			    VCCID_OK)
+				usage_error("--listen %s", why);
+			opt.listen = true;
+			break;
+		case OPT_TLS:
+			opt.tls.on = true;
+			break;
+		case OPT_TLS_DIR:
+			opt.tls.dir = nonempty("--tls-dir", optarg);
+			break;
+		case OPT_TLS_CA:
+			opt.tls.ca = nonempty("--tls-ca", optarg);
+			break;
+		case OPT_TLS_CERT:
+			opt.tls.cert = nonempty("--tls-cert", optarg);
+			break;
+		case OPT_TLS_KEY:
+			opt.tls.key = nonempty("--tls-key", optarg);
+			break;
+		case OPT_TLS_NAME:
+			opt.tls.name = nonempty("--tls-name", optarg);
+			break;
+		case OPT_TLS_ALLOW:
+			if (opt.tls.n_allow == VCCID_SHARE_TLS_ALLOW_MAX)
+				usage_error("--tls-allow given more than %d times",
+					    VCCID_SHARE_TLS_ALLOW_MAX);
+			opt.tls.allow[opt.tls.n_allow++] = nonempty("--tls-allow", optarg);
+			break;
 		case OPT_NO_RECONNECT:
 			opt.reconnect = false;
+			opt.reconnect_given = true;
 			break;
 		case OPT_RETRY_MAX:
 			opt.retry_max_ms = parse_retry_max(optarg);
+			opt.reconnect_given = true;
 			break;
 		case 'v':
 			opt.verbose++;
@@ -344,20 +444,29 @@ static void install_signals(void)
 
 static struct {
 	vccid_share_client *client;
-	int fd;
+	struct vccid_share_conn sock;  /* the connection to the host, TLS or not */
+	vccid_tls_creds *tls_creds;    /* --tls */
+	int tls_want;                  /* handshaking: VCCID_TLS_WANT_READ or _WRITE */
+	/* --listen: failed TLS handshakes, each kind rate-limited apart (a flood of plaintext
+	   peers must not hide the one with an expired certificate) */
+	struct vccid_net_refusals tls_refusals[VCCID_TLS_REFUSAL_KINDS];
 	int64_t deadline;              /* -1: none */
 	unsigned backoff_ms;
 	unsigned attempt;
-} conn = { .fd = -1, .deadline = 0, .backoff_ms = BACKOFF_START_MS };
+	/* --listen */
+	int listen_fd;
+	int64_t listen_resume;         /* accept again from then (0: now) */
+	struct vccid_net_refusals refusals;
+	char peer[VCCID_NET_PEER_MAX]; /* the host being served */
+} conn = { .sock = { .fd = -1 }, .deadline = 0, .backoff_ms = BACKOFF_START_MS,
+	    .listen_fd = -1 };
 
 static bool quit_requested;
 static int exit_status;
 
 static void conn_close(void)
 {
-	if (conn.fd >= 0)
-		close(conn.fd);
-	conn.fd = -1;
+	vccid_share_conn_close(&conn.sock);
 	vccid_share_client_disconnected(conn.client);
 }
 
@@ -369,6 +478,12 @@ static void conn_lost(const char *why)
 	conn_close();
 	if (quit_requested)
 		return;
+	if (opt.listen) {
+		/* The card stays: the next host that connects gets it. */
+		LOG_INFO("%s; waiting for the next host on %s", why, opt.target.text);
+		conn.deadline = -1;
+		return;
+	}
 	if (!opt.reconnect) {
 		LOG_INFO("%s; not reconnecting (--no-reconnect)", why);
 		exit_status = 1;
@@ -386,13 +501,14 @@ static void conn_lost(const char *why)
 
 /*
  * After a client call: a negative result ends the connection (for good when
- * the host refused us); a handshake just completed resets the backoff.
+ * the host we connected to refused us; a host that connected to us only
+ * loses its connection); a handshake just completed resets the backoff.
  */
 static void after_client(int rv, enum vccid_share_state before)
 {
 	const vccid_share_client *c = conn.client;
 
-	if (rv != VCCID_OK && vccid_share_client_fatal(c)) {
+	if (rv != VCCID_OK && vccid_share_client_fatal(c) && !opt.listen) {
 		LOG_INFO("%s", vccid_share_client_why(c));
 		exit_status = 1;
 		quit_requested = true;
@@ -406,6 +522,8 @@ static void after_client(int rv, enum vccid_share_state before)
 	}
 }
 
+static void conn_start(const char *tls_name);
+
 static void conn_open(void)
 {
 	char why[320];
@@ -413,7 +531,8 @@ static void conn_open(void)
 
 	conn.attempt++;
 	LOG_INFO("connecting to %s (attempt %u)", opt.target.text, conn.attempt);
-	rv = vccid_share_transport_connect(&opt.target, signal_pipe[0], &conn.fd, why, sizeof(why));
+	rv = vccid_share_transport_connect(&opt.target, signal_pipe[0], &conn.sock.fd, why,
+					   sizeof(why));
 	if (rv == VCCID_ECANCELED) {
 		/* a signal: let the main loop see it, then try again */
 		conn.deadline = now_ms();
@@ -424,16 +543,88 @@ static void conn_open(void)
 		conn_lost(why);
 		return;
 	}
-	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+	conn_start(vccid_share_tls_name(&opt.tls, &opt.target));
+}
+
+/* The TLS handshake failed: drop the host (listening) or retry later (connecting). */
+static void tls_refused(const char *why)
+{
+	if (opt.listen) {
+		/* Anyone can connect: a flood of them must not flood the log. */
+		enum vccid_tls_refusal kind = conn.sock.tls != NULL ? vccid_tls_refusal(conn.sock.tls)
+								     : VCCID_TLS_REFUSAL_NONE;
+
+		vccid_net_log_refusal(&conn.tls_refusals[kind], VCCID_SHARE_LISTEN_LABEL, conn.peer,
+				      why);
+		conn_close();
+		conn.deadline = -1;
+	} else {
+		conn_lost(why);
+	}
+}
+
+/* A TLS handshake step; once done, the VSCard handshake starts. */
+static void tls_step(void)
+{
+	char why[VCCID_TLS_WHY_SIZE + VCCID_TLS_SUBJECT_MAX + 64], what[VCCID_TLS_SUBJECT_MAX + 96];
+	int rv = vccid_share_conn_handshake(&conn.sock, why, sizeof(why));
+
+	if (rv == VCCID_TLS_WANT_READ || rv == VCCID_TLS_WANT_WRITE) {
+		conn.tls_want = rv;
+		return;
+	}
+	if (rv != VCCID_OK) {
+		tls_refused(why);
+		return;
+	}
+	vccid_share_conn_describe(&conn.sock, what, sizeof(what));
+	LOG_INFO("TLS with %s: %s", opt.listen ? conn.peer : opt.target.text, what);
 	after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+}
+
+/* A connection to a host is up (conn.sock.fd): TLS first if asked, then the VSCard handshake. */
+static void conn_start(const char *tls_name)
+{
+	char why[320];
+
+	conn.sock.tcp = !opt.target.is_unix;
+	conn.deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;   /* for both handshakes together */
+	if (conn.tls_creds == NULL) {
+		after_client(vccid_share_client_connected(conn.client), VCCID_SHARE_DISCONNECTED);
+		return;
+	}
+	if (vccid_share_conn_start_tls(&conn.sock, conn.tls_creds, tls_name, why, sizeof(why)) !=
+	    VCCID_OK) {
+		conn_lost(why);
+		return;
+	}
+	tls_step();
+}
+
+/* --listen: a host connects (or is refused while another is served). */
+static void conn_accept(void)
+{
+	char peer[VCCID_NET_PEER_MAX];
+	int fd = -1;
+	/* Busy from accept to close, the goodbye's wait included. */
+	int rv = vccid_share_transport_accept(conn.listen_fd, conn.sock.fd >= 0, &conn.refusals, &fd,
+					      peer, sizeof(peer));
+
+	if (rv == VCCID_ENOMEM)
+		conn.listen_resume = now_ms() + LISTEN_PAUSE_MS;
+	if (rv != VCCID_OK)
+		return;
+	conn.sock.fd = fd;
+	snprintf(conn.peer, sizeof(conn.peer), "%s", peer);
+	LOG_INFO("host %s connected on %s", peer, opt.target.text);
+	conn_start(NULL);
 }
 
 static void conn_read(void)
 {
 	enum vccid_share_state before = vccid_share_client_state(conn.client);
 	char why[320];
-	int rv = vccid_share_transport_read(conn.fd, !opt.target.is_unix, conn.client, why,
-					    sizeof(why));
+	int rv = vccid_share_transport_read(&conn.sock, conn.client, why, sizeof(why));
 
 	if (rv != VCCID_OK && !vccid_share_client_fatal(conn.client)) {
 		conn_lost(why);
@@ -456,9 +647,11 @@ static void cmd_status(void)
 	enum vccid_share_state state = vccid_share_client_state(conn.client);
 	bool present;
 	const char *reader = vccid_share_card_reader(&present);
+	const char *host = !opt.listen ? opt.target.text : conn.sock.fd >= 0 ? conn.peer : "no host";
 
-	LOG_INFO("status: %s to %s, host reader id %d, card %s on the host, libcacard reader %s%s",
-		 vccid_share_state_name(state), opt.target.text,
+	LOG_INFO("status: %s to %s%s%s, host reader id %d, card %s on the host, libcacard reader %s%s",
+		 vccid_share_state_name(state), host, opt.listen ? ", listening on " : "",
+		 opt.listen ? opt.target.text : "",
 		 state == VCCID_SHARE_READY ? (int)vccid_share_client_reader_id(conn.client) : -1,
 		 vccid_share_client_card_on_host(conn.client) ? "present" : "absent",
 		 reader != NULL ? reader : "(none)",
@@ -578,7 +771,9 @@ static bool on_deadline(void)
 {
 	switch (vccid_share_client_state(conn.client)) {
 	case VCCID_SHARE_DISCONNECTED:
-		if (!quit_requested)
+		if (conn.sock.handshaking)
+			tls_refused("TLS handshake not done within 10 s (a plaintext peer?)");
+		else if (!quit_requested && !opt.listen)
 			conn_open();
 		break;
 	case VCCID_SHARE_WAIT_INIT:
@@ -607,19 +802,33 @@ static int quit_step(void)
 		conn_close();
 		return 1;
 	}
-	if (conn.fd >= 0) {
+	if (conn.sock.fd >= 0) {
 		start_goodbye();
 		return -1;
 	}
 	return 1;
 }
 
+/* The poll timeout: the connection's deadline, or when accepting resumes. */
+static int poll_timeout(void)
+{
+	int64_t now = now_ms(), until = -1;
+
+	if (vccid_share_client_state(conn.client) != VCCID_SHARE_READY && conn.deadline >= 0)
+		until = conn.deadline;
+	if (conn.listen_resume > now && (until < 0 || conn.listen_resume < until))
+		until = conn.listen_resume;
+	if (until < 0)
+		return -1;
+	return until <= now ? 0 : (int)(until - now);
+}
+
 static int run(void)
 {
-	conn.deadline = now_ms();
+	conn.deadline = opt.listen ? -1 : now_ms();
 	for (;;) {
-		struct pollfd p[4];
-		int np = 0, timeout = -1, i_sock = -1, i_stdin = -1, rc;
+		struct pollfd p[5];
+		int np = 0, timeout, i_sock = -1, i_stdin = -1, i_listen = -1, rc;
 		enum vccid_share_state state;
 
 		rc = quit_step();
@@ -627,22 +836,29 @@ static int run(void)
 			return exit_status;
 		if (rc < 0)
 			continue;
+		if (conn.sock.fd >= 0 && vccid_share_conn_pending(&conn.sock) > 0) {
+			/* Inside TLS, not on the socket: poll would not see it. */
+			conn_read();
+			continue;
+		}
 		p[np++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
 		p[np++] = (struct pollfd){ .fd = vccid_share_card_event_fd(), .events = POLLIN };
 		if (stdin_active) {
 			i_stdin = np;
 			p[np++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 		}
-		if (conn.fd >= 0) {
-			i_sock = np;
-			p[np++] = (struct pollfd){ .fd = conn.fd, .events = POLLIN };
-		}
-		state = vccid_share_client_state(conn.client);
-		if (state != VCCID_SHARE_READY && conn.deadline >= 0) {
-			int64_t left = conn.deadline - now_ms();
+		if (conn.sock.fd >= 0) {
+			short ev = conn.sock.handshaking && conn.tls_want == VCCID_TLS_WANT_WRITE
+					   ? POLLOUT : POLLIN;
 
-			timeout = left <= 0 ? 0 : (int)left;
+			i_sock = np;
+			p[np++] = (struct pollfd){ .fd = conn.sock.fd, .events = ev };
 		}
+		if (conn.listen_fd >= 0 && now_ms() >= conn.listen_resume) {
+			i_listen = np;
+			p[np++] = (struct pollfd){ .fd = conn.listen_fd, .events = POLLIN };
+		}
+		timeout = poll_timeout();
 		rc = poll(p, (nfds_t)np, timeout);
 		if (rc < 0 && errno != EINTR) {
 			LOG_INFO("poll: %s", strerror(errno));
@@ -655,14 +871,20 @@ static int run(void)
 				CLIENT_DO(vccid_share_card_drain(conn.client));
 			if (i_stdin >= 0 && p[i_stdin].revents)
 				read_commands();
-			if (i_sock >= 0 && conn.fd >= 0 && p[i_sock].revents)
-				conn_read();
+			if (i_sock >= 0 && conn.sock.fd >= 0 && p[i_sock].revents) {
+				if (conn.sock.handshaking)
+					tls_step();
+				else
+					conn_read();
+			}
+			if (i_listen >= 0 && p[i_listen].revents)
+				conn_accept();
 		}
 		state = vccid_share_client_state(conn.client);
 		if (state != VCCID_SHARE_READY && conn.deadline >= 0 && now_ms() >= conn.deadline &&
 		    on_deadline())
 			return exit_status;
-		if (vccid_share_client_state(conn.client) == VCCID_SHARE_CLOSING && conn.fd < 0)
+		if (vccid_share_client_state(conn.client) == VCCID_SHARE_CLOSING && conn.sock.fd < 0)
 			return exit_status;   /* the host closed first */
 	}
 }
@@ -672,9 +894,10 @@ int main(int argc, char **argv)
 	struct vccid_share_card_options card_opts;
 	const struct vccid_share_client_io io = {
 		.write = vccid_share_transport_write,
-		.io = &conn.fd,
+		.io = &conn.sock,
 	};
 	sigset_t all, old;
+	char why[VCCID_TLS_WHY_SIZE];
 	int rc;
 
 	parse_args(argc, argv);
@@ -685,6 +908,23 @@ int main(int argc, char **argv)
 	if (conn.client == NULL || pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
 		LOG_INFO("cannot start: %s", strerror(errno));
 		return 1;
+	}
+	/* Before the card: bad credentials or a bad address fail fast. */
+	if (opt.tls.on &&
+	    vccid_share_tls_load(&opt.tls, opt.listen, &conn.tls_creds, why, sizeof(why)) != VCCID_OK) {
+		LOG_INFO("TLS: %s", why);
+		vccid_share_client_free(conn.client);
+		free(opt.database);
+		return 1;
+	}
+	if (opt.listen) {
+		if (vccid_share_transport_listen(&opt.target, &conn.listen_fd) != VCCID_OK) {
+			vccid_tls_creds_free(conn.tls_creds);
+			vccid_share_client_free(conn.client);
+			free(opt.database);
+			return 1;
+		}
+		LOG_INFO("listening on %s for a host (one at a time)", opt.target.text);
 	}
 	card_opts = (struct vccid_share_card_options){
 		.database = opt.database,
@@ -698,6 +938,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (vccid_share_card_start(&card_opts) != VCCID_OK) {
 		vccid_share_card_stop();
+		vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
+		vccid_tls_creds_free(conn.tls_creds);
 		vccid_share_client_free(conn.client);
 		free(opt.database);
 		return 1;
@@ -709,7 +951,9 @@ int main(int argc, char **argv)
 	LOG_DEBUG("commands from standard input: %s", stdin_active ? "yes" : "no");
 
 	rc = run();
+	vccid_share_transport_unlisten(&opt.target, conn.listen_fd);
 	vccid_share_card_stop();
+	vccid_tls_creds_free(conn.tls_creds);
 	vccid_share_client_free(conn.client);
 	free(opt.database);
 	return rc;
