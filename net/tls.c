@@ -615,6 +615,9 @@ static int handshake_failure(struct vccid_tls *t, int rv)
 		status_reason(t, gnutls_session_get_verify_cert_status(t->session),
 			      server ? "client" : "server");
 		return VCCID_EPROTO;
+	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+		set_why(t->why, sizeof(t->why), "no TLS version in common (TLS 1.2 or later only)");
+		return VCCID_EPROTO;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		set_why(t->why, sizeof(t->why), "the peer refused the handshake: %s",
 			gnutls_alert_get_name(gnutls_alert_get(t->session)));
