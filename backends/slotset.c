@@ -305,7 +305,7 @@ int vccid_slotset_describe(const vccid_slotset *set, unsigned index, char *buf, 
 	struct vccid_slot_status status;
 	char atr[VCCID_MAX_ATR * 2 + 1] = "-";
 	char remote[VCCID_NAME_MAX + 1];
-	char peer[64];
+	char peer[VCCID_VSCARD_PEER_MAX];
 	size_t i;
 	int len;
 

@@ -11,7 +11,8 @@
 #   (key=value lines; results-latest.txt points at it) and prints a summary table.
 #
 # Environment:
-#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd vscard")
+#   BENCH_PARTS          parts to run (default: "floor vccid events idle pkcs11 memory vpcd vscard
+#                        tls")
 #   BENCH_SERVER_CPU     CPU for pcscd and its threads (default 0)
 #   BENCH_CLIENT_CPU     CPU for the clients (default: BENCH_SERVER_CPU)
 #   BENCH_COUNT          timed APDUs per run (default 5000), BENCH_WARMUP (default 500)
@@ -22,7 +23,9 @@
 #   BENCH_HYPERFINE_RUNS pkcs11-tool -L runs (default 20)
 #   BENCH_NOQA_COUNT     APDUs through vpcd without QUICKACK, 44 ms each (default 50)
 #   BENCH_EXT_COUNT      64 KiB extended APDUs per run in the vscard part (default 200)
-#   BENCH_VSCARD_PORT    port of vccid's VSCard listener (default 35990; private loopback)
+#   BENCH_VSCARD_PORT    port of vccid's VSCard listener (default 35990; private loopback;
+#                        its TLS endpoint in the tls part on the next port)
+#   BENCH_TLS_HANDSHAKES TLS handshakes timed in the tls part (default 200)
 #   BENCH_SERVER_TIMEOUT seconds any one pcscd may live (default 600)
 #   VCCID_DRIVER         driver (default BUILDDIR/ifdhandler/.libs/libvccid.so)
 #   VCCID_MKDB           NSS database maker (default SRCDIR/tools/vccid-mkdb)
@@ -40,7 +43,7 @@ SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$SRCDIR/bench/lib.sh"
 bench_args "$@"
 
-PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard}
+PARTS=${BENCH_PARTS:-floor vccid events idle pkcs11 memory vpcd vscard tls}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-$SERVER_CPU}
 COUNT=${BENCH_COUNT:-5000}
@@ -51,13 +54,14 @@ EVENT_ROUNDS=${BENCH_EVENT_ROUNDS:-200}
 HF_RUNS=${BENCH_HYPERFINE_RUNS:-20}
 NOQA_COUNT=${BENCH_NOQA_COUNT:-50}
 EXT_COUNT=${BENCH_EXT_COUNT:-200}
+TLS_HANDSHAKES=${BENCH_TLS_HANDSHAKES:-200}
 VSCARD_PORT=${BENCH_VSCARD_PORT:-35990}
 SERVER_TIMEOUT=${BENCH_SERVER_TIMEOUT:-600}
 CLIENT_TIMEOUT=300
 DRIVER=${VCCID_DRIVER:-$BUILDDIR/ifdhandler/.libs/libvccid.so}
 MKDB=${VCCID_MKDB:-$SRCDIR/tools/vccid-mkdb}
 VPCD_DRIVER=$(pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)/serial/libifdvpcd.so
-for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
+for n in COUNT WARMUP REPEAT VS_REPEAT EVENT_ROUNDS HF_RUNS NOQA_COUNT EXT_COUNT TLS_HANDSHAKES VSCARD_PORT SERVER_TIMEOUT SERVER_CPU CLIENT_CPU; do
 	case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 for t in unshare taskset timeout mount; do
@@ -118,12 +122,14 @@ find_or_build FLOOR_DRIVER floor-driver.so "$B/floor-driver.c"
 PCSC_WAIT=$(pcscd_ns_helper pcsc-wait "$BUILDDIR" "$SRCDIR" "$WORK/bin") || die "cannot build pcsc-wait"
 # The VSCard clients use vccid's own codec.
 VS=(-I"$SRCDIR" "$SRCDIR/backends/vscard/proto.c" "$B/vscard-wire.c" "$B/stats.c" "$B/tcp.c" -lpthread)
-find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "${VS[@]}"
+# vscard-card also speaks TLS (net/tls.c over GnuTLS).
+find_or_build VSCARD_CARD vscard-card "$B/vscard-card.c" "$SRCDIR/net/tls.c" \
+	"$SRCDIR/corelib/file.c" "$SRCDIR/corelib/clock.c" "${VS[@]}" -lgnutls
 find_or_build VSCARD_EVENT vscard-event-bench "$B/vscard-event-bench.c" "$B/watch.c" "${VS[@]}"
 VCCID_SHARE=${VCCID_SHARE:-$BUILDDIR/tools/vccid-share}
 
 export APDU_BENCH EVENT_BENCH VPCD_CARD PCSC_WAIT PCSCD RESULTS WORK SERVER_CPU CLIENT_CPU
-export VSCARD_CARD VSCARD_EVENT VCCID_SHARE VSCARD_PORT EXT_COUNT
+export VSCARD_CARD VSCARD_EVENT VCCID_SHARE VSCARD_PORT EXT_COUNT TLS_HANDSHAKES VS_REPEAT
 export COUNT WARMUP EVENT_ROUNDS HF_RUNS NOQA_COUNT SERVER_TIMEOUT CLIENT_TIMEOUT
 
 record() { printf '%s\n' "$*" >>"$RESULTS"; }
@@ -331,6 +337,40 @@ body_vscard_share() {
 	return "$rc"
 }
 
+# ---- tls: the same VSCard listener in plaintext and over TLS (client certificates), same
+# pcscd, alternating; then TLS handshakes one after another.
+
+# tls_card_run RUN MODE: vscard-card with one reader over MODE (plain or tls), APDUs timed.
+tls_card_run() {
+	local run=$1 mode=$2 opt=(-p "$VSCARD_PORT")
+	[ "$mode" = tls ] && opt=(-p $((VSCARD_PORT + 1)) --tls "$WORK/pki/client" --tls-name localhost)
+	card_start "vscard-card-$mode" "$VSCARD_CARD" -n 1 "${opt[@]}"
+	if ! "$PCSC_WAIT" -q -n 4 -c 1 -t 20000 -p "$CARD_PID"; then
+		echo "vscard-card ($mode) did not bring a card" >&2
+		card_stop "$CARD_PID"
+		return 1
+	fi
+	apdu_run "apdu.vstls mode=$mode run=$run" -r "vccid 00 00"
+	local rc=$?
+	card_stop "$CARD_PID"
+	return "$rc"
+}
+
+body_tls() {
+	local r out rc=0
+	for ((r = 1; r <= VS_REPEAT; r++)); do
+		if ((r % 2)); then
+			tls_card_run "$r" plain && tls_card_run "$r" tls || rc=1
+		else
+			tls_card_run "$r" tls && tls_card_run "$r" plain || rc=1
+		fi
+	done
+	out=$(client "$VSCARD_CARD" -p $((VSCARD_PORT + 1)) --tls "$WORK/pki/client" \
+		--tls-name localhost --handshakes "$TLS_HANDSHAKES")
+	[ -n "$out" ] && record "tls.handshake $out" || rc=1
+	return "$rc"
+}
+
 for f in $(declare -F | awk '{print $3}'); do
 	export -f "${f?}"
 done
@@ -404,6 +444,15 @@ if [ -f "$DRIVER" ]; then
 		"$VSCARD_PORT" >"$WORK/conf-vscard/vccid.conf"
 	printf 'FRIENDLYNAME "vccid"\nDEVICENAME %s\nLIBPATH %s\n' "$WORK/conf-vscard/vccid.conf" \
 		"$DRIVER" >"$WORK/conf-vscard/readers/vccid"
+	# The same listener with a TLS endpoint beside the plaintext one (tests/mkpki.sh).
+	if has_part tls && command -v certtool >/dev/null &&
+		sh "$SRCDIR/tests/mkpki.sh" "$WORK/pki" >"$WORK/mkpki.log" 2>&1; then
+		mkdir -p "$WORK/conf-vscardtls/readers"
+		printf '[vccid]\nlog-level = error\n\n[reader:default]\nslots = 4\n\n[vscard]\nlisten = 127.0.0.1:%s\ntls-listen = 127.0.0.1:%s\ntls-dir = %s\ntimeout-ms = 10000\n' \
+			"$VSCARD_PORT" $((VSCARD_PORT + 1)) "$WORK/pki/server" >"$WORK/conf-vscardtls/vccid.conf"
+		printf 'FRIENDLYNAME "vccid"\nDEVICENAME %s\nLIBPATH %s\n' \
+			"$WORK/conf-vscardtls/vccid.conf" "$DRIVER" >"$WORK/conf-vscardtls/readers/vccid"
+	fi
 else
 	say "no driver at $DRIVER: vccid parts skipped"
 	record "skipped vccid reason=no-driver"
@@ -496,6 +545,16 @@ if has_part vscard && [ $have_vccid = 1 ]; then
 	fi
 fi
 
+if has_part tls && [ $have_vccid = 1 ]; then
+	if [ ! -d "$WORK/conf-vscardtls" ] || ! command -v ip >/dev/null; then
+		record "skipped tls reason=no-certtool-or-ip"
+	else
+		say "VSCard over TLS vs plaintext, same listener, $VS_REPEAT alternating runs each"
+		SESSION_NET=1 session vscard-tls "$WORK/conf-vscardtls/readers" 4 0 body_tls ||
+			fail "vscard tls"
+	fi
+fi
+
 # ---------------------------------------------------------------- summary
 
 # median of the numbers on stdin
@@ -528,6 +587,18 @@ vs_ratio vscard_vpcd_1 'apdu\.vscard run=[0-9]*' 'apdu\.vpcdq run=[0-9]*'
 vs_ratio vscard_vpcd_2 'conc\.vscard2 run=[0-9]*' 'conc\.vpcd2 run=[0-9]*'
 vs_ratio vscard_vpcd_2x2 'conc\.vscard2x2 run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
 vs_ratio vscard4_vpcd_2x2 'conc\.vscard4 mode=per run=[0-9]*' 'conc\.vpcd2x2 run=[0-9]*'
+# TLS against plaintext through the same listener: target <= 1.30 at the median.
+tm=$(runs_field 'apdu\.vstls mode=tls run=[0-9]*' median_us)
+pm=$(runs_field 'apdu\.vstls mode=plain run=[0-9]*' median_us)
+if [ -n "$tm" ] && [ -n "$pm" ]; then
+	# Each run's TLS median over the plaintext one of the same run (they alternate), and
+	# the median of those: less moved by load that drifts between runs.
+	pr=$(paste -d' ' <(runs_list 'apdu\.vstls mode=tls run=[0-9]*' median_us | tr , '\n') \
+		<(runs_list 'apdu\.vstls mode=plain run=[0-9]*' median_us | tr , '\n') |
+		awk 'NF == 2 && $2 > 0 { print $1 / $2 }' | median)
+	record "ratio.tls_plain pair_median=${pr:-?} tls_median_us=$tm plain_median_us=$pm tls_p99_us=$(runs_field 'apdu\.vstls mode=tls run=[0-9]*' p99_us) plain_p99_us=$(runs_field 'apdu\.vstls mode=plain run=[0-9]*' p99_us) tls_runs=$(runs_list 'apdu\.vstls mode=tls run=[0-9]*' median_us) plain_runs=$(runs_list 'apdu\.vstls mode=plain run=[0-9]*' median_us) $(awk -v a="$tm" -v b="$pm" 'BEGIN {
+		printf "median=%.3f target=1.30 pass=%s", a / b, (a / b <= 1.30) ? "yes" : "no" }')"
+fi
 evs=$(grep '^event\.vscard ' "$RESULTS" | tail -n 1)
 if [ -n "$evs" ]; then
 	record "target.vscard_events insert_p99_us=$(field "$evs" insert_p99_us) remove_p99_us=$(field "$evs" remove_p99_us) target_p99_us=1000 pass=$(awk -v a="$(field "$evs" insert_p99_us)" -v b="$(field "$evs" remove_p99_us)" 'BEGIN {print (a < 1000 && b < 1000) ? "yes" : "no"}')"
@@ -581,6 +652,14 @@ line_of() { grep "^$1" "$RESULTS" | tail -n 1; }
 		row "VSCard $k: vpcd" "$(field "$l" vpcd_median_us)" "$(field "$l" vpcd_p99_us)" "run medians $(field "$l" vpcd_runs)"
 		row "VSCard $k: ratio" "$(field "$l" median)" "$(field "$l" p99)" "target <= 0.80: $(field "$l" pass)"
 	done
+	l=$(line_of 'ratio\.tls_plain ')
+	if [ -n "$l" ]; then
+		row "VSCard plaintext (same listener as TLS)" "$(field "$l" plain_median_us)" "$(field "$l" plain_p99_us)" "run medians $(field "$l" plain_runs)"
+		row "VSCard over TLS (client certificate)" "$(field "$l" tls_median_us)" "$(field "$l" tls_p99_us)" "run medians $(field "$l" tls_runs)"
+		row "ratio TLS / plaintext" "$(field "$l" median)" "" "target median <= 1.30: $(field "$l" pass); run by run: median $(field "$l" pair_median)"
+	fi
+	l=$(line_of 'tls\.handshake ')
+	[ -n "$l" ] && row "TLS handshake (connect to done, client side)" "$(field "$l" median_us)" "$(field "$l" p90_us)" "p90 in the p99 column; n=$(field "$l" n)"
 	l=$(totals 'conc\.vscard4 mode=one' | tail -n 1)
 	[ -n "$l" ] && row "VSCard 4 readers on one connection" "$(field "$l" median_us)" "$(field "$l" p99_us)" "$(field "$l" apdus_per_s) APDUs/s total (last run)"
 	l=$(totals 'apdu\.vscard1of4' | tail -n 1)

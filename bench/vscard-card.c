@@ -3,13 +3,18 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "corelib/clock.h"
+#include "corelib/error.h"
+#include "net/tls.h"
 #include "stats.h"
+#include "tcp.h"
 #include "vscard-wire.h"
 
 #define CARD_MAX_READERS 16
@@ -22,6 +27,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vscard-card [-H HOST] -p PORT [-n READERS] [--conn-per-reader] [--extended]\n"
 		"                   [-T CONNECT_TIMEOUT_MS] [--no-quickack] [-N NAME]\n"
+		"                   [--tls DIR [--tls-name NAME] [--handshakes N]]\n"
 		"  Connects to a VSCard host (vccid's listener, QEMU's ccid-card-passthru),\n"
 		"  adds READERS readers (default 1, at most %d) on one connection, or one\n"
 		"  connection each, puts a card (ATR 3B 02 14 50) in each and answers every\n"
@@ -29,8 +35,109 @@ static void usage(FILE *f)
 		"  the connection or SIGTERM/SIGINT. --extended announces vccid's extended\n"
 		"  APDU capability (answers up to 64 KiB). TCP_NODELAY is always set;\n"
 		"  TCP_QUICKACK is re-armed after every receive unless --no-quickack.\n"
-		"  Prints 'ready readers=N' on stdout once every card is in.\n",
+		"  Prints 'ready readers=N' on stdout once every card is in.\n"
+		"  --tls DIR: over TLS with the credentials of DIR in QEMU's layout (ca-cert.pem,\n"
+		"  client-cert.pem, client-key.pem), the server checked against NAME (default\n"
+		"  HOST). --handshakes N: only N TLS handshakes, one after the other; prints\n"
+		"  their median and 90th percentile in microseconds.\n",
 		CARD_MAX_READERS);
+}
+
+/* --- TLS under the messages (net/tls), one session per socket -------------------------- */
+
+#define TLS_MAX_FD 1024
+static vccid_tls *tls_of_fd[TLS_MAX_FD];
+static vccid_tls_creds *tls_creds;
+
+static int tls_send_all(int fd, const void *buf, size_t len)
+{
+	return vccid_tls_write_all(tls_of_fd[fd], buf, len, -1) == 0 ? 0 : -1;
+}
+
+/* As bench_recv_all: TCP_QUICKACK re-armed after each read, as the plaintext client does. */
+static int tls_recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		struct iovec iov = { p, len };
+		ssize_t n = vccid_tls_readv(tls_of_fd[fd], &iov, 1, vccid_now_ms() + 3600000);
+
+		if (n == VCCID_ETIMEDOUT && !vsw_stop)
+			continue;
+		if (n <= 0)
+			return -1;
+		bench_quickack(fd, vsw_quickack);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static const struct vsw_transport tls_transport = { tls_send_all, tls_recv_all };
+
+/* A TLS session on @p fd, its handshake done; *us gets how long that took. */
+static int tls_start(int fd, const char *name, unsigned long timeout_ms, long long *us)
+{
+	struct timespec a, b;
+	vccid_tls *t;
+	int rv;
+
+	if (fd < 0 || fd >= TLS_MAX_FD || vccid_tls_new(tls_creds, fd, name, &t) != 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	rv = vccid_tls_handshake_until(t, vccid_now_ms() + (long long)timeout_ms);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (rv != 0) {
+		fprintf(stderr, "vscard-card: TLS handshake failed: %s\n", vccid_tls_error(t));
+		vccid_tls_free(t);
+		return -1;
+	}
+	*us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+	tls_of_fd[fd] = t;
+	return 0;
+}
+
+static void tls_stop(int fd)
+{
+	if (fd >= 0 && fd < TLS_MAX_FD && tls_of_fd[fd] != NULL) {
+		vccid_tls_free(tls_of_fd[fd]);
+		tls_of_fd[fd] = NULL;
+	}
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* @p n handshakes (connect, handshake, close), one after another: median and p90. */
+static int handshakes(const char *host, unsigned long port, const char *name,
+		      unsigned long n, unsigned long timeout_ms)
+{
+	long long *us = calloc(n, sizeof(*us));
+	unsigned long i;
+
+	if (us == NULL)
+		return 1;
+	for (i = 0; i < n; i++) {
+		int fd = vsw_connect(host, port, timeout_ms);
+
+		if (fd < 0 || tls_start(fd, name, timeout_ms, &us[i]) != 0) {
+			free(us);
+			return 1;
+		}
+		vccid_tls_bye(tls_of_fd[fd]);
+		tls_stop(fd);
+		close(fd);
+	}
+	qsort(us, n, sizeof(*us), cmp_ll);
+	printf("tls-handshakes n=%lu median_us=%lld p90_us=%lld\n", n, us[n / 2],
+	       us[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1]);
+	free(us);
+	return 0;
 }
 
 /* Init, ReaderRemove(0), then per reader ReaderAdd + ATR; ids into @p ids. */
@@ -104,8 +211,8 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *host = "127.0.0.1", *name = "bench";
-	unsigned long port = 0, timeout_ms = 10000, nreaders = 1, apdus = 0;
+	const char *host = "127.0.0.1", *name = "bench", *tls_dir = NULL, *tls_name = NULL;
+	unsigned long port = 0, timeout_ms = 10000, nreaders = 1, apdus = 0, n_handshakes = 0;
 	int per_reader = 0, extended = 0, host_ext = 0, i, sig;
 	struct conn_job jobs[CARD_MAX_READERS];
 	pthread_t tids[CARD_MAX_READERS];
@@ -123,6 +230,14 @@ int main(int argc, char **argv)
 			host = argv[++i];
 		} else if (strcmp(argv[i], "-N") == 0 && i + 1 < argc) {
 			name = argv[++i];
+		} else if (strcmp(argv[i], "--tls") == 0 && i + 1 < argc) {
+			tls_dir = argv[++i];
+		} else if (strcmp(argv[i], "--tls-name") == 0 && i + 1 < argc) {
+			tls_name = argv[++i];
+		} else if (strcmp(argv[i], "--handshakes") == 0 && i + 1 < argc) {
+			if (stats_option_count("vscard-card", "N", argv[++i], 1, 100000,
+					       &n_handshakes) != 0)
+				goto bad;
 		} else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
 			if (stats_option_count("vscard-card", "PORT", argv[++i], 1, 65535,
 					       &port) != 0)
@@ -142,14 +257,36 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 	}
-	if (port == 0)
+	if (port == 0 || (tls_dir == NULL && (tls_name != NULL || n_handshakes > 0)))
 		goto bad;
 	vsw_install_signals();
+	if (tls_dir != NULL) {
+		struct vccid_tls_files files = { .dir = tls_dir };
+		char why[VCCID_TLS_WHY_SIZE];
+
+		if (vccid_tls_creds_load(VCCID_TLS_CLIENT, &files, &tls_creds, why,
+					 sizeof(why)) != 0) {
+			fprintf(stderr, "vscard-card: %s\n", why);
+			return 1;
+		}
+		if (tls_name == NULL)
+			tls_name = host;
+		if (n_handshakes > 0)
+			return handshakes(host, port, tls_name, n_handshakes, timeout_ms);
+		vsw_transport = &tls_transport;
+	}
 	nconn = per_reader ? (unsigned)nreaders : 1;
 	for (c = 0; c < nconn; c++) {
 		jobs[c].m = malloc(sizeof *jobs[c].m);
 		jobs[c].apdus = 0;
 		jobs[c].fd = jobs[c].m ? vsw_connect(host, port, timeout_ms) : -1;
+		if (tls_dir != NULL && jobs[c].fd >= 0) {
+			long long us;
+
+			if (tls_start(jobs[c].fd, tls_name, timeout_ms, &us) != 0)
+				return 1;
+			fprintf(stderr, "vscard-card: TLS handshake in %lld us\n", us);
+		}
 		if (jobs[c].fd < 0 ||
 		    setup_conn(jobs[c].fd, jobs[c].m, per_reader ? 1 : (unsigned)nreaders, name, c,
 			       extended, &host_ext) != 0) {
@@ -181,11 +318,13 @@ int main(int argc, char **argv)
 		shutdown(jobs[c].fd, SHUT_RDWR);
 	for (c = 0; c < nconn; c++) {
 		pthread_join(tids[c], NULL);
+		tls_stop(jobs[c].fd);
 		close(jobs[c].fd);
 		apdus += jobs[c].apdus;
 		free(jobs[c].m);
 	}
 	fprintf(stderr, "vscard-card: stopped after %lu APDUs\n", apdus);
+	vccid_tls_creds_free(tls_creds);
 	return 0;
 bad:
 	usage(stderr);

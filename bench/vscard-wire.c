@@ -19,6 +19,7 @@
 
 int vsw_quickack = 1;
 volatile int vsw_stop;
+const struct vsw_transport *vsw_transport;
 
 static void on_signal(int sig)
 {
@@ -52,14 +53,23 @@ int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms)
 	return fd;
 }
 
+static int send_all(int fd, const void *buf, size_t len)
+{
+	if (vsw_transport != NULL)
+		return vsw_transport->send_all(fd, buf, len);
+	return bench_send_all(fd, buf, len, &vsw_stop);
+}
+
 int vsw_send(int fd, struct vsw_msg *m, uint32_t type, uint32_t reader_id, size_t len)
 {
 	vccid_vscard_header_encode(m->buf, type, reader_id, (uint32_t)len);
-	return bench_send_all(fd, m->buf, VCCID_VSCARD_HEADER_SIZE + len, &vsw_stop);
+	return send_all(fd, m->buf, VCCID_VSCARD_HEADER_SIZE + len);
 }
 
 static int read_all(int fd, uint8_t *buf, size_t len)
 {
+	if (vsw_transport != NULL)
+		return vsw_transport->recv_all(fd, buf, len);
 	return bench_recv_all(fd, buf, len, vsw_quickack, &vsw_stop);
 }
 
@@ -83,7 +93,7 @@ int vsw_init(int fd, struct vsw_msg *m, int extended, uint32_t *host_caps)
 	size_t len = vccid_vscard_init_encode(m->buf, sizeof(m->buf), 0,
 					extended ? VCCID_VSCARD_CAP_VCCID_EXTENDED : 0);
 
-	if (bench_send_all(fd, m->buf, len, &vsw_stop) != 0 || vsw_recv(fd, m, &h) != 0)
+	if (send_all(fd, m->buf, len) != 0 || vsw_recv(fd, m, &h) != 0)
 		return -1;
 	if (h.type != VCCID_VSCARD_INIT || vccid_vscard_init_decode(VSW_PAYLOAD(m), h.length, &init) != 0) {
 		fprintf(stderr, "vscard: bad host Init (type %u, %u bytes)\n", (unsigned)h.type,

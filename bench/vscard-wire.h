@@ -23,6 +23,16 @@ extern int vsw_quickack;
 /** Set by SIGINT/SIGTERM when vsw_install_signals() was called: reads give up. */
 extern volatile int vsw_stop;
 
+/*
+ * What carries the bytes of a connection (vscard-card's TLS); NULL, the default, is the
+ * socket itself. Each returns 0, or -1 on EOF, error or vsw_stop.
+ */
+struct vsw_transport {
+	int (*send_all)(int fd, const void *buf, size_t len);
+	int (*recv_all)(int fd, void *buf, size_t len);
+};
+extern const struct vsw_transport *vsw_transport;
+
 void vsw_install_signals(void);
 /** Connects to HOST:PORT (IPv4), retrying until @p timeout_ms; sets TCP_NODELAY (+QUICKACK). */
 int vsw_connect(const char *host, unsigned long port, unsigned long timeout_ms);

@@ -415,38 +415,94 @@ static const char *check_listen(const char *text)
 	return NULL;
 }
 
-/* A "readers" key: reader names separated by ';', each checked; NULL when absent. */
-static char **get_reader_list(struct parse_ctx *ctx, const char *group)
+/* A list of ';'-separated items of @p key (spaces around each dropped); NULL when absent. */
+static char **get_list(struct parse_ctx *ctx, const char *group, const char *key)
 {
-	char *text = get_string(ctx, group, "readers");
-	gchar **names;
+	char *text = get_string(ctx, group, key);
+	gchar **items;
 	size_t i, n = 0;
 
 	if (text == NULL)
 		return NULL;
-	names = g_strsplit(text, ";", -1);
-	for (i = 0; names[i]; i++) {
-		g_strstrip(names[i]);
-		if (names[i][0] == '\0') {
-			g_free(names[i]);
-			continue;
-		}
+	items = g_strsplit(text, ";", -1);
+	for (i = 0; items[i]; i++) {
+		g_strstrip(items[i]);
+		if (items[i][0] == '\0')
+			g_free(items[i]);
+		else
+			items[n++] = items[i];
+	}
+	items[n] = NULL;
+	g_free(text);
+	return items;
+}
+
+/* A "readers" key: reader names separated by ';', each checked; NULL when absent. */
+static char **get_reader_list(struct parse_ctx *ctx, const char *group)
+{
+	char **names = get_list(ctx, group, "readers");
+	size_t i;
+
+	for (i = 0; names != NULL && names[i]; i++)
 		if (find_reader(ctx->config, names[i]) == NULL)
 			config_error(ctx, group, "readers", "no [reader:%s] group", SHOW(names[i]));
-		names[n++] = names[i];
-	}
-	names[n] = NULL;
-	g_free(text);
 	return names;
+}
+
+/*
+ * A [vscard] address key: "HOST:PORT" (checked), NULL for "none" or an empty value or a
+ * bad address (logged: "no WHAT listener"), @p fallback (copied, may be NULL) when absent.
+ */
+static char *get_listen(struct parse_ctx *ctx, const char *key, const char *fallback,
+			const char *what)
+{
+	char *text = get_string(ctx, GROUP_VSCARD, key);
+	const char *why;
+
+	if (text == NULL)
+		return fallback != NULL ? g_strdup(fallback) : NULL;
+	if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
+		g_free(text);
+		return NULL;
+	}
+	if ((why = check_listen(text)) != NULL) {
+		config_error(ctx, GROUP_VSCARD, key, "'%s' is not HOST:PORT with a port from 1024 "
+			     "to 65535 (%s); no %s listener", SHOW(text), why, what);
+		g_free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* The TLS endpoint of [vscard]: an address, credentials, an allow-list of subjects. */
+static void parse_vscard_tls(struct parse_ctx *ctx, struct vccid_vscard_config *vs)
+{
+	bool creds;
+
+	vs->tls_dir = get_string(ctx, GROUP_VSCARD, "tls-dir");
+	vs->tls_cert = get_string(ctx, GROUP_VSCARD, "tls-cert");
+	vs->tls_key = get_string(ctx, GROUP_VSCARD, "tls-key");
+	vs->tls_ca = get_string(ctx, GROUP_VSCARD, "tls-ca");
+	vs->tls_subjects = get_list(ctx, GROUP_VSCARD, "tls-subjects");
+	creds = vs->tls_dir != NULL || vs->tls_cert != NULL || vs->tls_key != NULL;
+	/* Credentials alone open the TLS endpoint on its loopback default. */
+	vs->tls_listen = get_listen(ctx, "tls-listen", creds ? VCCID_VSCARD_DEFAULT_TLS_LISTEN : NULL,
+				    "TLS");
+	if (vs->tls_listen != NULL && !creds) {
+		config_error(ctx, GROUP_VSCARD, "tls-listen", "needs tls-dir, or tls-cert and "
+			     "tls-key; no TLS listener");
+		g_clear_pointer(&vs->tls_listen, g_free);
+	}
 }
 
 static void parse_vscard(struct parse_ctx *ctx)
 {
 	static const char *const known[] = { "listen", "unix-socket", "unix-owner", "unix-mode",
 					     "timeout-ms", "handshake-timeout-ms", "idle-timeout-ms",
-					     "max-connections", "max-pending", "readers", NULL };
+					     "max-connections", "max-pending", "readers",
+					     "tls-listen", "tls-dir", "tls-cert", "tls-key", "tls-ca",
+					     "tls-subjects", NULL };
 	struct vccid_vscard_config *vs = &ctx->config->vscard;
-	const char *why;
 	char *text;
 	unsigned value;
 
@@ -466,20 +522,10 @@ static void parse_vscard(struct parse_ctx *ctx)
 			     SHOW(vs->unix_socket));
 		g_clear_pointer(&vs->unix_socket, g_free);
 	}
-	text = get_string(ctx, GROUP_VSCARD, "listen");
-	if (text == NULL) {
-		if (vs->unix_socket == NULL)
-			vs->listen = g_strdup(VCCID_VSCARD_DEFAULT_LISTEN);
-	} else if (g_ascii_strcasecmp(text, "none") == 0 || text[0] == '\0') {
-		g_free(text);
-	} else if ((why = check_listen(text)) != NULL) {
-		config_error(ctx, GROUP_VSCARD, "listen",
-			     "'%s' is not HOST:PORT with a port from 1024 to 65535 (%s); "
-			     "no TCP listener", SHOW(text), why);
-		g_free(text);
-	} else {
-		vs->listen = text;
-	}
+	parse_vscard_tls(ctx, vs);
+	/* The plaintext default only when nothing else is asked for. */
+	vs->listen = get_listen(ctx, "listen", vs->unix_socket == NULL && vs->tls_listen == NULL
+				? VCCID_VSCARD_DEFAULT_LISTEN : NULL, "TCP");
 	vs->unix_owner = get_string(ctx, GROUP_VSCARD, "unix-owner");
 	text = get_string(ctx, GROUP_VSCARD, "unix-mode");
 	if (text != NULL) {
@@ -735,6 +781,12 @@ void vccid_config_free(struct vccid_config *config)
 	g_free(config->vscard.unix_socket);
 	g_free(config->vscard.unix_owner);
 	g_strfreev(config->vscard.readers);
+	g_free(config->vscard.tls_listen);
+	g_free(config->vscard.tls_dir);
+	g_free(config->vscard.tls_cert);
+	g_free(config->vscard.tls_key);
+	g_free(config->vscard.tls_ca);
+	g_strfreev(config->vscard.tls_subjects);
 	g_free(config->vpcd.listen);
 	g_strfreev(config->vpcd.readers);
 	g_free(config->database);

@@ -44,7 +44,14 @@ struct vccid_vscard_config {
 	unsigned max_connections;    /* default 16 */
 	unsigned max_pending;        /* connections still in their handshake, default 4 */
 	char **readers;              /* NULL-terminated reader names, or NULL for all */
+	/* The TLS endpoint (net/tls.h); on when tls_listen is set. */
+	char *tls_listen;            /* "HOST:PORT" or NULL */
+	char *tls_dir;               /* QEMU's x509 folder layout, or NULL */
+	char *tls_cert, *tls_key, *tls_ca;   /* files named one by one (win over tls_dir) */
+	char **tls_subjects;         /* NULL-terminated subject patterns, or NULL for any */
 };
+
+#define VCCID_VSCARD_DEFAULT_TLS_LISTEN "127.0.0.1:35965"
 
 #define VCCID_VPCD_DEFAULT_HOST "127.0.0.1"
 #define VCCID_VPCD_DEFAULT_PORT 35963   /* vsmartcard's VPCDPORT, 0x8C7B */

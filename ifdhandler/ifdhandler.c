@@ -150,7 +150,7 @@ VCCID_EXPORT RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Lengt
 	struct vccid_slot_status status;
 	char serial[96];
 	char remote_name[VCCID_NAME_MAX + 1];
-	char remote_peer[64];
+	char remote_peer[320];   /* VCCID_VSCARD_PEER_MAX: an address and a TLS subject */
 
 	if (slot == NULL || Length == NULL || Value == NULL) {
 		rc = IFD_COMMUNICATION_ERROR;
@@ -371,7 +371,7 @@ static size_t tlv_properties(DWORD Lun, uint8_t *out)
 static int control_answer(DWORD Lun, DWORD code, const uint8_t *in, size_t in_len,
 			  uint8_t *out, size_t out_size, size_t *out_len)
 {
-	uint8_t buf[512];
+	uint8_t buf[1024];   /* a status line with a TLS peer's subject */
 	char name[VCCID_NAME_MAX + 1];
 	size_t n = 0;
 	int rv = VCCID_OK;

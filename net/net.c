@@ -131,7 +131,7 @@ static int listen_tcp(const struct vccid_addr *addr, const struct vccid_net_list
 	freeaddrinfo(res);
 	if (fd < 0)
 		return listen_fail(addr, o, why, VCCID_EIO);
-	if (vccid_addr_is_any(addr)) {
+	if (vccid_addr_is_any(addr) && !o->authenticated) {
 		(void)vccid_addr_format(addr, text, sizeof(text));
 		VCCID_LOG(VCCID_LOG_ERROR, "%s listens on ALL interfaces (%s) as configured: %s has "
 			  "no authentication, anyone who reaches it can %s", o->label, text,

@@ -9,6 +9,7 @@
 #ifndef VCCID_NET_H
 #define VCCID_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -24,6 +25,8 @@ struct vccid_net_listen_opts {
 	const char *exposes;      /* said when listening on all interfaces: "add cards" */
 	unsigned unix_mode;       /* unix sockets: mode of the socket file */
 	const char *unix_owner;   /* unix sockets: "USER[:GROUP]", or NULL to keep ours */
+	bool authenticated;       /* peers prove who they are (TLS client certificates): no
+				   * warning when listening on all interfaces */
 };
 
 /**

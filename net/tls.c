@@ -409,8 +409,9 @@ int vccid_tls_new(const vccid_tls_creds *creds, int fd, const char *server_name,
 		return VCCID_ENOMEM;
 	t->creds = creds;
 	t->fd = fd;
-	rv = gnutls_init(&t->session, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
-			 GNUTLS_NO_SIGNAL);
+	/* No session tickets: nobody resumes, and they cost a server two records per handshake. */
+	rv = gnutls_init(&t->session, (server ? GNUTLS_SERVER | GNUTLS_NO_TICKETS : GNUTLS_CLIENT) |
+			 GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (rv < 0) {
 		free(t);
 		return VCCID_ENOMEM;
@@ -458,8 +459,15 @@ static void read_subject(struct vccid_tls *t)
 	if (certs == NULL || n == 0 || gnutls_x509_crt_init(&crt) < 0)
 		return;
 	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
-	    gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0)
+	    gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0) {
+		size_t i;
+
 		snprintf(t->subject, sizeof(t->subject), "%.*s", (int)dn.size, (char *)dn.data);
+		/* A refused peer's certificate is anybody's text: no control bytes in logs. */
+		for (i = 0; t->subject[i] != '\0'; i++)
+			if ((unsigned char)t->subject[i] < 0x20 || t->subject[i] == 0x7F)
+				t->subject[i] = '?';
+	}
 	gnutls_free(dn.data);
 	gnutls_x509_crt_deinit(crt);
 }
@@ -606,6 +614,9 @@ static int handshake_failure(struct vccid_tls *t, int rv)
 	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
 		status_reason(t, gnutls_session_get_verify_cert_status(t->session),
 			      server ? "client" : "server");
+		return VCCID_EPROTO;
+	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+		set_why(t->why, sizeof(t->why), "no TLS version in common (TLS 1.2 or later only)");
 		return VCCID_EPROTO;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		set_why(t->why, sizeof(t->why), "the peer refused the handshake: %s",

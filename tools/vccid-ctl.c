@@ -10,7 +10,7 @@
 
 #include "ifdhandler/control.h"
 
-#define STATUS_MAX 512
+#define STATUS_MAX 1024
 
 static const char usage[] =
 	"Usage: vccid-ctl [-h] COMMAND [ARGS]\n"

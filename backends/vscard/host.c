@@ -66,7 +66,7 @@ struct vccid_vscard_conn {
 	pthread_cond_t changed;
 	pthread_mutex_t write_lock;    /* one message at a time on the wire; outbox[0..] */
 	struct vccid_vscard_io io;
-	char peer[64];
+	char peer[VCCID_VSCARD_PEER_MAX];
 	unsigned timeout_ms;
 	bool handshake_done;
 	long long idle_since_ms;       /* host_lock; see vccid_vscard_conn_idle_since() */
@@ -1000,11 +1000,23 @@ static int handle_init(vccid_vscard_conn *conn, const uint8_t *payload, size_t l
 	return conn_answer(conn, msg, msg_len);
 }
 
+/* A TLS ClientHello read as a VSCard header: record type 22, version 3.x (RFC 8446 §5.1). */
+static bool looks_like_tls(const vccid_vscard_conn *conn, const struct vccid_vscard_header *h)
+{
+	if (conn->handshake_done || (h->type >> 24) != 0x16 || ((h->type >> 16) & 0xFF) != 0x03)
+		return false;
+	VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: a TLS client on the plaintext port (TLS "
+		  "goes to tls-listen); dropping it", conn->peer);
+	return true;
+}
+
 static int handle_message(vccid_vscard_conn *conn, const struct vccid_vscard_header *header,
 			  const uint8_t *payload)
 {
 	if (!conn->handshake_done) {
 		if (header->type != VCCID_VSCARD_INIT) {
+			if (looks_like_tls(conn, header))
+				return VCCID_EPROTO;
 			VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s (type %u) before Init",
 				  conn->peer, vccid_vscard_type_name(header->type), header->type);
 			return VCCID_EPROTO;
@@ -1058,6 +1070,8 @@ static int conn_read_done(vccid_vscard_conn *conn, size_t n)
 
 	if (rv < 0) {
 		vccid_vscard_header_decode(conn->buf, &header);
+		if (looks_like_tls(conn, &header))
+			return VCCID_EPROTO;
 		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s: %s message announces %u bytes, over the "
 			  "limit of %zu", conn->peer, vccid_vscard_type_name(header.type), header.length,
 			  conn->framer.max_payload);

@@ -13,6 +13,9 @@
 
 #define VCCID_VSCARD_MAX_READERS_PER_CONN 16
 #define VCCID_VSCARD_NAME_MAX 63
+/* Room for a peer as connections name it: an address, and a TLS client's subject
+ * ("1.2.3.4:5 (CN=alice,O=Example)"). */
+#define VCCID_VSCARD_PEER_MAX 320
 
 typedef struct vccid_vscard_conn vccid_vscard_conn;
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* VSCard transport: TCP and unix sockets, one poll thread, limits on connections and stalls. */
+/* VSCard transport: TCP, TLS and unix sockets, one poll thread, limits on connections, stalls. */
 #define _GNU_SOURCE   /* pipe2 */
 #include "listener.h"
 
@@ -22,8 +22,9 @@
 #include "corelib/log.h"
 #include "host.h"
 #include "net/net.h"
+#include "net/tls.h"
 
-#define MAX_LISTEN_SOCKETS 3
+#define MAX_LISTEN_SOCKETS 4   /* TCP, unix, TLS */
 /* A connection still in its handshake, or without a reader, may be closed to make room
  * for a newcomer once it has waited this long; an honest client is past that by then. */
 #define EVICT_GRACE_MS 500
@@ -34,12 +35,18 @@ enum refusal {
 	REFUSED_PENDING,
 	REFUSED_CONNECTIONS,
 	REFUSED_ACCEPT,   /* accept() itself failed: out of descriptors or memory */
-	REFUSAL_KINDS
+	REFUSED_TLS_STALLED,
+	REFUSED_TLS_FAILED,   /* the connection failed in the handshake */
+	REFUSED_TLS,          /* + enum vccid_tls_refusal: each kind logged apart */
+	REFUSAL_KINDS = REFUSED_TLS + VCCID_TLS_REFUSAL_KINDS
 };
 
 struct client {
 	int fd;
-	vccid_vscard_conn *conn;
+	vccid_vscard_conn *conn;      /* NULL while the TLS handshake runs */
+	vccid_tls *tls;               /* NULL: plaintext */
+	int tls_want;                 /* in the TLS handshake: VCCID_TLS_WANT_READ or _WRITE */
+	char peer[VCCID_NET_PEER_MAX];
 	struct vccid_vscard_io io;
 	char peer_key[64];            /* who it is, for fairness: an address, or unix:uid=U */
 	long long accepted_ms;
@@ -52,6 +59,8 @@ struct listener {
 	int wake_pipe[2];
 	int listen_fds[MAX_LISTEN_SOCKETS];
 	size_t n_listen;
+	int tls_listen_fd;                /* one of listen_fds, or -1 */
+	vccid_tls_creds *tls_creds;
 	char *unix_path;
 	struct vccid_vscard_config cfg;   /* copied scalars; no strings used after start */
 	char config_path[256];
@@ -100,6 +109,24 @@ static ssize_t client_read(void *io, const struct iovec *iov, size_t iovcnt, lon
 	return vccid_net_readv(client->fd, iov, iovcnt, deadline_ms);
 }
 
+/* The same over TLS. The host writes one message at a time under its lock, and reads only
+ * between read_begin and read_end (or in the one transmit that owns the reading): one
+ * writer and one reader at once, as GnuTLS allows. */
+static ssize_t tls_client_write(void *io, const uint8_t *buf, size_t len, long long deadline_ms)
+{
+	struct client *client = io;
+
+	return vccid_tls_write(client->tls, buf, len, deadline_ms);
+}
+
+static ssize_t tls_client_read(void *io, const struct iovec *iov, size_t iovcnt,
+			       long long deadline_ms)
+{
+	struct client *client = io;
+
+	return vccid_tls_readv(client->tls, iov, iovcnt, deadline_ms);
+}
+
 static void listener_wake(void *io)
 {
 	(void)io;
@@ -118,13 +145,15 @@ static unsigned pending_handshakes(const struct listener *l)
 	unsigned n = 0;
 
 	for (c = l->clients; c != NULL; c = c->next)
-		n += !vccid_vscard_conn_handshake_done(c->conn);
+		n += c->conn == NULL || !vccid_vscard_conn_handshake_done(c->conn);
 	return n;
 }
 
 /* Since when @p c has been evictable (pending, or with @p idle holding no reader); 0: not. */
 static long long evictable_since(const struct client *c, bool idle)
 {
+	if (c->conn == NULL)   /* in its TLS handshake */
+		return idle ? 0 : c->accepted_ms;
 	if (idle)
 		return vccid_vscard_conn_idle_since(c->conn);
 	return vccid_vscard_conn_handshake_done(c->conn) ? 0 : c->accepted_ms;
@@ -190,8 +219,43 @@ static bool make_room(struct listener *l, const char *peer)
 	return true;
 }
 
+/* "ADDRESS (SUBJECT)" for a TLS client that sent a certificate, else "ADDRESS". */
+static void peer_name(const struct client *client, char *out, size_t size)
+{
+	char subject[VCCID_TLS_SUBJECT_MAX] = "";
+
+	if (client->tls != NULL)
+		vccid_tls_peer_subject(client->tls, subject, sizeof(subject));
+	if (subject[0] == '\0')
+		snprintf(out, size, "%s", client->peer);
+	else if (snprintf(out, size, "%s (%s)", client->peer, subject) >= (int)size)
+		snprintf(out + size - 5, 5, "...)");   /* a subject too long to show whole */
+}
+
+/* The VSCard side of a connection; its peer names a TLS client's subject too. */
+static int start_conn(struct listener *l, struct client *client)
+{
+	char peer[VCCID_VSCARD_PEER_MAX];
+	char desc[64] = "";
+
+	if (client->tls != NULL)
+		vccid_tls_describe(client->tls, desc, sizeof(desc));
+	peer_name(client, peer, sizeof(peer));
+	client->conn = vccid_vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
+	if (client->conn == NULL) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
+		return VCCID_ENOMEM;
+	}
+	if (client->tls != NULL)
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s connected over %s", peer, desc);
+	else
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s connected", peer);
+	return VCCID_OK;
+}
+
 static void accept_client(struct listener *l, int listen_fd)
 {
+	bool tls = listen_fd == l->tls_listen_fd;
 	char peer[VCCID_NET_PEER_MAX];
 	struct client *client;
 	int fd, rv;
@@ -211,32 +275,36 @@ static void accept_client(struct listener *l, int listen_fd)
 	}
 	/* The socket stays blocking, its reads bounded by the answer timeout, for a
 	 * transmit that waits for its answer in client_read; the listener itself never
-	 * waits in a read. */
+	 * waits in a read (the TLS handshake sends and receives without waiting). */
 	vccid_net_set_recv_timeout(fd, l->cfg.timeout_ms);
 	client = calloc(1, sizeof(*client));
-	if (client == NULL) {
+	if (client == NULL || (tls && vccid_tls_new(l->tls_creds, fd, NULL, &client->tls) != 0)) {
+		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
+		free(client);
 		close(fd);
 		return;
 	}
 	client->fd = fd;
+	snprintf(client->peer, sizeof(client->peer), "%s", peer);
 	vccid_net_peer_key(peer, client->peer_key, sizeof(client->peer_key));
-	client->io.write = client_write;
+	client->io.write = tls ? tls_client_write : client_write;
 	client->io.wake = listener_wake;
-	client->io.read = client_read;
+	client->io.read = tls ? tls_client_read : client_read;
 	client->io.transmit_reads = true;
 	client->io.io = client;
-	client->conn = vccid_vscard_conn_new(&client->io, peer, l->cfg.timeout_ms);
-	if (client->conn == NULL) {
-		VCCID_LOG(VCCID_LOG_ERROR, "VSCard peer %s refused: out of memory", peer);
+	client->accepted_ms = vccid_now_ms();
+	if (tls) {
+		client->tls_want = VCCID_TLS_WANT_READ;   /* the ClientHello */
+	} else if (start_conn(l, client) != VCCID_OK) {
 		close(fd);
 		free(client);
 		return;
 	}
-	client->accepted_ms = vccid_now_ms();
 	client->next = l->clients;
 	l->clients = client;
 	l->n_clients++;
-	VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s connected", peer);
+	if (tls)
+		VCCID_LOG(VCCID_LOG_DEBUG, "VSCard peer %s: TLS handshake", peer);
 }
 
 static void drop_client(struct listener *l, struct client *client, const char *reason)
@@ -252,9 +320,55 @@ static void drop_client(struct listener *l, struct client *client, const char *r
 	l->n_clients--;
 	/* Close first: a transmit blocked writing to it fails at once. */
 	shutdown(client->fd, SHUT_RDWR);
-	vccid_vscard_conn_close(client->conn, reason);
+	if (client->conn != NULL)
+		vccid_vscard_conn_close(client->conn, reason);   /* no transmit uses it after */
+	else if (reason != NULL)
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard peer %s closed (%s)", client->peer, reason);
+	vccid_tls_free(client->tls);
 	close(client->fd);
 	free(client);
+}
+
+/* A refused or failed TLS handshake: one log line per kind and second, and the client goes. */
+static void refuse_tls(struct listener *l, struct client *client, int rv)
+{
+	char peer[VCCID_VSCARD_PEER_MAX];
+	size_t kind = rv == VCCID_EPROTO ? REFUSED_TLS + vccid_tls_refusal(client->tls)
+					 : REFUSED_TLS_FAILED;
+
+	peer_name(client, peer, sizeof(peer));
+	vccid_net_log_refusal(&l->refusals[kind], "VSCard TLS", peer, vccid_tls_error(client->tls));
+	drop_client(l, client, NULL);
+}
+
+/* One step of a client's TLS handshake, when its socket is ready for it. */
+static void step_tls(struct listener *l, struct client *client)
+{
+	int rv = vccid_tls_handshake(client->tls);
+
+	if (rv == VCCID_TLS_WANT_READ || rv == VCCID_TLS_WANT_WRITE) {
+		client->tls_want = rv;
+		return;
+	}
+	if (rv != VCCID_OK) {
+		refuse_tls(l, client, rv);
+		return;
+	}
+	client->tls_want = 0;
+	if (start_conn(l, client) != VCCID_OK)
+		drop_client(l, client, NULL);
+}
+
+/* True when TLS holds bytes of @p client that its socket no longer shows. */
+static bool tls_pending(struct client *client)
+{
+	bool pending = false;
+
+	if (client->tls == NULL || !vccid_vscard_conn_read_begin(client->conn))
+		return false;
+	pending = vccid_tls_pending(client->tls) > 0;
+	vccid_vscard_conn_read_end(client->conn);
+	return pending;
 }
 
 /* Reads what is there; returns NULL or the reason to drop the client. */
@@ -285,7 +399,16 @@ static int check_deadlines(struct listener *l)
 		const char *reason = NULL;
 		long long due = -1;
 
-		if (vccid_vscard_conn_dead(c->conn)) {
+		if (c->conn == NULL) {
+			due = c->accepted_ms + l->cfg.handshake_timeout_ms;
+			if (now >= due) {
+				vccid_net_log_refusal(&l->refusals[REFUSED_TLS_STALLED], "VSCard TLS",
+						      c->peer, "TLS handshake not done within "
+						      "handshake-timeout-ms");
+				drop_client(l, c, NULL);
+				due = -1;
+			}
+		} else if (vccid_vscard_conn_dead(c->conn)) {
 			reason = "connection failed";
 		} else if (!vccid_vscard_conn_handshake_done(c->conn)) {
 			due = c->accepted_ms + l->cfg.handshake_timeout_ms;
@@ -345,8 +468,18 @@ static void *listener_loop(void *arg)
 			timeout = (int)(l->accept_paused_until_ms - now);
 		for (c = l->clients; c != NULL && n < sizeof(fds) / sizeof(fds[0]); c = c->next) {
 			long long recheck;
-			bool reading = vccid_vscard_conn_watch(c->conn, now, &recheck);
-			bool writing = vccid_vscard_conn_wants_write(c->conn);
+			bool reading, writing;
+
+			if (c->conn == NULL) {   /* in the TLS handshake */
+				fds[n].fd = c->fd;
+				fds[n].events = c->tls_want == VCCID_TLS_WANT_WRITE ? POLLOUT : POLLIN;
+				watching[n] = false;
+				stashed[n] = false;
+				owners[n++] = c;
+				continue;
+			}
+			reading = vccid_vscard_conn_watch(c->conn, now, &recheck);
+			writing = vccid_vscard_conn_wants_write(c->conn);
 
 			/* A socket a transmit reads or writes is left out for a moment. */
 			if (!reading) {
@@ -360,9 +493,12 @@ static void *listener_loop(void *arg)
 			fds[n].fd = c->fd;
 			fds[n].events = (short)((reading ? POLLIN : 0) | (writing ? POLLOUT : 0));
 			watching[n] = reading;
-			stashed[n] = reading && vccid_vscard_conn_stashed(c->conn);
+			/* Bytes to parse that the socket no longer shows: stashed by a transmit,
+			 * or received and decrypted inside TLS. */
+			stashed[n] = reading &&
+				     (vccid_vscard_conn_stashed(c->conn) || tls_pending(c));
 			if (stashed[n])
-				timeout = 0;   /* bytes to parse that the socket no longer shows */
+				timeout = 0;
 			owners[n++] = c;
 		}
 		if (poll(fds, n, timeout) < 0) {
@@ -376,12 +512,14 @@ static void *listener_loop(void *arg)
 
 			(void)!read(l->wake_pipe[0], drain, sizeof(drain));
 		}
-		for (i = 1; i <= l->n_listen; i++)
-			if (fds[i].revents & POLLIN)
-				accept_client(l, fds[i].fd);
 		for (i = 1 + l->n_listen; i < n; i++) {
 			const char *reason;
 
+			if (owners[i]->conn == NULL) {
+				if (fds[i].revents != 0)
+					step_tls(l, owners[i]);   /* may drop it */
+				continue;
+			}
 			if (fds[i].revents & POLLOUT)
 				vccid_vscard_conn_writable(owners[i]->conn);   /* a failure drops it below */
 			if (!watching[i] ||
@@ -394,6 +532,10 @@ static void *listener_loop(void *arg)
 			if (reason != NULL)
 				drop_client(l, owners[i], reason);
 		}
+		/* After the clients: making room for a newcomer may free some of owners[]. */
+		for (i = 1; i <= l->n_listen; i++)
+			if (fds[i].revents & POLLIN)
+				accept_client(l, fds[i].fd);
 	}
 	while (l->clients != NULL)
 		drop_client(l, l->clients, "vccid is stopping");
@@ -404,7 +546,8 @@ static const struct vccid_net_listen_opts listen_opts = {
 	.label = "VSCard", .exposes = "add cards",
 };
 
-static int open_tcp(struct listener *l, const char *listen_spec)
+static int open_tcp(struct listener *l, const char *listen_spec,
+		    const struct vccid_net_listen_opts *opts)
 {
 	struct vccid_addr addr;
 	const char *why = NULL;
@@ -418,11 +561,11 @@ static int open_tcp(struct listener *l, const char *listen_spec)
 			  why != NULL ? why : "not a TCP address");
 		return VCCID_ECONFIG;
 	}
-	rv = vccid_net_listen(&addr, &listen_opts, &fd);
+	rv = vccid_net_listen(&addr, opts, &fd);
 	if (rv != VCCID_OK)
 		return rv;
 	l->listen_fds[l->n_listen++] = fd;
-	VCCID_LOG(VCCID_LOG_INFO, "VSCard listening on %s", listen_spec);
+	VCCID_LOG(VCCID_LOG_INFO, "%s listening on %s", opts->label, listen_spec);
 	return VCCID_OK;
 }
 
@@ -452,6 +595,49 @@ static int open_unix(struct listener *l, const struct vccid_vscard_config *cfg)
 	return VCCID_OK;
 }
 
+/*
+ * The TLS endpoint: credentials first (a bad file is named in the log and the endpoint
+ * stays closed; the rest of the listener is not affected), then its socket.
+ */
+static void open_tls(struct listener *l, const struct vccid_config *config)
+{
+	const struct vccid_vscard_config *cfg = &config->vscard;
+	struct vccid_tls_files files = { cfg->tls_dir, cfg->tls_cert, cfg->tls_key, cfg->tls_ca };
+	struct vccid_net_listen_opts opts = {
+		.label = "VSCard TLS", .exposes = "add cards",
+		.protocol = "VSCard over TLS without tls-ca (or tls-dir)",
+	};
+	char why[VCCID_TLS_WHY_SIZE];
+	size_t n = 0;
+
+	if (vccid_tls_creds_load(VCCID_TLS_SERVER, &files, &l->tls_creds, why, sizeof(why)) != 0) {
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [vscard]: TLS credentials: %s; the TLS endpoint "
+			  "%s stays closed", config->path, why, cfg->tls_listen);
+		return;
+	}
+	while (cfg->tls_subjects != NULL && cfg->tls_subjects[n] != NULL)
+		n++;
+	if (vccid_tls_creds_allow_subjects(l->tls_creds, (const char *const *)cfg->tls_subjects,
+					   n) != VCCID_OK) {
+		vccid_tls_creds_free(l->tls_creds);
+		l->tls_creds = NULL;
+		return;
+	}
+	opts.authenticated = vccid_tls_creds_verifies_clients(l->tls_creds);
+	if (!opts.authenticated)
+		VCCID_LOG(VCCID_LOG_ERROR, "%s: [vscard]: no tls-ca: TLS clients are not asked "
+			  "for a certificate, anyone who reaches %s can add cards", config->path,
+			  cfg->tls_listen);
+	else if (n > 0)
+		VCCID_LOG(VCCID_LOG_INFO, "VSCard TLS accepts %zu subject pattern(s)", n);
+	if (open_tcp(l, cfg->tls_listen, &opts) != VCCID_OK) {
+		vccid_tls_creds_free(l->tls_creds);
+		l->tls_creds = NULL;
+		return;
+	}
+	l->tls_listen_fd = l->listen_fds[l->n_listen - 1];
+}
+
 static void listener_free(struct listener *l)
 {
 	size_t i;
@@ -464,6 +650,7 @@ static void listener_free(struct listener *l)
 	}
 	close(l->wake_pipe[0]);
 	close(l->wake_pipe[1]);
+	vccid_tls_creds_free(l->tls_creds);
 	free(l);
 }
 
@@ -483,11 +670,20 @@ static int listener_start(const struct vccid_config *config)
 	l->cfg.unix_socket = NULL;
 	l->cfg.unix_owner = NULL;
 	l->cfg.readers = NULL;
+	l->cfg.tls_listen = NULL;
+	l->cfg.tls_dir = NULL;
+	l->cfg.tls_cert = NULL;
+	l->cfg.tls_key = NULL;
+	l->cfg.tls_ca = NULL;
+	l->cfg.tls_subjects = NULL;
+	l->tls_listen_fd = -1;
 	snprintf(l->config_path, sizeof(l->config_path), "%s", config->path);
 	if (cfg->listen != NULL)
-		(void)open_tcp(l, cfg->listen);
+		(void)open_tcp(l, cfg->listen, &listen_opts);
 	if (cfg->unix_socket != NULL)
 		(void)open_unix(l, cfg);
+	if (cfg->tls_listen != NULL)
+		open_tls(l, config);
 	if (l->n_listen == 0) {
 		VCCID_LOG(VCCID_LOG_ERROR, "%s: [vscard]: no socket could be opened; remote "
 			  "cards are not available", config->path);

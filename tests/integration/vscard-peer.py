@@ -8,6 +8,8 @@ Standard library only for the VSCard side; the PC/SC side of the scenarios uses 
 
     vscard-peer.py free-port
     vscard-peer.py hold ADDR NAME
+    vscard-peer.py tls-probe ADDR DIR     (DIR: client credentials in QEMU's x509 layout)
+    vscard-peer.py plain-probe ADDR
     vscard-peer.py [--addr 127.0.0.1:PORT] [--prefix "vccid 00"] [--slots N]
                    [--timeout-ms MS] [--handshake-ms MS] [--log PCSCD_LOG] SCENARIO...
 
@@ -21,6 +23,7 @@ import queue
 import random
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -192,6 +195,99 @@ def answer_ok(rid, apdu):
     return b"\x90\x00"
 
 
+class TlsPeer:
+    """A VSCard client over TLS (python's ssl module) driven from one thread: no reader
+    thread, as one OpenSSL connection must not be read and written by two threads at once.
+    DIR holds ca-cert.pem and, optionally, client-cert.pem + client-key.pem (QEMU's layout).
+    Each send_records() part goes out as TLS records of its own."""
+
+    def __init__(self, addr, tls_dir, server_name="localhost", timeout=5.0):
+        host, port = addr.rsplit(":", 1)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_verify_locations(os.path.join(tls_dir, "ca-cert.pem"))
+        cert = os.path.join(tls_dir, "client-cert.pem")
+        if os.path.exists(cert):
+            ctx.load_cert_chain(cert, os.path.join(tls_dir, "client-key.pem"))
+        raw = socket.create_connection((host, int(port)), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.local = "%s:%d" % raw.getsockname()[:2]
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname=server_name)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            raise
+        self.buf = b""
+        self.apdus = []
+
+    def send_records(self, *parts):
+        for part in parts:
+            self.sock.sendall(part)
+
+    def send(self, mtype, rid, payload=b""):
+        self.send_records(message(mtype, rid, payload))
+
+    def recv(self, timeout=5.0):
+        """The next message; raises Closed on EOF, queue.Empty on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= HEADER.size:
+                mtype, rid, length = HEADER.unpack(self.buf[:HEADER.size])
+                if len(self.buf) >= HEADER.size + length:
+                    raw = self.buf[:HEADER.size + length]
+                    self.buf = self.buf[HEADER.size + length:]
+                    if mtype == APDU:
+                        self.apdus.append((rid, raw[HEADER.size:]))
+                    return Msg(mtype, rid, raw[HEADER.size:], raw)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise queue.Empty()
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise queue.Empty()
+            except (ssl.SSLError, ConnectionError):
+                raise Closed()
+            if not chunk:
+                raise Closed()
+            self.buf += chunk
+
+    def request(self, mtype, rid, payload=b""):
+        self.send(mtype, rid, payload)
+        return self.recv()
+
+    def handshake(self, caps=(0,)):
+        self.send_records(init_message(caps))
+        return self.recv()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def probe(make_peer):
+    """Connects, sends Init; prints "accepted" when the host answers with Init, else
+    "refused: WHY". Exit status 0 or 1."""
+    try:
+        p = make_peer()
+    except (ssl.SSLError, OSError) as e:
+        print("refused: handshake: %s" % e)
+        return 1
+    try:
+        m = p.handshake()
+        ok = m.type == INIT
+        print("accepted" if ok else "refused: answered %r" % m)
+        return 0 if ok else 1
+    except (Closed, queue.Empty, OSError) as e:
+        print("refused: %s" % (type(e).__name__))
+        return 1
+    finally:
+        p.close()
+
+
 # ---------------------------------------------------------------- PC/SC side
 
 from smartcard import scard as S  # noqa: E402  (pyscard; only the scenarios need it)
@@ -273,6 +369,7 @@ class Ctx:
         self.handshake = args.handshake_ms / 1000.0
         self.log = args.log
         self.ctl = args.ctl
+        self.tls = getattr(args, "tls", None)
         self.failures = 0
         self.scenario = ""
         self.pcsc = PCSC()
@@ -1085,6 +1182,90 @@ def sc_coalesced(c):
     c.finish()
 
 
+def tls_answer(p, reader, apdu, parts, timeout=5.0):
+    """A PC/SC transmit of apdu on reader, answered by TLS peer p with the message cut into
+    parts (each its own TLS records). Returns (hresult, response) of the transmit."""
+    t, result = transmit_in_thread(reader, apdu)
+    m = p.recv(timeout)
+    if m.type != APDU or m.payload != apdu:
+        t.join(timeout)
+        return None, m
+    raw = message(APDU, m.rid, b"\x01\x02\x90\x00")
+    cuts = [0] + list(parts) + [len(raw)]
+    p.send_records(*[raw[a:b] for a, b in zip(cuts, cuts[1:]) if b > a])
+    t.join(timeout)
+    if not result:
+        return None, "no result"
+    return result[0][0], result[0][1]
+
+
+def sc_tls_records(c):
+    """The TLS record path: VSCard messages split across TLS records, several in one record,
+    an answer cut byte by byte into records, and a connection cut short mid-APDU."""
+    if not c.tls:
+        return c.check("--tls DIR given", False)
+    p = TlsPeer(c.addr, c.tls)
+    c.peers.append(p)
+    init = init_message()
+    p.send_records(init[:5], init[5:13], init[13:])
+    m = p.recv()
+    c.check("an Init split across three TLS records is answered with Init", m.type == INIT, m)
+    # ReaderRemove(0) and ReaderAdd coalesced in one record: two answers, in order.
+    p.send_records(message(READER_REMOVE, 0) + message(READER_ADD, 0, b"tls"))
+    m1, m2 = p.recv(), p.recv()
+    c.check("ReaderRemove + ReaderAdd in one record: two answers, the add's code 0",
+            m1.type == ERROR and m2.type == ERROR and m2.code == SUCCESS, m1, m2)
+    rid = m2.rid
+    atr = message(ATR, rid, CAC_ATR)
+    p.send_records(atr[:12], atr[12:])
+    m = p.recv()
+    c.check("an ATR with header and payload in two records is taken", m.type == ERROR and
+            m.code == SUCCESS, m)
+    slot = c.slot_of("tls")
+    R = c.reader(slot if slot is not None else 0)
+    c.check("PC/SC sees the card of the TLS client in %r" % R, c.pcsc.wait(R, True, 3))
+    apdu = bytes.fromhex("00CA010002")
+    hr, rsp = tls_answer(p, R, apdu, ())
+    c.check("an APDU answered in one record", rsp == b"\x01\x02\x90\x00", hr, rsp)
+    hr, rsp = tls_answer(p, R, apdu, (5, 12, 13))
+    c.check("an answer in four records (inside the header, at its end, mid-payload)",
+            rsp == b"\x01\x02\x90\x00", hr, rsp)
+    hr, rsp = tls_answer(p, R, apdu, range(1, 16))
+    c.check("an answer one byte per record", rsp == b"\x01\x02\x90\x00", hr, rsp)
+    ok = 0
+    for i in range(50):
+        hr, rsp = tls_answer(p, R, apdu, (i % 16,))
+        ok += rsp == b"\x01\x02\x90\x00"
+    c.check("50 APDUs with answers split at every offset (%d answered)" % ok, ok == 50)
+    # An answer followed in the same record by a CardRemove: both seen.
+    t, result = transmit_in_thread(R, apdu)
+    m = p.recv()
+    p.send_records(message(APDU, m.rid, b"\x90\x00") + message(CARD_REMOVE, rid))
+    t.join(5)
+    m = p.recv()
+    c.check("an answer and a CardRemove coalesced in one record: the transmit gets its "
+            "answer", result and result[0][1] == b"\x90\x00", result)
+    c.check("... and the CardRemove is answered", m.type == ERROR and m.code == SUCCESS, m)
+    c.check("... and PC/SC sees the card go", c.pcsc.wait(R, False, 3))
+    p.send_records(message(ATR, rid, CAC_ATR))
+    c.check("the card goes in again", p.recv().code == SUCCESS and c.pcsc.wait(R, True, 3))
+    # Cut short mid-APDU: half an answer, then the connection ends without close_notify.
+    t, result = transmit_in_thread(R, apdu)
+    m = p.recv()
+    raw = message(APDU, m.rid, b"\x01\x02\x90\x00")
+    p.send_records(raw[:14])
+    p.sock.shutdown(socket.SHUT_RDWR)
+    p.close()
+    t.join(c.timeout + 5)
+    c.check("a transmit whose answer is cut short fails", result and
+            result[0][0] != S.SCARD_S_SUCCESS, result)
+    c.check("PC/SC sees the card of the cut connection go", c.pcsc.wait(R, False, 3))
+    c.check("the log says the connection closed", c.log_has(r"VSCard peer 127\.0\.0\.1:\d+ "
+            r"\(CN=alice,O=vccid test\) closed"))
+    c.peers = []
+    c.finish()
+
+
 SCENARIOS = {
     "handshake": sc_handshake, "apdu": sc_apdu, "multi-reader": sc_multi_reader,
     "multi-client": sc_multi_client, "exhaustion": sc_exhaustion, "disconnect": sc_disconnect,
@@ -1093,6 +1274,7 @@ SCENARIOS = {
     "handshake-timeout": sc_handshake_timeout, "limits": sc_limits, "extended": sc_extended,
     "client-error": sc_client_error, "ctl": sc_ctl, "alive": sc_alive,
     "no-read": sc_noread, "pending": sc_pending, "coalesced": sc_coalesced,
+    "tls-records": sc_tls_records,
 }
 
 
@@ -1121,6 +1303,10 @@ def main():
         return 0
     if sys.argv[1:2] == ["hold"] and len(sys.argv) == 4:
         return hold(sys.argv[2], sys.argv[3])
+    if sys.argv[1:2] == ["tls-probe"] and len(sys.argv) == 4:
+        return probe(lambda: TlsPeer(sys.argv[2], sys.argv[3]))
+    if sys.argv[1:2] == ["plain-probe"] and len(sys.argv) == 3:
+        return probe(lambda: Peer(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--addr", default="127.0.0.1:35964")
     ap.add_argument("--prefix", default="vccid 00")
@@ -1129,6 +1315,7 @@ def main():
     ap.add_argument("--handshake-ms", type=int, default=5000)
     ap.add_argument("--log", default=os.environ.get("VCCID_PCSCD_LOG"))
     ap.add_argument("--ctl", default=os.environ.get("VCCID_CTL", "vccid-ctl"))
+    ap.add_argument("--tls", help="client credentials (QEMU's layout) for the TLS scenarios")
     ap.add_argument("scenarios", nargs="+", choices=sorted(SCENARIOS))
     args = ap.parse_args()
     c = Ctx(args)

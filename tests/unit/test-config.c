@@ -612,6 +612,55 @@ static void test_vscard_settings(void **state)
 	config = load("[vscard]\nlisten = [::1]:40000\n");
 	assert_int_equal(config->n_errors, 0);
 	assert_string_equal(config->vscard.listen, "[::1]:40000");
+	assert_null(config->vscard.tls_listen);
+	vccid_config_free(config);
+}
+
+static void test_vscard_tls_settings(void **state)
+{
+	struct vccid_config *config;
+
+	(void)state;
+	/* Credentials alone: the TLS endpoint on its loopback default, and no plaintext one. */
+	config = load("[vscard]\ntls-dir = /etc/pki/vccid\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(config->vscard.tls_listen, VCCID_VSCARD_DEFAULT_TLS_LISTEN);
+	assert_string_equal(config->vscard.tls_dir, "/etc/pki/vccid");
+	assert_null(config->vscard.listen);
+	assert_null(config->vscard.tls_subjects);
+	vccid_config_free(config);
+
+	/* Both endpoints, named files, subjects split at ';' with spaces kept inside. */
+	config = load("[vscard]\nlisten = 127.0.0.1:4000\ntls-listen = 0.0.0.0:4001\n"
+		      "tls-cert = /c.pem\ntls-key = /k.pem\ntls-ca = /ca.pem\n"
+		      "tls-subjects = alice ;CN=*,O=Example Lab; ;bob\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_string_equal(config->vscard.listen, "127.0.0.1:4000");
+	assert_string_equal(config->vscard.tls_listen, "0.0.0.0:4001");
+	assert_string_equal(config->vscard.tls_cert, "/c.pem");
+	assert_string_equal(config->vscard.tls_key, "/k.pem");
+	assert_string_equal(config->vscard.tls_ca, "/ca.pem");
+	assert_string_equal(config->vscard.tls_subjects[0], "alice");
+	assert_string_equal(config->vscard.tls_subjects[1], "CN=*,O=Example Lab");
+	assert_string_equal(config->vscard.tls_subjects[2], "bob");
+	assert_null(config->vscard.tls_subjects[3]);
+	vccid_config_free(config);
+
+	/* A TLS endpoint without credentials, or with a bad address, is left out (logged). */
+	config = load("[vscard]\ntls-listen = 127.0.0.1:4001\n");
+	assert_int_equal(config->n_errors, 1);
+	assert_logged(FILE_NAME, "[vscard] tls-listen: needs tls-dir, or tls-cert and tls-key");
+	assert_null(config->vscard.tls_listen);
+	vccid_config_free(config);
+	config = load("[vscard]\ntls-listen = 127.0.0.1:80\ntls-dir = /d\n");
+	assert_int_equal(config->n_errors, 1);
+	assert_logged(FILE_NAME, "[vscard] tls-listen:");
+	assert_null(config->vscard.tls_listen);
+	assert_string_equal(config->vscard.listen, VCCID_VSCARD_DEFAULT_LISTEN);
+	vccid_config_free(config);
+	config = load("[vscard]\ntls-listen = none\ntls-dir = /d\n");
+	assert_int_equal(config->n_errors, 0);
+	assert_null(config->vscard.tls_listen);
 	vccid_config_free(config);
 }
 
@@ -730,6 +779,7 @@ int main(void)
 		cmocka_unit_test_setup(test_no_path, setup),
 		cmocka_unit_test_setup(test_file_on_disk, setup),
 		cmocka_unit_test_setup(test_vscard_settings, setup),
+		cmocka_unit_test_setup(test_vscard_tls_settings, setup),
 		cmocka_unit_test_setup(test_vpcd_settings, setup),
 		cmocka_unit_test_setup(test_log_level_parse, setup),
 		cmocka_unit_test_setup(test_log_filter, setup),
