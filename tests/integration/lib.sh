@@ -235,6 +235,24 @@ vccid_qemu_passthru() {
 	VCCID_QEMU_PID=$!
 }
 
+# vccid_qemu_stop PID: ends a QEMU of ours (SIGTERM) and reaps it, bounded.
+vccid_qemu_stop() {
+	kill -TERM "$1" 2>/dev/null
+	vccid_wait_pid "$1" 10
+}
+
+# vccid_share_accepted SHARE-LOG QEMU-PREFIX N DESC: ok when vccid-share's log (-v) shows
+# its Nth ATR accepted by the host and QEMU (vccid_qemu_passthru's PREFIX.out) checked it.
+vccid_share_accepted() {
+	if vccid_wait_count "$1" 'the host accepted the ATR' "$3" 30 &&
+		vccid_wait_for "$2.out" 'atr passes check: 15 total length' 10; then
+		vccid_ok "$4: handshake complete, ATR accepted and checked by QEMU"
+	else
+		vccid_not_ok "$4: handshake complete, ATR accepted and checked by QEMU" \
+			"$(cat "$1" "$2.out" "$2.err")"
+	fi
+}
+
 # ---------------------------------------------------------------- the test guest
 
 # vccid_guest_cac_prepare SHAREDIR DB: what tests/guest/opensc-cac.sh needs in the guest's
