@@ -16,7 +16,6 @@
 #include "stats.h"
 #include "watch.h"
 
-#define EVENT_MAX_ROUNDS 10000ul
 
 /* What the watcher thread saw last. */
 
@@ -28,7 +27,7 @@ static void usage(FILE *f)
 		   "  connection; a second thread waits in SCardGetStatusChange. ROUNDS default\n"
 		   "  200 (at most %lu); an event not seen within TIMEOUT_MS (default 2000) is\n"
 		   "  counted as missed.\n",
-		VCCID_CTL_REMOVE, VCCID_CTL_INSERT, EVENT_MAX_ROUNDS);
+		VCCID_CTL_REMOVE, VCCID_CTL_INSERT, STATS_EVENT_MAX_ROUNDS);
 }
 
 static void print_line(const char *what, uint64_t *ns, size_t n, uint64_t *ctl_ns)
@@ -45,8 +44,9 @@ static void print_line(const char *what, uint64_t *ns, size_t n, uint64_t *ctl_n
 
 int main(int argc, char **argv)
 {
-	const char *reader = NULL;
-	unsigned long rounds = 200, timeout_ms = 2000, r;
+	struct stats_event_opts o = { .rounds = 200, .timeout_ms = 2000 };
+	const char *reader;
+	unsigned long rounds, timeout_ms, r;
 	uint64_t *ins, *rem, *ins_ctl, *rem_ctl;
 	size_t nins = 0, nrem = 0;
 	unsigned long missed = 0;
@@ -59,28 +59,22 @@ int main(int argc, char **argv)
 	int opt, status = 0;
 
 	while ((opt = getopt(argc, argv, "r:n:T:h")) != -1) {
-		switch (opt) {
-		case 'r':
-			reader = optarg;
-			break;
-		case 'n':
-			if (stats_option_count("event-bench", "ROUNDS", optarg, 1, EVENT_MAX_ROUNDS,
-					       &rounds) != 0)
-				return 2;
-			break;
-		case 'T':
-			if (stats_option_count("event-bench", "TIMEOUT_MS", optarg, 1, 60000,
-					       &timeout_ms) != 0)
-				return 2;
-			break;
-		case 'h':
+		int taken = stats_event_option("event-bench", opt, optarg, &o);
+
+		if (taken < 0)
+			return 2;
+		if (taken > 0)
+			continue;
+		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		default:
-			usage(stderr);
-			return 2;
 		}
+		usage(stderr);
+		return 2;
 	}
+	reader = o.reader;
+	rounds = o.rounds;
+	timeout_ms = o.timeout_ms;
 	if (reader == NULL || optind != argc) {
 		usage(stderr);
 		return 2;

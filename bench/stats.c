@@ -80,6 +80,28 @@ int stats_option_count(const char *prog, const char *what, const char *s, unsign
 	return -1;
 }
 
+int stats_event_option(const char *prog, int opt, const char *arg, struct stats_event_opts *o)
+{
+	switch (opt) {
+	case 'r':
+		o->reader = arg;
+		return 1;
+	case 'H':
+		o->host = arg;
+		return 1;
+	case 'p':
+		return stats_option_count(prog, "PORT", arg, 1, 65535, &o->port) == 0 ? 1 : -1;
+	case 'n':
+		return stats_option_count(prog, "ROUNDS", arg, 1, STATS_EVENT_MAX_ROUNDS,
+					  &o->rounds) == 0 ? 1 : -1;
+	case 'T':
+		return stats_option_count(prog, "TIMEOUT_MS", arg, 1, 60000, &o->timeout_ms) == 0 ?
+			1 : -1;
+	default:
+		return 0;
+	}
+}
+
 void stats_print_fields(const char *what, uint64_t *ns, size_t n)
 {
 	struct stats_summary s;

@@ -27,4 +27,23 @@ int stats_parse_count(const char *s, unsigned long lo, unsigned long hi, unsigne
 int stats_option_count(const char *prog, const char *what, const char *s, unsigned long lo,
 		       unsigned long hi, unsigned long *out);
 
+/* The most rounds an event bench takes (-n). */
+#define STATS_EVENT_MAX_ROUNDS 10000ul
+
+/* The options the event benches share; the caller sets the defaults. */
+struct stats_event_opts {
+	const char *reader;          /* -r READER */
+	const char *host;            /* -H HOST */
+	unsigned long port;          /* -p PORT, 1..65535 */
+	unsigned long rounds;        /* -n ROUNDS, 1..STATS_EVENT_MAX_ROUNDS */
+	unsigned long timeout_ms;    /* -T TIMEOUT_MS, 1..60000 */
+};
+
+/**
+ * Takes getopt's option @p opt with @p arg into @p o: 1 when it is one of the
+ * options above, 0 when it is another, -1 for a bad value (said on stderr as
+ * from @p prog).
+ */
+int stats_event_option(const char *prog, int opt, const char *arg, struct stats_event_opts *o);
+
 #endif

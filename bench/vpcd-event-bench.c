@@ -16,7 +16,6 @@
 #include "tcp.h"
 #include "watch.h"
 
-#define EVENT_MAX_ROUNDS 10000ul
 #define VPCD_CTRL_ATR 4
 #define VPCD_MAX_MSG 0xFFFF
 
@@ -75,13 +74,15 @@ static void usage(FILE *f)
 		   "  written to it (atr), and from close() to the removal event (remove), in one\n"
 		   "  process (CLOCK_MONOTONIC). ROUNDS default 200 (at most %lu); an event not\n"
 		   "  seen within TIMEOUT_MS (default 2000) is counted as missed.\n",
-		EVENT_MAX_ROUNDS);
+		STATS_EVENT_MAX_ROUNDS);
 }
 
 int main(int argc, char **argv)
 {
-	const char *reader = "Virtual PCD 00 00", *host = "127.0.0.1";
-	unsigned long rounds = 200, timeout_ms = 2000, port = 0, r = 0, missed = 0;
+	struct stats_event_opts o = { .reader = "Virtual PCD 00 00", .host = "127.0.0.1",
+				      .rounds = 200, .timeout_ms = 2000 };
+	const char *reader, *host;
+	unsigned long rounds, timeout_ms, port, r = 0, missed = 0;
 	uint64_t *ins, *atr, *rem;
 	size_t nins = 0, natr = 0, nrem = 0;
 	struct watch w;
@@ -90,35 +91,24 @@ int main(int argc, char **argv)
 	LONG rv;
 
 	while ((opt = getopt(argc, argv, "r:n:T:H:p:h")) != -1) {
-		switch (opt) {
-		case 'r':
-			reader = optarg;
-			break;
-		case 'H':
-			host = optarg;
-			break;
-		case 'p':
-			if (stats_option_count("vpcd-event-bench", "PORT", optarg, 1, 65535, &port) != 0)
-				return 2;
-			break;
-		case 'n':
-			if (stats_option_count("vpcd-event-bench", "ROUNDS", optarg, 1, EVENT_MAX_ROUNDS,
-					       &rounds) != 0)
-				return 2;
-			break;
-		case 'T':
-			if (stats_option_count("vpcd-event-bench", "TIMEOUT_MS", optarg, 1, 60000,
-					       &timeout_ms) != 0)
-				return 2;
-			break;
-		case 'h':
+		int taken = stats_event_option("vpcd-event-bench", opt, optarg, &o);
+
+		if (taken < 0)
+			return 2;
+		if (taken > 0)
+			continue;
+		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		default:
-			usage(stderr);
-			return 2;
 		}
+		usage(stderr);
+		return 2;
 	}
+	reader = o.reader;
+	host = o.host;
+	port = o.port;
+	rounds = o.rounds;
+	timeout_ms = o.timeout_ms;
 	if (port == 0 || optind != argc) {
 		usage(stderr);
 		return 2;

@@ -15,7 +15,6 @@
 #include "watch.h"
 #include "vscard-wire.h"
 
-#define EVENT_MAX_ROUNDS 10000ul
 
 static const uint8_t card_atr[] = { 0x3B, 0x02, 0x14, 0x50 };
 
@@ -30,13 +29,15 @@ static void usage(FILE *f)
 		   "  the host binds the reader to). Latency runs from just before the message is\n"
 		   "  written to SCardGetStatusChange returning (CLOCK_MONOTONIC, one process).\n"
 		   "  ROUNDS default 200 (at most %lu); an event not seen within TIMEOUT_MS\n"
-		   "  (default 2000) is counted as missed.\n", EVENT_MAX_ROUNDS);
+		   "  (default 2000) is counted as missed.\n", STATS_EVENT_MAX_ROUNDS);
 }
 
 int main(int argc, char **argv)
 {
-	const char *reader = "vccid 00 00", *host = "127.0.0.1";
-	unsigned long rounds = 200, timeout_ms = 2000, port = 0, r = 0;
+	struct stats_event_opts o = { .reader = "vccid 00 00", .host = "127.0.0.1", .rounds = 200,
+				      .timeout_ms = 2000 };
+	const char *reader, *host;
+	unsigned long rounds, timeout_ms, port, r = 0;
 	uint64_t *ins, *rem;
 	size_t nins = 0, nrem = 0;
 	unsigned long missed = 0;
@@ -48,36 +49,24 @@ int main(int argc, char **argv)
 	LONG rv;
 
 	while ((opt = getopt(argc, argv, "r:n:T:H:p:h")) != -1) {
-		switch (opt) {
-		case 'r':
-			reader = optarg;
-			break;
-		case 'H':
-			host = optarg;
-			break;
-		case 'p':
-			if (stats_option_count("vscard-event-bench", "PORT", optarg, 1, 65535,
-					       &port) != 0)
-				return 2;
-			break;
-		case 'n':
-			if (stats_option_count("vscard-event-bench", "ROUNDS", optarg, 1, EVENT_MAX_ROUNDS,
-					       &rounds) != 0)
-				return 2;
-			break;
-		case 'T':
-			if (stats_option_count("vscard-event-bench", "TIMEOUT_MS", optarg, 1, 60000,
-					       &timeout_ms) != 0)
-				return 2;
-			break;
-		case 'h':
+		int taken = stats_event_option("vscard-event-bench", opt, optarg, &o);
+
+		if (taken < 0)
+			return 2;
+		if (taken > 0)
+			continue;
+		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		default:
-			usage(stderr);
-			return 2;
 		}
+		usage(stderr);
+		return 2;
 	}
+	reader = o.reader;
+	host = o.host;
+	port = o.port;
+	rounds = o.rounds;
+	timeout_ms = o.timeout_ms;
 	if (port == 0 || optind != argc || m == NULL) {
 		usage(stderr);
 		return 2;
