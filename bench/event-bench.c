@@ -56,22 +56,11 @@ int main(int argc, char **argv)
 	SCARDHANDLE card;
 	DWORD proto;
 	LONG rv;
-	int opt, status = 0;
+	int args, status = 0;
 
-	while ((opt = getopt(argc, argv, "r:n:T:h")) != -1) {
-		int taken = stats_event_option("event-bench", opt, optarg, &o);
-
-		if (taken < 0)
-			return 2;
-		if (taken > 0)
-			continue;
-		if (opt == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		usage(stderr);
-		return 2;
-	}
+	args = stats_event_args("event-bench", argc, argv, "r:n:T:h", usage, &o);
+	if (args >= 0)
+		return args;
 	reader = o.reader;
 	rounds = o.rounds;
 	timeout_ms = o.timeout_ms;

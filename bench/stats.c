@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t stats_now_ns(void)
 {
@@ -80,7 +81,8 @@ int stats_option_count(const char *prog, const char *what, const char *s, unsign
 	return -1;
 }
 
-int stats_event_option(const char *prog, int opt, const char *arg, struct stats_event_opts *o)
+/* Takes option @p opt into @p o: 1 when it is one of the shared ones, 0 when not, -1 for a bad value. */
+static int event_option(const char *prog, int opt, const char *arg, struct stats_event_opts *o)
 {
 	switch (opt) {
 	case 'r':
@@ -100,6 +102,28 @@ int stats_event_option(const char *prog, int opt, const char *arg, struct stats_
 	default:
 		return 0;
 	}
+}
+
+int stats_event_args(const char *prog, int argc, char **argv, const char *optstring,
+		     void (*usage)(FILE *), struct stats_event_opts *o)
+{
+	int opt;
+
+	while ((opt = getopt(argc, argv, optstring)) != -1) {
+		int taken = event_option(prog, opt, optarg, o);
+
+		if (taken < 0)
+			return 2;
+		if (taken > 0)
+			continue;
+		if (opt == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		usage(stderr);
+		return 2;
+	}
+	return -1;
 }
 
 void stats_print_fields(const char *what, uint64_t *ns, size_t n)

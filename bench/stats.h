@@ -4,6 +4,7 @@
 #define VCCID_BENCH_STATS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 struct stats_summary {
@@ -40,10 +41,13 @@ struct stats_event_opts {
 };
 
 /**
- * Takes getopt's option @p opt with @p arg into @p o: 1 when it is one of the
- * options above, 0 when it is another, -1 for a bad value (said on stderr as
- * from @p prog).
+ * Reads an event bench's options from @p argv with getopt's @p optstring (some
+ * of r: H: p: n: T:, and h) into @p o. Returns -1 when they are good (optind
+ * is past them), else the exit status: 0 after -h (@p usage printed to
+ * stdout), 2 for an unknown option or a bad value (said on stderr as from
+ * @p prog).
  */
-int stats_event_option(const char *prog, int opt, const char *arg, struct stats_event_opts *o);
+int stats_event_args(const char *prog, int argc, char **argv, const char *optstring,
+		     void (*usage)(FILE *), struct stats_event_opts *o);
 
 #endif

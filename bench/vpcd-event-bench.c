@@ -87,23 +87,12 @@ int main(int argc, char **argv)
 	size_t nins = 0, natr = 0, nrem = 0;
 	struct watch w;
 	pthread_t tid;
-	int opt, status = 0;
+	int args, status = 0;
 	LONG rv;
 
-	while ((opt = getopt(argc, argv, "r:n:T:H:p:h")) != -1) {
-		int taken = stats_event_option("vpcd-event-bench", opt, optarg, &o);
-
-		if (taken < 0)
-			return 2;
-		if (taken > 0)
-			continue;
-		if (opt == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		usage(stderr);
-		return 2;
-	}
+	args = stats_event_args("vpcd-event-bench", argc, argv, "r:n:T:H:p:h", usage, &o);
+	if (args >= 0)
+		return args;
 	reader = o.reader;
 	host = o.host;
 	port = o.port;

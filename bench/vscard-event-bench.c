@@ -45,23 +45,12 @@ int main(int argc, char **argv)
 	pthread_t tid;
 	struct vsw_msg *m = malloc(sizeof *m);
 	uint32_t caps, id, rid, code;
-	int opt, status = 0, fd;
+	int args, status = 0, fd;
 	LONG rv;
 
-	while ((opt = getopt(argc, argv, "r:n:T:H:p:h")) != -1) {
-		int taken = stats_event_option("vscard-event-bench", opt, optarg, &o);
-
-		if (taken < 0)
-			return 2;
-		if (taken > 0)
-			continue;
-		if (opt == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		usage(stderr);
-		return 2;
-	}
+	args = stats_event_args("vscard-event-bench", argc, argv, "r:n:T:H:p:h", usage, &o);
+	if (args >= 0)
+		return args;
 	reader = o.reader;
 	host = o.host;
 	port = o.port;
